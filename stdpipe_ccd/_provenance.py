@@ -1,0 +1,78 @@
+"""FITS-safe provenance in ``.meta``, with ccdproc's ``add_keyword`` vocabulary."""
+
+import textwrap
+
+from ccdproc import Keyword
+
+from .flags import MaskFlag
+
+__all__ = ["add_provenance"]
+
+#: 8-character keywords for the number of pixels per mask reason
+COUNT_KEYWORDS = {
+    MaskFlag.NONFINITE: "MSKNFIN",
+    MaskFlag.OUTSIDE_DATASEC: "MSKDSEC",
+    MaskFlag.SATURATED: "MSKSAT",
+    MaskFlag.BLEED: "MSKBLEED",
+    MaskFlag.EXTERNAL: "MSKEXT",
+    MaskFlag.COSMIC_RAY: "MSKCR",
+    MaskFlag.HOT: "MSKHOT",
+    MaskFlag.LOW_RESPONSE: "MSKLOWR",
+    MaskFlag.INPUT: "MSKINPUT",
+}
+
+
+def add_provenance(meta, add_keyword, function, call, counts, *, total):
+    """Record a call and its per-reason pixel counts in ``meta`` (in place).
+
+    Parameters
+    ----------
+    meta : `~astropy.io.fits.Header` or dict
+        Metadata of the result.
+    add_keyword : bool, str, dict, `~ccdproc.Keyword` or None
+        `True` records the call as ``HISTORY``; a str, dict or
+        `~ccdproc.Keyword` is recorded instead; `None`/`False` records nothing.
+    function : str
+        Name of the function that made the result.
+    call : str
+        Its options as ``name=value, ...``.
+    counts : dict
+        Pixels per `~stdpipe_ccd.MaskFlag` name.
+    total : int
+        Pixels masked for any reason.
+    """
+    if add_keyword is None or add_keyword is False:
+        return
+    from . import __version__
+
+    if add_keyword is True:
+        text = f"stdpipe_ccd {__version__} {function}({call})"
+        for line in textwrap.wrap(text, 70):
+            _add_history(meta, line)
+    else:
+        for key, value in _custom_items(add_keyword, function):
+            meta[key] = value
+    for flag, keyword in COUNT_KEYWORDS.items():
+        meta[keyword] = (counts[flag.name], f"pixels masked: {flag.name}")
+    meta["MSKTOTAL"] = (total, "pixels masked for any reason")
+
+
+def _custom_items(add_keyword, function):
+    """``(key, value)`` pairs of a user-chosen provenance entry."""
+    if isinstance(add_keyword, str):
+        return [(add_keyword, function)]
+    if isinstance(add_keyword, Keyword):
+        return [(add_keyword.name, add_keyword.value)]
+    if isinstance(add_keyword, dict):
+        return list(add_keyword.items())
+    msg = f"add_keyword must be a bool, str, dict or ccdproc.Keyword, not {type(add_keyword).__name__}"
+    raise TypeError(msg)
+
+
+def _add_history(meta, line):
+    """Append a HISTORY line to a Header or a plain dict."""
+    if hasattr(meta, "add_history"):
+        meta.add_history(line)
+    else:
+        history = meta.get("HISTORY")
+        meta["HISTORY"] = [*history, line] if isinstance(history, list) else [line]

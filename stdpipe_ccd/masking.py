@@ -1,0 +1,527 @@
+"""Masking of CCD frames: `make_mask` and one private helper per reason."""
+
+import inspect
+import logging
+import warnings
+
+import numpy as np
+from astropy import units as u
+from astropy.nddata import CCDData
+from scipy import ndimage
+
+from ._provenance import add_provenance
+from ._sections import valid_region
+from .exceptions import StdpipeCCDWarning
+from .flags import FLAGS_DTYPE, MaskFlag, flag_counts
+
+__all__ = ["make_mask"]
+
+logger = logging.getLogger(__name__)
+
+#: astroscrappy options that `make_mask` sets itself.
+COSMICS_DEFAULTS = {"sigclip": 4.5, "sigfrac": 0.3, "objlim": 5.0, "niter": 4,
+                    "sepmed": True, "cleantype": "meanmask"}
+_COSMICS_RESERVED = ("indat", "inmask", "inbkg", "invar", "gain", "readnoise", "satlevel",
+                     "verbose")
+#: side of the boxes (pixels) in which the sky and its noise are measured
+BACKGROUND_BOX = 64
+
+
+def make_mask(
+    ccd,
+    *,
+    saturation=None,
+    mask_bleed=False,
+    external_mask=None,
+    mask_cosmics=False,
+    gain=None,
+    readnoise=None,
+    cosmics_options=None,
+    dark=None,
+    hot_threshold=10.0,
+    flat=None,
+    flat_threshold=0.5,
+    add_keyword=True,
+):
+    """Mask the pixels of a CCD frame that must not be used, and say why.
+
+    Parameters
+    ----------
+    ccd : `~astropy.nddata.CCDData`
+        The frame, 2D. It is not modified.
+    saturation : float, `~astropy.units.Quantity`, bool or None, optional
+        Saturation level; pixels at or above it are masked. `None` takes
+        ``SATURATE`` from ``ccd.meta`` when it is there; a number is in the
+        unit of the image; a `~astropy.units.Quantity` is converted to it;
+        `True` estimates it as ``median + 0.95 (max - median)``; `False` turns
+        saturation masking off. Default is `None`.
+    mask_bleed : bool, optional
+        Mask bleeding-charge trails: saturated pixels that extend a saturated
+        star along its columns beyond its round core, and the partly filled
+        pixel at each end of a trail. Needs a saturation level. Default is
+        `False`.
+    external_mask : array-like, optional
+        Boolean or integer array of the image shape; non-zero pixels are
+        masked as `~stdpipe_ccd.MaskFlag.EXTERNAL`.
+    mask_cosmics : bool, optional
+        Detect cosmic rays with LACosmic [1]_ through `astroscrappy.detect_cosmics`.
+        The noise model is measured from the frame itself (so it holds whether
+        or not the sky was subtracted), weighted by the flat when one is given,
+        plus the Poisson noise of the sources. Pixels masked for any other
+        reason are excluded from the detection. Default is `False`.
+    gain : float or `~astropy.units.Quantity`, optional
+        Gain in e-/ADU for the cosmic-ray noise model; `None` reads ``GAIN``
+        from ``ccd.meta``, or uses 1 with a warning. Ignored (taken as 1) when
+        the image is in electrons.
+    readnoise : float or `~astropy.units.Quantity`, optional
+        Read noise in electrons: the floor of the noise model; `None` reads
+        ``RDNOISE`` or ``READNOISE`` from ``ccd.meta``.
+    cosmics_options : dict, optional
+        Further options for `astroscrappy.detect_cosmics` (``sigclip``,
+        ``objlim``, ...). A name it does not know raises `TypeError`.
+    dark : `~astropy.nddata.CCDData` or array-like, optional
+        Master dark of the image shape. Pixels above its median by more than
+        ``hot_threshold`` times its MAD standard deviation are masked as hot.
+    hot_threshold : float, optional
+        Threshold for hot pixels, in robust standard deviations. Default is 10.
+    flat : `~astropy.nddata.CCDData` or array-like, optional
+        Master flat of the image shape. Pixels whose response is below
+        ``flat_threshold`` times its median, or not finite, are masked as low
+        response; the flat also shapes the cosmic-ray noise model.
+    flat_threshold : float, optional
+        Relative response below which a pixel is masked. Default is 0.5.
+    add_keyword : bool, str, dict or `~ccdproc.Keyword`, optional
+        Provenance in ``.meta``, in the ccdproc manner: `True` records the call
+        (``HISTORY`` cards) and the number of pixels per reason (``MSK*``
+        keywords); a str, dict or `~ccdproc.Keyword` is recorded instead of the
+        call; `None` or `False` adds nothing. Default is `True`.
+
+    Returns
+    -------
+    masked : `~astropy.nddata.CCDData`
+        A new frame: ``.data`` is a read-only view of the input data,
+        ``.mask`` is `True` for excluded pixels (the input's own mask included),
+        ``.flags`` is a ``uint16`` image of `~stdpipe_ccd.MaskFlag` bits that
+        says why, with ``mask == (flags != 0)``, and ``.meta`` is a copy of the
+        input header with the provenance.
+
+    Raises
+    ------
+    ValueError
+        The data are not 2D; a mask, dark or flat has another shape; a section
+        in ``.meta`` is malformed; the saturation level is not positive and
+        finite, or is missing while ``mask_bleed`` needs it.
+    TypeError
+        ``cosmics_options`` names an option astroscrappy does not have.
+    astropy.units.UnitsError
+        A quantity cannot be converted to the unit it needs.
+
+    Notes
+    -----
+    The ``.data`` of the result shares memory with the input (it is a
+    read-only view, so neither can be changed through the other by
+    accident); use ``masked.data.copy()`` for an array of your own.
+
+    References
+    ----------
+    .. [1] van Dokkum, P. G. 2001, PASP, 113, 1420, "Cosmic-Ray Rejection by
+       Laplacian Edge Detection"
+
+    Examples
+    --------
+    >>> from stdpipe_ccd import datasets, make_mask, MaskFlag
+    >>> frame = datasets.make_frame((256, 256), seed=1)
+    >>> masked = make_mask(frame.ccd, mask_bleed=True)
+    >>> masked.meta["MSKDSEC"]  # pixels outside DATASEC: the 32-column overscan
+    8192
+    >>> bool((masked.mask == (masked.flags != 0)).all())
+    True
+    """
+    data = _check_ccd(ccd)
+    flags = np.zeros(data.shape, dtype=FLAGS_DTYPE)
+
+    _mask_nonfinite(data, flags)
+    _mask_outside_datasec(ccd.meta, flags)
+    level = _saturation_level(ccd, saturation)
+    if level is not None:
+        _mask_saturated(data, level, flags)
+    if mask_bleed:
+        if level is None:
+            msg = "mask_bleed=True needs a saturation level: pass saturation= or set SATURATE"
+            raise ValueError(msg)
+        _mask_bleed(data, flags)
+    if external_mask is not None:
+        _set(flags, _same_shape(external_mask, data.shape, "external_mask") != 0,
+             MaskFlag.EXTERNAL)
+    if ccd.mask is not None:
+        _set(flags, _same_shape(ccd.mask, data.shape, "ccd.mask").astype(bool), MaskFlag.INPUT)
+    if dark is not None:
+        _mask_hot(_same_shape(dark, data.shape, "dark"), hot_threshold, flags)
+    response = None
+    if flat is not None:
+        response = _mask_low_response(_same_shape(flat, data.shape, "flat"), flat_threshold,
+                                      flags)
+    if mask_cosmics:
+        gain, readnoise = _gain_readnoise(ccd, gain, readnoise)
+        _mask_cosmics(data, flags, gain=gain, readnoise=readnoise, response=response,
+                      saturation=level, options=cosmics_options)
+
+    view = data.view()
+    view.flags.writeable = False
+    result = CCDData(view, unit=ccd.unit, meta=ccd.meta.copy(), wcs=ccd.wcs,
+                     uncertainty=ccd.uncertainty, mask=flags != 0, flags=flags,
+                     psf=getattr(ccd, "psf", None))
+    counts = flag_counts(flags)
+    logger.info("masked %d pixels: %s", np.count_nonzero(result.mask),
+                ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    call = _describe_call(saturation=level, mask_bleed=mask_bleed,
+                          external_mask=external_mask is not None, mask_cosmics=mask_cosmics,
+                          dark=dark is not None, hot_threshold=hot_threshold,
+                          flat=flat is not None, flat_threshold=flat_threshold)
+    add_provenance(result.meta, add_keyword, "make_mask", call, counts,
+                   total=int(np.count_nonzero(result.mask)))
+    return result
+
+
+# --- checks -----------------------------------------------------------------
+
+def _check_ccd(ccd):
+    """Return the data of ``ccd`` as a native-endian array, checking that it is 2D."""
+    if not isinstance(ccd, CCDData):
+        msg = f"ccd must be an astropy.nddata.CCDData, not {type(ccd).__name__}"
+        raise TypeError(msg)
+    data = np.asarray(ccd.data)
+    if data.ndim != 2:
+        msg = f"ccd.data must be 2D, not {data.ndim}D with shape {data.shape}"
+        raise ValueError(msg)
+    if not data.dtype.isnative:
+        # FITS data are big-endian; numpy and astroscrappy want native order
+        data = data.astype(data.dtype.newbyteorder("="))
+    return data
+
+
+def _same_shape(item, shape, name):
+    """Return ``item`` (array, NDData) as an array, checking its shape."""
+    array = np.asarray(getattr(item, "data", item))
+    if array.shape != tuple(shape):
+        msg = f"{name} has shape {array.shape}, but the image has shape {tuple(shape)}"
+        raise ValueError(msg)
+    return array
+
+
+def _set(flags, where, flag):
+    """OR ``flag`` into ``flags`` where ``where`` is True."""
+    np.bitwise_or(flags, FLAGS_DTYPE.type(flag), out=flags, where=where)
+
+
+def _quantity_value(value, unit, name):
+    """Return ``value`` in ``unit``; bare numbers are taken to be in ``unit`` already."""
+    if isinstance(value, u.Quantity):
+        try:
+            return float(value.to_value(unit))
+        except u.UnitConversionError as err:
+            msg = f"{name}={value} cannot be converted to {unit}"
+            raise u.UnitsError(msg) from err
+    return float(value)
+
+
+# --- the reasons --------------------------------------------------------------
+
+def _mask_nonfinite(data, flags):
+    if data.dtype.kind == "f":
+        _set(flags, ~np.isfinite(data), MaskFlag.NONFINITE)
+
+
+def _mask_outside_datasec(meta, flags):
+    region = valid_region(meta, flags.shape)
+    if region is None:
+        return
+    (y0, y1), (x0, x1) = region
+    bit = FLAGS_DTYPE.type(MaskFlag.OUTSIDE_DATASEC)
+    for sub in (flags[:y0], flags[y1:], flags[y0:y1, :x0], flags[y0:y1, x1:]):
+        sub |= bit
+
+
+def _saturation_level(ccd, saturation):
+    """The saturation level in the image unit, or None for no saturation masking."""
+    if saturation is False:
+        return None
+    if saturation is None:
+        if "SATURATE" not in ccd.meta:
+            return None
+        level = _quantity_value(ccd.meta["SATURATE"], ccd.unit, "SATURATE")
+        name = "SATURATE in .meta"
+    elif saturation is True:
+        finite = ccd.data[np.isfinite(ccd.data)]
+        median = np.median(finite)
+        level = float(median + 0.95 * (finite.max() - median))
+        logger.info("estimated saturation level %.1f %s", level, ccd.unit)
+        name = "estimated saturation"
+    else:
+        level = _quantity_value(saturation, ccd.unit, "saturation")
+        name = "saturation"
+    if not (np.isfinite(level) and level > 0):
+        msg = f"{name} must be positive and finite, not {level}"
+        raise ValueError(msg)
+    return level
+
+
+def _mask_saturated(data, level, flags):
+    _set(flags, data >= level, MaskFlag.SATURATED)
+
+
+def _mask_bleed(data, flags):
+    """Flag saturated column runs beyond each star's round core, and the pixel past each run."""
+    saturated = (flags & MaskFlag.SATURATED) != 0
+    blobs, _ = ndimage.label(saturated)
+    trail = np.zeros_like(saturated)
+    for index, box in enumerate(ndimage.find_objects(blobs), start=1):
+        blob = blobs[box] == index
+        trail[box] |= blob & ~_round_core(data, blob, box)
+    # the charge that did not fill a whole pixel sits just past each end of a trail
+    ends = np.zeros_like(trail)
+    ends[1:] |= trail[:-1]
+    ends[:-1] |= trail[1:]
+    _set(flags, trail | (ends & ~saturated), MaskFlag.BLEED)
+
+
+def _round_core(data, blob, box):
+    """The disk of a saturated star inside its saturated blob (in the blob's box).
+
+    Bleeding runs along columns, so the blob is as wide as the star's core:
+    its radius is half the width. The centre row is where the unsaturated
+    pixels just left and right of the blob are brightest.
+    """
+    rows, cols = box
+    flanks = [c for c in (cols.start - 1, cols.stop) if 0 <= c < data.shape[1]]
+    height, width = blob.shape
+    if flanks:
+        flank = np.nanmax(data[rows, flanks], axis=1)
+        yc = int(np.argmax(np.where(np.isfinite(flank), flank, -np.inf)))
+    else:
+        yc = (height - 1) / 2
+    radius = width / 2
+    y, x = np.ogrid[:height, :width]
+    # a quarter pixel inside: the bled charge fills the rim of the disk first
+    return (y - yc) ** 2 + (x - (width - 1) / 2) ** 2 <= (radius - 0.25) ** 2
+
+
+def _mask_hot(dark, threshold, flags):
+    dark = np.asarray(dark, dtype=np.float32)
+    finite = dark[np.isfinite(dark)]
+    median = np.median(finite)
+    spread = 1.4826 * np.median(np.abs(finite - median))
+    _set(flags, dark > median + threshold * spread, MaskFlag.HOT)
+
+
+def _mask_low_response(flat, threshold, flags):
+    """Flag low-response pixels; return the flat normalised to its median."""
+    flat = np.asarray(flat, dtype=np.float32)
+    finite = np.isfinite(flat)
+    response = flat / np.median(flat[finite & (flat > 0)])
+    with np.errstate(invalid="ignore"):
+        _set(flags, ~(response >= threshold), MaskFlag.LOW_RESPONSE)
+    return response
+
+
+def _gain_readnoise(ccd, gain, readnoise):
+    """Gain (e-/ADU) and read noise (e-) from the arguments or ``ccd.meta``."""
+    in_electrons = ccd.unit == u.electron
+    if gain is None:
+        gain = ccd.meta.get("GAIN")
+        if gain is None and not in_electrons:
+            warnings.warn("no gain given and no GAIN in .meta; using 1 e-/ADU for the "
+                          "cosmic-ray noise model", StdpipeCCDWarning, stacklevel=3)
+            gain = 1.0
+    if in_electrons:
+        if gain is not None and _quantity_value(gain, u.electron / u.adu, "gain") != 1:
+            warnings.warn("the image is in electrons, so gain is taken as 1 for the cosmic-ray "
+                          "noise model", StdpipeCCDWarning, stacklevel=3)
+        gain = 1.0
+    gain = _quantity_value(gain, u.electron / u.adu, "gain")
+    if readnoise is None:
+        readnoise = ccd.meta.get("RDNOISE", ccd.meta.get("READNOISE", 0.0))
+    readnoise = _quantity_value(readnoise, u.electron, "readnoise")
+    if not (np.isfinite(gain) and gain > 0):
+        msg = f"gain must be positive and finite, not {gain}"
+        raise ValueError(msg)
+    return gain, readnoise
+
+
+def _mask_cosmics(data, flags, *, gain, readnoise, response, saturation, options):
+    """Run LACosmic on the unmasked pixels with a measured noise model, then refine.
+
+    LACosmic's Laplacian is noisy for rays a few sigma above the sky, so
+    sharp pixels it misses are added (`_add_sharp_events`); every detection
+    that sits on a smooth source is dropped (`_drop_smooth`), and the rest
+    grow into the weaker edges of their tracks (`_grow`).
+    """
+    import astroscrappy
+
+    options = _cosmics_options(astroscrappy.detect_cosmics, options)
+    known = flags != 0
+    sky, variance = _noise_model(data, known, gain=gain, readnoise=readnoise, response=response)
+    satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
+    cosmics, _ = astroscrappy.detect_cosmics(
+        data, inmask=known, invar=variance, gain=gain, readnoise=readnoise,
+        satlevel=satlevel, **options)
+    cosmics &= ~known
+    sigma = np.sqrt(variance)
+    _add_sharp_events(cosmics, data, sky, sigma, known)
+    _drop_smooth(cosmics, data, sky, sigma)
+    _grow(cosmics, data, sky, sigma, known)
+    _set(flags, cosmics, MaskFlag.COSMIC_RAY)
+
+
+#: a pixel this many sigma above the sky is a candidate sharp event
+SHARP_SIGMA = 4.0
+#: ... and is sharp if its 8 neighbours hold less than this times its excess
+#: (a star with FWHM >= 2.7 pixels puts at least 4 times its core there)
+SHARP_NEIGHBOURS = 3.0
+#: a detection is on a smooth source if its 5 x 5 median exceeds the sky by
+#: this fraction of the pixel's own excess (star cores: 0.3 or more; rays: about 0)
+SMOOTH_FRACTION = 0.2
+#: growth adds neighbours this many sigma above their own 5 x 5 median ...
+GROW_SIGMA = 2.0
+#: ... for this many steps of one pixel
+GROW_STEPS = 3
+_NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+
+
+def _add_sharp_events(cosmics, data, sky, sigma, known):
+    """Flag local maxima well above the sky whose neighbours hold too little light for a star."""
+    candidate = (data - sky > SHARP_SIGMA * sigma) & ~known
+    candidate[[0, -1], :] = False
+    candidate[:, [0, -1]] = False
+    iy, ix = np.nonzero(candidate)
+    centre = data[iy, ix]
+    excess = centre - sky[iy, ix]
+    around = np.zeros_like(excess)
+    sharp = np.ones(iy.size, dtype=bool)
+    for dy, dx in _NEIGHBOURS:
+        neighbour = data[iy + dy, ix + dx]
+        around += neighbour - sky[iy, ix]
+        sharp &= (neighbour <= centre) & ~known[iy + dy, ix + dx]
+    sharp &= around < SHARP_NEIGHBOURS * excess
+    cosmics[iy[sharp], ix[sharp]] = True
+
+
+def _box_median(data, iy, ix, half=2):
+    """Median of the (2 half + 1)^2 box around each pixel (clipped at the image edges)."""
+    ny, nx = data.shape
+    offsets = np.arange(-half, half + 1)
+    rows = np.clip(iy[:, None, None] + offsets[None, :, None], 0, ny - 1)
+    cols = np.clip(ix[:, None, None] + offsets[None, None, :], 0, nx - 1)
+    return np.median(data[rows, cols].reshape(iy.size, -1), axis=1)
+
+
+def _on_smooth_source(data, sky, sigma, iy, ix):
+    """Whether each pixel sits on a smooth source, and its excess over its 5 x 5 median."""
+    local = _box_median(data, iy, ix)
+    smooth = local - sky[iy, ix]
+    # the median of 25 pixels scatters by about a quarter of one pixel's sigma
+    on_source = (smooth > SMOOTH_FRACTION * (data[iy, ix] - sky[iy, ix])) & (
+        smooth > 0.75 * sigma[iy, ix])
+    return on_source, data[iy, ix] - local
+
+
+def _drop_smooth(cosmics, data, sky, sigma):
+    """Unflag pixels on smooth sources (star cores, galaxy nuclei)."""
+    iy, ix = np.nonzero(cosmics)
+    on_source, _ = _on_smooth_source(data, sky, sigma, iy, ix)
+    cosmics[iy[on_source], ix[on_source]] = False
+
+
+def _grow(cosmics, data, sky, sigma, known):
+    """Add neighbours of flagged pixels that stand out of their own 5 x 5 median (track edges)."""
+    square = np.ones((3, 3), dtype=bool)
+    for _ in range(GROW_STEPS):
+        ring = ndimage.binary_dilation(cosmics, square) & ~cosmics & ~known
+        iy, ix = np.nonzero(ring)
+        on_source, sharpness = _on_smooth_source(data, sky, sigma, iy, ix)
+        bright = ~on_source & (sharpness > GROW_SIGMA * sigma[iy, ix])
+        if not bright.any():
+            break
+        cosmics[iy[bright], ix[bright]] = True
+
+
+def _cosmics_options(function, options):
+    """Merge user options into the defaults, rejecting names ``function`` does not take."""
+    options = dict(options or {})
+    allowed = set(inspect.signature(function).parameters) - set(_COSMICS_RESERVED)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        msg = (f"cosmics_options has unknown astroscrappy option(s) {unknown}; "
+               f"allowed are {sorted(allowed)}")
+        raise TypeError(msg)
+    return {**COSMICS_DEFAULTS, **options}
+
+
+def _noise_model(data, known, *, gain, readnoise, response):
+    """Variance (image unit squared) of every pixel, for astroscrappy's ``invar``.
+
+    The sky level and its variance are measured in boxes, so the model holds
+    whether or not the sky was subtracted. With a flat, the data are whitened
+    by its response first (sky noise goes as 1/sqrt(response)), so vignetted
+    corners get their higher noise. Sources add their Poisson variance.
+    """
+    weight = np.ones_like(data, dtype=np.float32) if response is None else response
+    whitened = data * np.sqrt(np.clip(weight, 1e-3, None))
+    sky, sky_var = _box_statistics(whitened, known, BACKGROUND_BOX)
+    weight = np.clip(weight, 1e-3, None)
+    sky = sky / np.sqrt(weight)
+    variance = np.maximum(sky_var / weight, (readnoise / gain) ** 2 / weight**2)
+    signal = np.where(known, 0.0, data - sky)
+    variance += np.clip(signal, 0.0, None) / (gain * weight)
+    return sky, variance.astype(np.float32)
+
+
+def _box_statistics(data, known, box):
+    """Median and variance (from the inter-quartile range) in boxes, upsampled to the image."""
+    ny, nx = data.shape
+    nby, nbx = max(ny // box, 1), max(nx // box, 1)
+    step = 2  # every other pixel is plenty for a 64 x 64 box
+    trimmed = np.where(known, np.nan, data)[: nby * box : step, : nbx * box : step]
+    size = box // step if ny >= box and nx >= box else None
+    if size is None:
+        blocks = trimmed.reshape(1, -1)
+        nby = nbx = 1
+    else:
+        blocks = trimmed.reshape(nby, size, nbx, size).swapaxes(1, 2).reshape(nby * nbx, -1)
+    blocks = np.sort(blocks, axis=1)  # NaN (masked) sort last
+    count = np.sum(np.isfinite(blocks), axis=1)
+
+    def quantile(q):
+        index = np.clip((q * (count - 1)).astype(int), 0, blocks.shape[1] - 1)
+        return np.take_along_axis(blocks, index[:, None], axis=1)[:, 0]
+
+    median = quantile(0.5)
+    variance = ((quantile(0.75) - quantile(0.25)) / 1.349) ** 2
+    good = count >= 0.25 * blocks.shape[1]
+    if not good.any():
+        good = count > 0
+    grids = []
+    for values in (median, variance):
+        grid = np.where(good, values, np.nan).reshape(nby, nbx)
+        grids.append(_fill_and_upsample(grid, (ny, nx)))
+    return grids
+
+
+def _fill_and_upsample(grid, shape):
+    """Fill empty boxes from the nearest good ones, median-smooth and interpolate."""
+    empty = ~np.isfinite(grid)
+    if empty.all():
+        grid = np.zeros_like(grid)
+    elif empty.any():
+        index = ndimage.distance_transform_edt(empty, return_distances=False,
+                                               return_indices=True)
+        grid = grid[tuple(index)]
+    grid = ndimage.median_filter(grid, size=3, mode="nearest")
+    zoom = (shape[0] / grid.shape[0], shape[1] / grid.shape[1])
+    return ndimage.zoom(grid.astype(np.float32), zoom, order=1, mode="nearest",
+                        grid_mode=True)[: shape[0], : shape[1]]
+
+
+def _describe_call(**params):
+    """The options of a call as ``name=value`` text for the provenance."""
+    return ", ".join(f"{name}={value}" for name, value in params.items())
