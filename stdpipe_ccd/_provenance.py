@@ -2,6 +2,7 @@
 
 import textwrap
 
+from astropy.io import fits
 from ccdproc import Keyword
 
 from .flags import MaskFlag
@@ -53,8 +54,13 @@ def add_provenance(meta, add_keyword, function, call, counts, *, total):
         for key, value in _custom_items(add_keyword, function):
             meta[key] = value
     for flag, keyword in COUNT_KEYWORDS.items():
-        meta[keyword] = (counts[flag.name], f"pixels masked: {flag.name}")
-    meta["MSKTOTAL"] = (total, "pixels masked for any reason")
+        _set_card(meta, keyword, counts[flag.name], f"pixels masked: {flag.name}")
+    _set_card(meta, "MSKTOTAL", total, "pixels masked for any reason")
+
+
+def _set_card(meta, key, value, comment):
+    """Set a keyword, with its comment where ``meta`` is a Header."""
+    meta[key] = (value, comment) if isinstance(meta, fits.Header) else value
 
 
 def _custom_items(add_keyword, function):

@@ -412,7 +412,7 @@ def _box_median(data, iy, ix, half=2):
     offsets = np.arange(-half, half + 1)
     rows = np.clip(iy[:, None, None] + offsets[None, :, None], 0, ny - 1)
     cols = np.clip(ix[:, None, None] + offsets[None, None, :], 0, nx - 1)
-    return np.median(data[rows, cols].reshape(iy.size, -1), axis=1)
+    return np.median(data[rows, cols].reshape(iy.size, offsets.size**2), axis=1)
 
 
 def _on_smooth_source(data, sky, sigma, iy, ix):

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from stdpipe_ccd import datasets
+
+
+def test_same_seed_same_frame():
+    a = datasets.make_frame((128, 160), seed=5)
+    b = datasets.make_frame((128, 160), seed=5)
+    c = datasets.make_frame((128, 160), seed=6)
+    np.testing.assert_array_equal(a.ccd.data, b.ccd.data)
+    assert not np.array_equal(a.ccd.data[np.isfinite(a.ccd.data)],
+                              c.ccd.data[np.isfinite(c.ccd.data)])
+
+
+def test_header_keywords(frame):
+    meta = frame.ccd.meta
+    assert meta["DATASEC"] == "[1:992,1:1024]"
+    assert meta["GAIN"] == datasets.GAIN
+    assert meta["SATURATE"] == datasets.SATURATE
+    assert frame.ccd.wcs.has_celestial
+
+
+def test_noise_matches_model(frame):
+    """Pixels without stars, rays or defects scatter as the noise model says."""
+    clean = (frame.model - frame.sky < 0.05 * frame.noise) & ~frame.nonfinite_mask
+    clean &= frame.cosmic_label == 0
+    clean[:, -datasets.OVERSCAN:] = False
+    clean[frame.hot_pixels["y"], frame.hot_pixels["x"]] = False
+    clean &= frame.ccd.data < frame.sky + 8 * frame.noise  # faint ray wings below 1/5 of a ray
+    pulls = (frame.ccd.data - frame.model)[clean] / frame.noise[clean]
+    assert abs(np.mean(pulls)) < 0.02
+    assert np.std(pulls) == pytest.approx(1.0, abs=0.03)
+
+
+@pytest.mark.parametrize(("x", "y"), [(40.0, 40.0), (40.3, 39.6), (39.5, 40.5)])
+def test_star_flux_and_position(x, y):
+    """A rendered star holds its flux, centred at its catalogue position."""
+    from astropy.table import Table
+
+    image = np.zeros((81, 81))
+    datasets._render_stars(image, Table({"x": [x], "y": [y], "flux": [1e5]}), fwhm=3.0)
+    yy, xx = np.mgrid[:81, :81]
+    assert image.sum() == pytest.approx(1e5, rel=2e-3)
+    assert (image * xx).sum() / image.sum() == pytest.approx(x, abs=0.005)
+    assert (image * yy).sum() / image.sum() == pytest.approx(y, abs=0.005)
+
+
+def test_bleed_trails_are_vertical_and_saturated(frame):
+    assert frame.stars["saturated"].sum() >= 2
+    assert frame.bleed_mask.sum() > 100
+    # trails sit in the columns of saturated star cores
+    assert set(np.nonzero(frame.bleed_mask)[1]) <= set(np.nonzero(frame.saturated_mask)[1])
+
+
+def test_cosmic_ray_population(frame):
+    rays = frame.cosmic_rays
+    assert set(rays["kind"]) == {"point", "short", "long"}
+    assert 0.7 < np.mean(rays["peak_snr"] >= 5) < 0.95
+    assert (frame.cosmic_label[:, -datasets.OVERSCAN:] == 0).all()
+
+
+def test_dark_and_flat_match_the_lights(frame, dark, flat):
+    hot = frame.hot_pixels
+    assert (dark.data[hot["y"], hot["x"]] > 500).all()
+    assert np.median(dark.data) == pytest.approx(0.0, abs=0.1)
+    corner = flat.data[:3, :3].mean()
+    assert corner == pytest.approx(0.35, abs=0.03)
+    np.testing.assert_allclose(flat.data[:, :-32], frame.response[:, :-32], atol=0.02)
+
+
+def test_dither_set_shares_the_field():
+    frames = datasets.make_dither_set(3, (256, 256), seed=2)
+    ra, dec = frames[0].stars["ra"][0], frames[0].stars["dec"][0]
+    for item in frames[1:]:
+        match = np.hypot(item.stars["ra"] - ra, item.stars["dec"] - dec).min() * 3600
+        if match < 1:  # the star is on this frame too
+            assert match < 1e-6
+    skies = [item.sky for item in frames]
+    assert len(set(skies)) == 3
+    assert all(600 <= s <= 1950 for s in skies)

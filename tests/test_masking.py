@@ -1,0 +1,383 @@
+import os
+import warnings
+
+import astroscrappy
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, bitmask
+from ccdproc import Keyword, trim_image
+
+from stdpipe_ccd import MaskFlag, StdpipeCCDWarning, datasets, make_mask
+from stdpipe_ccd.flags import MaskFlagMap, flag_counts
+
+
+def has(result, flag):
+    return (result.flags & flag) != 0
+
+
+def small(meta=None, shape=(60, 120), value=100.0):
+    return CCDData(np.full(shape, value, dtype=np.float32), unit="adu", meta=meta or {})
+
+
+# --- the product ----------------------------------------------------------------
+
+def test_input_unchanged_and_new_object(frame, dark, flat):
+    ccd = frame.ccd.copy()
+    ccd.mask = np.zeros(ccd.shape, bool)
+    ccd.mask[5, 5] = True
+    before_data, before_mask, before_meta = ccd.data.copy(), ccd.mask.copy(), ccd.meta.copy()
+    result = make_mask(ccd, mask_bleed=True, dark=dark, flat=flat)
+    assert result is not ccd
+    np.testing.assert_array_equal(ccd.data, before_data)
+    np.testing.assert_array_equal(ccd.mask, before_mask)
+    assert ccd.meta == before_meta
+    assert "MSKTOTAL" not in ccd.meta
+    with pytest.raises(ValueError, match="read-only"):
+        result.data[0, 0] = 0
+
+
+def test_mask_equals_flags(masked):
+    assert masked.flags.dtype == np.uint16
+    assert masked.mask.dtype == bool
+    np.testing.assert_array_equal(masked.mask, masked.flags != 0)
+
+
+def test_wcs_unit_and_header_carried(frame, masked):
+    assert masked.unit == u.adu
+    assert masked.wcs.wcs.compare(frame.ccd.wcs.wcs)
+    assert masked.meta["DATASEC"] == frame.ccd.meta["DATASEC"]
+
+
+def test_provenance_counts(masked):
+    counts = flag_counts(masked.flags)
+    assert masked.meta["MSKCR"] == counts["COSMIC_RAY"] > 0
+    assert masked.meta["MSKHOT"] == counts["HOT"] > 0
+    assert masked.meta["MSKTOTAL"] == masked.mask.sum()
+    history = "".join(masked.meta["HISTORY"])
+    assert "make_mask(" in history
+    assert "mask_cosmics=True" in history
+
+
+def test_provenance_round_trips_through_fits(masked, tmp_path):
+    path = tmp_path / "masked.fits"
+    masked.write(path)
+    back = CCDData.read(path)
+    assert back.meta["MSKSAT"] == masked.meta["MSKSAT"]
+    np.testing.assert_array_equal(back.mask, masked.mask)
+
+
+@pytest.mark.parametrize("add_keyword", [None, False])
+def test_provenance_off(add_keyword):
+    result = make_mask(small(), add_keyword=add_keyword)
+    assert "MSKTOTAL" not in result.meta
+    assert "HISTORY" not in result.meta
+
+
+@pytest.mark.parametrize(
+    ("add_keyword", "key", "value"),
+    [("MASKED", "MASKED", "make_mask"), (Keyword("MASKED", value="yes"), "MASKED", "yes"),
+     ({"MASKED": "by hand"}, "MASKED", "by hand")],
+)
+def test_provenance_custom(add_keyword, key, value):
+    result = make_mask(small(), add_keyword=add_keyword)
+    assert result.meta[key] == value
+    assert result.meta["MSKTOTAL"] == 0
+    assert "HISTORY" not in result.meta
+
+
+def test_bitmask_helpers_select_reasons(masked):
+    """Flags turn into booleans with astropy's bitmask helpers and MaskFlagMap."""
+    only_cosmics = bitmask.bitfield_to_boolean_mask(
+        masked.flags, ignore_flags="~COSMIC_RAY", flag_name_map=MaskFlagMap)
+    np.testing.assert_array_equal(only_cosmics, has(masked, MaskFlag.COSMIC_RAY))
+
+
+# --- each reason, against truth ---------------------------------------------------
+
+def test_nonfinite(frame, masked):
+    np.testing.assert_array_equal(has(masked, MaskFlag.NONFINITE), frame.nonfinite_mask)
+
+
+def test_outside_datasec(masked):
+    outside = has(masked, MaskFlag.OUTSIDE_DATASEC)
+    assert outside[:, -32:].all()
+    assert not outside[:, :-32].any()
+
+
+def test_saturation_from_header(frame, masked):
+    saturated = has(masked, MaskFlag.SATURATED)
+    np.testing.assert_array_equal(saturated, frame.ccd.data >= frame.ccd.meta["SATURATE"])
+    # cores and trails, and a few bright wings just above SATURATE (below full well)
+    assert (frame.saturated_mask | frame.bleed_mask)[saturated].mean() > 0.99
+    assert saturated[frame.saturated_mask].all()  # every core
+
+
+@pytest.mark.parametrize("level", [20000.0, 20000.0 * u.adu])
+def test_saturation_explicit(frame, level):
+    result = make_mask(frame.ccd, saturation=level)
+    np.testing.assert_array_equal(has(result, MaskFlag.SATURATED), frame.ccd.data >= 20000)
+
+
+def test_saturation_estimated():
+    data = np.zeros((50, 50), dtype=np.float32)
+    data[10, 10], data[20, 20], data[30, 30] = 100.0, 96.0, 94.0  # median 0, max 100 -> 95
+    result = make_mask(CCDData(data, unit="adu"), saturation=True)
+    assert has(result, MaskFlag.SATURATED).sum() == 2
+
+
+def test_saturation_off(frame):
+    assert not has(make_mask(frame.ccd, saturation=False), MaskFlag.SATURATED).any()
+
+
+@pytest.mark.parametrize("level", [0, -5.0, np.nan, np.inf])
+def test_saturation_invalid(level):
+    with pytest.raises(ValueError, match="saturation must be positive and finite"):
+        make_mask(small(), saturation=level)
+
+
+def test_saturate_keyword_invalid():
+    with pytest.raises(ValueError, match="SATURATE in .meta must be positive"):
+        make_mask(small({"SATURATE": -1}))
+
+
+def test_saturation_wrong_unit():
+    with pytest.raises(u.UnitsError, match="saturation=.* cannot be converted"):
+        make_mask(small(), saturation=5 * u.m)
+
+
+def test_bleed_against_truth(frame, masked):
+    scores = datasets.score_bleed(frame, has(masked, MaskFlag.BLEED))
+    assert scores["n_true"] > 300
+    assert scores["recall"] >= 0.95
+    assert scores["extra"] <= 0.05
+
+
+def test_bleed_needs_saturation():
+    with pytest.raises(ValueError, match="mask_bleed=True needs a saturation level"):
+        make_mask(small(), mask_bleed=True)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int32])
+def test_external_mask(dtype):
+    external = np.zeros((60, 120), dtype=dtype)
+    external[3:5, 7:9] = 1
+    result = make_mask(small(), external_mask=external)
+    np.testing.assert_array_equal(has(result, MaskFlag.EXTERNAL), external.astype(bool))
+
+
+def test_input_mask_kept():
+    ccd = small()
+    ccd.mask = np.zeros(ccd.shape, bool)
+    ccd.mask[1, 2] = True
+    result = make_mask(ccd)
+    assert has(result, MaskFlag.INPUT).sum() == 1
+    assert result.mask[1, 2]
+
+
+def test_hot_pixels_from_dark(frame, masked):
+    hot = has(masked, MaskFlag.HOT)
+    truth = np.zeros_like(hot)
+    truth[frame.hot_pixels["y"], frame.hot_pixels["x"]] = True
+    np.testing.assert_array_equal(hot, truth)
+
+
+def test_low_response_from_flat(frame, masked):
+    low = has(masked, MaskFlag.LOW_RESPONSE)
+    assert low[:, -32:].all()  # zero response in the overscan
+    response = frame.response[:, :-32]
+    assert low[:, :-32][response < 0.47].all()
+    assert not low[:, :-32][response > 0.53].any()
+
+
+@pytest.mark.parametrize("name", ["external_mask", "dark", "flat"])
+def test_shape_mismatch(name):
+    with pytest.raises(ValueError, match=f"{name} has shape \\(3, 3\\)"):
+        make_mask(small(), **{name: np.zeros((3, 3))})
+
+
+def test_not_2d():
+    with pytest.raises(ValueError, match="must be 2D"):
+        make_mask(CCDData(np.zeros((2, 3, 4)), unit="adu"))
+
+
+def test_not_ccddata():
+    with pytest.raises(TypeError, match="must be an astropy.nddata.CCDData"):
+        make_mask(np.zeros((3, 4)))
+
+
+# --- sections ------------------------------------------------------------------
+
+def test_reversed_section_is_the_forward_one():
+    forward = make_mask(small({"DATASEC": "[11:110,1:60]"}))
+    reverse = make_mask(small({"DATASEC": "[110:11,1:60]"}))
+    np.testing.assert_array_equal(forward.flags, reverse.flags)
+    assert has(forward, MaskFlag.OUTSIDE_DATASEC).sum() == 60 * 20
+
+
+def test_datasec_and_trimsec_intersect():
+    result = make_mask(small({"DATASEC": "[11:110,1:60]", "TRIMSEC": "[1:120,6:60]"}))
+    valid = ~has(result, MaskFlag.OUTSIDE_DATASEC)
+    assert valid.sum() == 100 * 55
+    assert valid[5:, 10:110].all()
+
+
+def test_section_clipped_with_warning():
+    with pytest.warns(StdpipeCCDWarning, match="DATASEC = \\[1:500,1:60\\] extends beyond"):
+        result = make_mask(small({"DATASEC": "[1:500,1:60]"}))
+    assert not result.mask.any()
+
+
+@pytest.mark.parametrize("value", ["[1:100]", "[a:b,1:60]", "1:100,1:60]", "nonsense"])
+def test_section_malformed(value):
+    with pytest.raises(ValueError, match="DATASEC = .* is not a FITS section"):
+        make_mask(small({"DATASEC": value}))
+
+
+def test_section_outside_image():
+    with pytest.raises(ValueError, match="TRIMSEC = .* does not overlap"):
+        make_mask(small({"TRIMSEC": "[200:300,1:60]"}))
+
+
+def test_already_trimmed_frame_keeps_its_pixels(frame):
+    """ccdproc.trim_image leaves DATASEC stale; no valid pixel may be lost."""
+    trimmed = trim_image(frame.ccd, fits_section=frame.ccd.meta["DATASEC"])
+    assert not has(make_mask(trimmed), MaskFlag.OUTSIDE_DATASEC).any()
+
+
+def test_already_trimmed_prescan_warns():
+    """A stale DATASEC after trimming a prescan on the left would shift the mask."""
+    trimmed = trim_image(small({"DATASEC": "[11:110,1:60]"}), fits_section="[11:110,1:60]")
+    with pytest.warns(StdpipeCCDWarning, match="already trimmed"):
+        result = make_mask(trimmed)
+    assert not result.mask.any()
+
+
+def test_ltv_means_trimmed():
+    with pytest.warns(StdpipeCCDWarning, match="LTV1/LTV2"):
+        result = make_mask(small({"DATASEC": "[11:110,1:60]", "LTV1": -10}))
+    assert not result.mask.any()
+
+
+# --- cosmic rays -------------------------------------------------------------------
+
+def cosmic_scores(frame, result):
+    cosmic = has(result, MaskFlag.COSMIC_RAY)
+    return datasets.score_cosmic_rays(frame, cosmic, masked=result.mask & ~cosmic)
+
+
+def test_cosmic_rays_against_truth(frame, masked):
+    scores = cosmic_scores(frame, masked)
+    assert scores["n_rays"] > 200
+    assert scores["star_cores"] == 0  # no star is a cosmic ray
+    assert scores["precision"] >= 0.97
+    assert scores["recall_5sigma"] >= 0.90
+    assert scores["recall"] >= 0.75
+
+
+def test_cosmic_rays_beat_bare_astroscrappy(frame, masked):
+    """The same frame through astroscrappy alone, with the same known-bad pixels excluded."""
+    data = frame.ccd.data
+    known = masked.mask & ~has(masked, MaskFlag.COSMIC_RAY)
+    bare, _ = astroscrappy.detect_cosmics(data, inmask=known, gain=datasets.GAIN,
+                                          readnoise=datasets.READNOISE, satlevel=np.inf)
+    peer = datasets.score_cosmic_rays(frame, bare & ~known, masked=known)
+    ours = cosmic_scores(frame, masked)
+    assert ours["recall"] > peer["recall"]
+    assert ours["recall_5sigma"] > peer["recall_5sigma"]
+    assert ours["star_cores"] <= peer["star_cores"]
+
+
+def test_cosmic_rays_sky_subtracted(frame, dark, flat):
+    """The noise model is measured, so a sky-subtracted frame masks as well."""
+    ccd = frame.ccd.subtract(frame.sky * u.adu)
+    ccd.meta = frame.ccd.meta
+    result = make_mask(ccd, mask_bleed=True, mask_cosmics=True, dark=dark, flat=flat,
+                       saturation=(datasets.SATURATE - frame.sky))
+    scores = cosmic_scores(frame, result)
+    assert scores["star_cores"] == 0
+    assert scores["precision"] >= 0.97
+    assert scores["recall_5sigma"] >= 0.90
+
+
+def test_cosmic_rays_no_false_rays_at_edges_and_corners(frame, masked):
+    """No false rays along the DATASEC edge, around saturated stars or in vignetted corners."""
+    cosmic = has(masked, MaskFlag.COSMIC_RAY)
+    near_truth = np.zeros_like(cosmic)
+    iy, ix = np.nonzero(frame.cosmic_label)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            near_truth[np.clip(iy + dy, 0, 1023), np.clip(ix + dx, 0, 1023)] = True
+    false = cosmic & ~near_truth
+    assert not false[:, -40:].any()  # the DATASEC edge
+    corner = frame.response < 0.8
+    assert false[corner].sum() <= 0.01 * cosmic[corner].sum() + 2
+    assert false.sum() <= 0.03 * cosmic.sum()
+
+
+def test_cosmic_options_pass_through(frame):
+    strict = make_mask(frame.ccd, mask_cosmics=True, cosmics_options={"sigclip": 8.0})
+    default = make_mask(frame.ccd, mask_cosmics=True)
+    assert has(strict, MaskFlag.COSMIC_RAY).sum() < has(default, MaskFlag.COSMIC_RAY).sum()
+
+
+@pytest.mark.parametrize("options", [{"sigclp": 4}, {"gain": 2.0}])
+def test_cosmic_options_unknown(options):
+    with pytest.raises(TypeError, match="cosmics_options has unknown astroscrappy option"):
+        make_mask(small({"GAIN": 1.0}), mask_cosmics=True, cosmics_options=options)
+
+
+def test_gain_quantity_matches_number(frame):
+    meta = {k: v for k, v in frame.ccd.meta.items() if k != "GAIN"}
+    ccd = CCDData(frame.ccd.data, unit="adu", meta=meta)
+    with_number = make_mask(ccd, mask_cosmics=True, gain=1.6)
+    with_quantity = make_mask(ccd, mask_cosmics=True, gain=1.6 * u.electron / u.adu)
+    np.testing.assert_array_equal(with_number.flags, with_quantity.flags)
+
+
+def test_gain_missing_warns():
+    with pytest.warns(StdpipeCCDWarning, match="no gain given"):
+        make_mask(small(), mask_cosmics=True)
+
+
+def test_gain_ignored_for_electrons():
+    ccd = CCDData(np.full((60, 120), 100.0), unit="electron")
+    with pytest.warns(StdpipeCCDWarning, match="image is in electrons"):
+        make_mask(ccd, mask_cosmics=True, gain=2.0)
+
+
+def test_gain_wrong_unit():
+    with pytest.raises(u.UnitsError, match="gain=.* cannot be converted"):
+        make_mask(small(), mask_cosmics=True, gain=2 * u.m)
+
+
+def test_big_endian_from_fits(frame, tmp_path):
+    """Data straight from CCDData.read are big-endian: same result as native."""
+    path = tmp_path / "frame.fits"
+    frame.ccd.write(path)
+    read = CCDData.read(path)
+    assert not read.data.dtype.isnative
+    native = make_mask(frame.ccd, mask_bleed=True, mask_cosmics=True)
+    from_disk = make_mask(read, mask_bleed=True, mask_cosmics=True)
+    np.testing.assert_array_equal(native.flags, from_disk.flags)
+
+
+def test_real_gmos_frame_finds_both_rays():
+    """astroscrappy's real GMOS cutout: both known rays are found, nothing else of size."""
+    from scipy import ndimage
+
+    path = os.path.join(os.path.dirname(astroscrappy.__file__), "tests", "data", "gmos.fits")
+    with fits.open(path) as hdul:
+        ccd = CCDData(hdul["SCI"].data, unit="electron")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StdpipeCCDWarning)
+        result = make_mask(ccd, mask_cosmics=True, readnoise=4.24)
+    labels, _ = ndimage.label(has(result, MaskFlag.COSMIC_RAY), np.ones((3, 3)))
+    big = [box for box in ndimage.find_objects(labels)
+           if (box[0].stop - box[0].start) * (box[1].stop - box[1].start) > 20]
+    for ray in [(slice(41, 72), slice(142, 161)), (slice(117, 147), slice(35, 43))]:
+        assert any(box[0].start <= ray[0].start + 2 and box[0].stop >= ray[0].stop - 2
+                   and box[1].start <= ray[1].start + 2 and box[1].stop >= ray[1].stop - 2
+                   for box in big)
+    assert len(big) == 2
