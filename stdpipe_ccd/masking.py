@@ -12,7 +12,7 @@ from scipy import ndimage
 from ._provenance import add_provenance
 from ._sections import valid_region
 from .exceptions import StdpipeCCDWarning
-from .flags import FLAGS_DTYPE, MaskFlag, flag_counts
+from .flags import FLAGS_DTYPE, MaskFlag
 
 __all__ = ["make_mask"]
 
@@ -138,49 +138,71 @@ def make_mask(
     True
     """
     data = _check_ccd(ccd)
-    flags = np.zeros(data.shape, dtype=FLAGS_DTYPE)
+    image = _FlagImage(data.shape)
 
-    _mask_nonfinite(data, flags)
-    _mask_outside_datasec(ccd.meta, flags)
     level = _saturation_level(ccd, saturation)
-    if level is not None:
-        _mask_saturated(data, level, flags)
+    _mask_nonfinite_and_saturated(data, level, image)
+    _mask_outside_datasec(ccd.meta, image)
     if mask_bleed:
         if level is None:
             msg = "mask_bleed=True needs a saturation level: pass saturation= or set SATURATE"
             raise ValueError(msg)
-        _mask_bleed(data, flags)
+        _mask_bleed(data, image)
     if external_mask is not None:
-        _set(flags, _same_shape(external_mask, data.shape, "external_mask") != 0,
-             MaskFlag.EXTERNAL)
+        image.add(MaskFlag.EXTERNAL,
+                  _same_shape(external_mask, data.shape, "external_mask") != 0)
     if ccd.mask is not None:
-        _set(flags, _same_shape(ccd.mask, data.shape, "ccd.mask").astype(bool), MaskFlag.INPUT)
+        image.add(MaskFlag.INPUT, _same_shape(ccd.mask, data.shape, "ccd.mask") != 0)
     if dark is not None:
-        _mask_hot(_same_shape(dark, data.shape, "dark"), hot_threshold, flags)
+        _mask_hot(_same_shape(dark, data.shape, "dark"), hot_threshold, image)
     response = None
     if flat is not None:
         response = _mask_low_response(_same_shape(flat, data.shape, "flat"), flat_threshold,
-                                      flags)
+                                      image)
     if mask_cosmics:
         gain, readnoise = _gain_readnoise(ccd, gain, readnoise)
-        _mask_cosmics(data, flags, gain=gain, readnoise=readnoise, response=response,
+        _mask_cosmics(data, image, gain=gain, readnoise=readnoise, response=response,
                       saturation=level, options=cosmics_options)
 
     view = data.view()
     view.flags.writeable = False
     result = CCDData(view, unit=ccd.unit, meta=ccd.meta.copy(), wcs=ccd.wcs,
-                     uncertainty=ccd.uncertainty, mask=flags != 0, flags=flags,
+                     uncertainty=ccd.uncertainty, mask=image.mask, flags=image.flags,
                      psf=getattr(ccd, "psf", None))
-    counts = flag_counts(flags)
-    logger.info("masked %d pixels: %s", np.count_nonzero(result.mask),
-                ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    total = int(np.count_nonzero(image.mask))
+    logger.info("masked %d pixels: %s", total,
+                ", ".join(f"{k} {v}" for k, v in image.counts.items() if v))
     call = _describe_call(saturation=level, mask_bleed=mask_bleed,
                           external_mask=external_mask is not None, mask_cosmics=mask_cosmics,
                           dark=dark is not None, hot_threshold=hot_threshold,
                           flat=flat is not None, flat_threshold=flat_threshold)
-    add_provenance(result.meta, add_keyword, "make_mask", call, counts,
-                   total=int(np.count_nonzero(result.mask)))
+    add_provenance(result.meta, add_keyword, "make_mask", call, image.counts, total=total)
     return result
+
+
+class _FlagImage:
+    """The flags, the mask and the pixel count per reason, kept in step as reasons are added."""
+
+    def __init__(self, shape):
+        self.flags = np.zeros(shape, dtype=FLAGS_DTYPE)
+        self.mask = np.zeros(shape, dtype=bool)
+        self.counts = dict.fromkeys((flag.name for flag in MaskFlag), 0)
+
+    def add(self, flag, where):
+        """Flag the pixels where the boolean image ``where`` is True."""
+        np.bitwise_or(self.flags, FLAGS_DTYPE.type(flag), out=self.flags, where=where)
+        self.mask |= where
+        self.counts[flag.name] += int(np.count_nonzero(where))
+
+    def add_at(self, flag, rows, cols):
+        """Flag the pixels at the given indices (each once)."""
+        self.flags[rows, cols] |= FLAGS_DTYPE.type(flag)
+        self.mask[rows, cols] = True
+        self.counts[flag.name] += len(rows)
+
+    def has(self, flag):
+        """Boolean image of the pixels that carry ``flag``."""
+        return (self.flags & flag) != 0
 
 
 # --- checks -----------------------------------------------------------------
@@ -209,11 +231,6 @@ def _same_shape(item, shape, name):
     return array
 
 
-def _set(flags, where, flag):
-    """OR ``flag`` into ``flags`` where ``where`` is True."""
-    np.bitwise_or(flags, FLAGS_DTYPE.type(flag), out=flags, where=where)
-
-
 def _quantity_value(value, unit, name):
     """Return ``value`` in ``unit``; bare numbers are taken to be in ``unit`` already."""
     if isinstance(value, u.Quantity):
@@ -227,19 +244,57 @@ def _quantity_value(value, unit, name):
 
 # --- the reasons --------------------------------------------------------------
 
-def _mask_nonfinite(data, flags):
-    if data.dtype.kind == "f":
-        _set(flags, ~np.isfinite(data), MaskFlag.NONFINITE)
+#: pixels per block in `_mask_nonfinite_and_saturated`: small enough (1 MB of
+#: float32) to stay in the CPU cache while several tests run over it
+BLOCK_PIXELS = 1 << 18
 
 
-def _mask_outside_datasec(meta, flags):
-    region = valid_region(meta, flags.shape)
+def _mask_nonfinite_and_saturated(data, level, image):
+    """Flag NaN/inf pixels and pixels at or above ``level``, block by block.
+
+    One test, ``not |value| < level``, catches NaN, both infinities and
+    saturation while a block sits in the CPU cache; the few pixels that fail
+    it are then classified one by one (very negative values get no flag).
+    """
+    if data.dtype.kind != "f":
+        if level is not None:
+            image.add(MaskFlag.SATURATED, data >= level)
+        return
+    top = np.inf if level is None else level
+    rows = max(BLOCK_PIXELS // max(data.shape[1], 1), 1)
+    buffer = np.empty((rows, data.shape[1]), dtype=data.dtype)
+    for start in range(0, data.shape[0], rows):
+        block = data[start : start + rows]
+        size = block.shape[0]
+        magnitude = np.abs(block, out=buffer[:size])
+        bad = image.mask[start : start + rows]
+        np.less(magnitude, top, out=bad)
+        np.logical_not(bad, out=bad)
+        if not bad.any():
+            continue
+        index = np.flatnonzero(bad)
+        values = block.ravel()[index]
+        nonfinite = ~np.isfinite(values)
+        saturated = values >= level if level is not None else np.zeros(index.size, dtype=bool)
+        code = (np.where(nonfinite, MaskFlag.NONFINITE, 0)
+                | np.where(saturated, MaskFlag.SATURATED, 0))
+        image.flags[start : start + rows].ravel()[index] = code
+        bad.ravel()[index[code == 0]] = False
+        image.counts[MaskFlag.NONFINITE.name] += int(nonfinite.sum())
+        image.counts[MaskFlag.SATURATED.name] += int(saturated.sum())
+
+
+def _mask_outside_datasec(meta, image):
+    region = valid_region(meta, image.flags.shape)
     if region is None:
         return
     (y0, y1), (x0, x1) = region
+    ny, nx = image.flags.shape
     bit = FLAGS_DTYPE.type(MaskFlag.OUTSIDE_DATASEC)
-    for sub in (flags[:y0], flags[y1:], flags[y0:y1, :x0], flags[y0:y1, x1:]):
-        sub |= bit
+    for part in (np.s_[:y0], np.s_[y1:], np.s_[y0:y1, :x0], np.s_[y0:y1, x1:]):
+        image.flags[part] |= bit
+        image.mask[part] = True
+    image.counts[MaskFlag.OUTSIDE_DATASEC.name] += ny * nx - (y1 - y0) * (x1 - x0)
 
 
 def _saturation_level(ccd, saturation):
@@ -266,13 +321,9 @@ def _saturation_level(ccd, saturation):
     return level
 
 
-def _mask_saturated(data, level, flags):
-    _set(flags, data >= level, MaskFlag.SATURATED)
-
-
-def _mask_bleed(data, flags):
+def _mask_bleed(data, image):
     """Flag saturated column runs beyond each star's round core, and the pixel past each run."""
-    saturated = (flags & MaskFlag.SATURATED) != 0
+    saturated = image.has(MaskFlag.SATURATED)
     blobs, _ = ndimage.label(saturated)
     trail = np.zeros_like(saturated)
     for index, box in enumerate(ndimage.find_objects(blobs), start=1):
@@ -282,7 +333,7 @@ def _mask_bleed(data, flags):
     ends = np.zeros_like(trail)
     ends[1:] |= trail[:-1]
     ends[:-1] |= trail[1:]
-    _set(flags, trail | (ends & ~saturated), MaskFlag.BLEED)
+    image.add(MaskFlag.BLEED, trail | (ends & ~saturated))
 
 
 def _round_core(data, blob, box):
@@ -306,21 +357,21 @@ def _round_core(data, blob, box):
     return (y - yc) ** 2 + (x - (width - 1) / 2) ** 2 <= (radius - 0.25) ** 2
 
 
-def _mask_hot(dark, threshold, flags):
+def _mask_hot(dark, threshold, image):
     dark = np.asarray(dark, dtype=np.float32)
     finite = dark[np.isfinite(dark)]
     median = np.median(finite)
     spread = 1.4826 * np.median(np.abs(finite - median))
-    _set(flags, dark > median + threshold * spread, MaskFlag.HOT)
+    image.add(MaskFlag.HOT, dark > median + threshold * spread)
 
 
-def _mask_low_response(flat, threshold, flags):
+def _mask_low_response(flat, threshold, image):
     """Flag low-response pixels; return the flat normalised to its median."""
     flat = np.asarray(flat, dtype=np.float32)
     finite = np.isfinite(flat)
     response = flat / np.median(flat[finite & (flat > 0)])
     with np.errstate(invalid="ignore"):
-        _set(flags, ~(response >= threshold), MaskFlag.LOW_RESPONSE)
+        image.add(MaskFlag.LOW_RESPONSE, ~(response >= threshold))
     return response
 
 
@@ -348,7 +399,7 @@ def _gain_readnoise(ccd, gain, readnoise):
     return gain, readnoise
 
 
-def _mask_cosmics(data, flags, *, gain, readnoise, response, saturation, options):
+def _mask_cosmics(data, image, *, gain, readnoise, response, saturation, options):
     """Run LACosmic on the unmasked pixels with a measured noise model, then refine.
 
     LACosmic's Laplacian is noisy for rays a few sigma above the sky, so
@@ -359,7 +410,7 @@ def _mask_cosmics(data, flags, *, gain, readnoise, response, saturation, options
     import astroscrappy
 
     options = _cosmics_options(astroscrappy.detect_cosmics, options)
-    known = flags != 0
+    known = image.mask.copy()
     sky, variance = _noise_model(data, known, gain=gain, readnoise=readnoise, response=response)
     satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
     cosmics, _ = astroscrappy.detect_cosmics(
@@ -370,7 +421,7 @@ def _mask_cosmics(data, flags, *, gain, readnoise, response, saturation, options
     _add_sharp_events(cosmics, data, sky, sigma, known)
     _drop_smooth(cosmics, data, sky, sigma)
     _grow(cosmics, data, sky, sigma, known)
-    _set(flags, cosmics, MaskFlag.COSMIC_RAY)
+    image.add(MaskFlag.COSMIC_RAY, cosmics)
 
 
 #: a pixel this many sigma above the sky is a candidate sharp event

@@ -381,3 +381,30 @@ def test_real_gmos_frame_finds_both_rays():
                    and box[1].start <= ray[1].start + 2 and box[1].stop >= ray[1].stop - 2
                    for box in big)
     assert len(big) == 2
+
+
+@pytest.mark.parametrize("level", [None, 500.0])
+def test_nonfinite_and_saturated_classified(level):
+    """Every kind of bad value, spread over several blocks of the cached pass."""
+    data = np.full((2000, 300), 100.0, dtype=np.float32)
+    specials = {(0, 0): np.nan, (900, 5): np.inf, (1999, 299): -np.inf, (1500, 7): -1e30,
+                (1200, 8): -600.0, (10, 10): 500.0, (11, 10): 499.99}
+    for where, value in specials.items():
+        data[where] = value
+    meta = {} if level is None else {"SATURATE": level}
+    result = make_mask(CCDData(data, unit="adu", meta=meta))
+    nonfinite = {(0, 0), (900, 5), (1999, 299)}
+    saturated = {(900, 5)} | ({(10, 10)} if level else set())
+    assert set(zip(*np.nonzero(has(result, MaskFlag.NONFINITE)))) == nonfinite
+    assert set(zip(*np.nonzero(has(result, MaskFlag.SATURATED)))) == (saturated if level else set())
+    assert set(zip(*np.nonzero(result.mask))) == nonfinite | saturated
+    assert result.meta["MSKNFIN"] == 3
+    assert result.meta["MSKSAT"] == len(saturated) * bool(level)
+
+
+def test_integer_raw_frame():
+    data = np.full((40, 50), 1000, dtype=np.uint16)
+    data[3, 4] = 65535
+    result = make_mask(CCDData(data, unit="adu", meta={"SATURATE": 65000}))
+    assert has(result, MaskFlag.SATURATED).sum() == 1
+    assert result.mask[3, 4]
