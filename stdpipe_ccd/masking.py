@@ -403,9 +403,10 @@ def _mask_cosmics(data, image, *, gain, readnoise, response, saturation, options
     """Run LACosmic on the unmasked pixels with a measured noise model, then refine.
 
     LACosmic's Laplacian is noisy for rays a few sigma above the sky, so
-    sharp pixels it misses are added (`_add_sharp_events`); every detection
-    that sits on a smooth source is dropped (`_drop_smooth`), and the rest
-    grow into the weaker edges of their tracks (`_grow`).
+    sharp pixels it misses are added (`_add_sharp_events`); groups of pixels
+    that are star cores are dropped (`_drop_star_cores`, and
+    `_drop_faint_on_sources` for noise peaks on faint stars); the rest grow
+    into the weaker edges of their tracks (`_grow`).
     """
     import astroscrappy
 
@@ -419,13 +420,14 @@ def _mask_cosmics(data, image, *, gain, readnoise, response, saturation, options
     cosmics &= ~known
     sigma = np.sqrt(variance)
     _add_sharp_events(cosmics, data, sky, sigma, known)
-    _drop_smooth(cosmics, data, sky, sigma)
+    _drop_star_cores(cosmics, data, sky)
+    _drop_faint_on_sources(cosmics, data, sky, sigma)
     _grow(cosmics, data, sky, sigma, known)
     image.add(MaskFlag.COSMIC_RAY, cosmics)
 
 
 #: a pixel this many sigma above the sky is a candidate sharp event
-SHARP_SIGMA = 4.0
+SHARP_SIGMA = 3.5
 #: ... and is sharp if its 8 neighbours hold less than this times its excess
 #: (a star with FWHM >= 2.7 pixels puts at least 4 times its core there)
 SHARP_NEIGHBOURS = 3.0
@@ -436,6 +438,10 @@ SMOOTH_FRACTION = 0.2
 GROW_SIGMA = 2.0
 #: ... for this many steps of one pixel
 GROW_STEPS = 3
+#: the dimmest neighbour of a star core keeps at least this fraction of its excess
+STAR_MIN_NEIGHBOUR = 0.2
+#: detections fainter than this (sigma above the sky) must also not sit on a smooth source
+FAINT_SIGMA = 10.0
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
 
@@ -476,9 +482,35 @@ def _on_smooth_source(data, sky, sigma, iy, ix):
     return on_source, data[iy, ix] - local
 
 
-def _drop_smooth(cosmics, data, sky, sigma):
-    """Unflag pixels on smooth sources (star cores, galaxy nuclei)."""
+def _drop_star_cores(cosmics, data, sky):
+    """Unflag groups of pixels whose brightest pixel has a star's light around it.
+
+    The 8 neighbours of a star core hold at least 4 times its excess over the
+    sky; those of a cosmic ray, even one on a star's wing, hold much less.
+    """
+    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
+    if not count:
+        return
+    iy, ix = np.array(ndimage.maximum_position(data, labels, np.arange(1, count + 1))).T
+    ny, nx = data.shape
+    neighbours = np.array([data[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)]
+                           for dy, dx in _NEIGHBOURS]) - sky[iy, ix]
+    excess = data[iy, ix] - sky[iy, ix]
+    # a star lights all its neighbours; a track leaves dark pixels across it
+    star = (neighbours.sum(axis=0) >= SHARP_NEIGHBOURS * excess) & (
+        neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess)
+    cosmics &= np.concatenate([[False], ~star])[labels]
+
+
+def _drop_faint_on_sources(cosmics, data, sky, sigma):
+    """Unflag faint detections on smooth sources: noise peaks on faint stars.
+
+    Noise in a faint star's neighbours defeats `_drop_star_cores`; its 5 x 5
+    median does not.
+    """
     iy, ix = np.nonzero(cosmics)
+    faint = data[iy, ix] - sky[iy, ix] < FAINT_SIGMA * sigma[iy, ix]
+    iy, ix = iy[faint], ix[faint]
     on_source, _ = _on_smooth_source(data, sky, sigma, iy, ix)
     cosmics[iy[on_source], ix[on_source]] = False
 
