@@ -412,13 +412,16 @@ def _mask_cosmics(data, image, *, gain, readnoise, response, saturation, options
 
     options = _cosmics_options(astroscrappy.detect_cosmics, options)
     known = image.mask.copy()
-    sky, variance = _noise_model(data, known, gain=gain, readnoise=readnoise, response=response)
+    sky_model = _SkyModel(data, known, response)
+    variance = sky_model.variance(data, known, gain=gain, readnoise=readnoise)
     satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
     cosmics, _ = astroscrappy.detect_cosmics(
         data, inmask=known, invar=variance, gain=gain, readnoise=readnoise,
         satlevel=satlevel, **options)
     cosmics &= ~known
-    sigma = np.sqrt(variance)
+    sigma = np.sqrt(variance, out=variance)
+    del variance
+    sky = sky_model.level()
     _add_sharp_events(cosmics, data, sky, sigma, known)
     _drop_star_cores(cosmics, data, sky)
     _drop_faint_on_sources(cosmics, data, sky, sigma)
@@ -491,7 +494,7 @@ def _drop_star_cores(cosmics, data, sky):
     labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
     if not count:
         return
-    iy, ix = np.array(ndimage.maximum_position(data, labels, np.arange(1, count + 1))).T
+    iy, ix = _group_peaks(data, labels, cosmics)
     ny, nx = data.shape
     neighbours = np.array([data[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)]
                            for dy, dx in _NEIGHBOURS]) - sky[iy, ix]
@@ -500,6 +503,15 @@ def _drop_star_cores(cosmics, data, sky):
     star = (neighbours.sum(axis=0) >= SHARP_NEIGHBOURS * excess) & (
         neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess)
     cosmics &= np.concatenate([[False], ~star])[labels]
+
+
+def _group_peaks(data, labels, where):
+    """Row and column of the brightest pixel of each labelled group, in label order."""
+    iy, ix = np.nonzero(where)
+    group = labels[iy, ix]
+    order = np.lexsort((data[iy, ix], group))  # by group, brightest last
+    last = np.flatnonzero(np.diff(group[order], append=group.max() + 1))
+    return iy[order[last]], ix[order[last]]
 
 
 def _drop_faint_on_sources(cosmics, data, sky, sigma):
@@ -516,16 +528,26 @@ def _drop_faint_on_sources(cosmics, data, sky, sigma):
 
 
 def _grow(cosmics, data, sky, sigma, known):
-    """Add neighbours of flagged pixels that stand out of their own 5 x 5 median (track edges)."""
-    square = np.ones((3, 3), dtype=bool)
+    """Add neighbours of flagged pixels that stand out of their own 5 x 5 median (track edges).
+
+    Each step tests only the neighbours of the pixels added by the step before.
+    """
+    ny, nx = data.shape
+    flat_cosmics, flat_known = cosmics.ravel(), known.ravel()
+    offsets = np.array(_NEIGHBOURS)
+    frontier = np.flatnonzero(flat_cosmics)
     for _ in range(GROW_STEPS):
-        ring = ndimage.binary_dilation(cosmics, square) & ~cosmics & ~known
-        iy, ix = np.nonzero(ring)
+        rows = (frontier // nx)[:, None] + offsets[None, :, 0]
+        cols = (frontier % nx)[:, None] + offsets[None, :, 1]
+        inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+        candidate = np.unique(rows[inside] * nx + cols[inside])
+        candidate = candidate[~flat_cosmics[candidate] & ~flat_known[candidate]]
+        iy, ix = np.divmod(candidate, nx)
         on_source, sharpness = _on_smooth_source(data, sky, sigma, iy, ix)
-        bright = ~on_source & (sharpness > GROW_SIGMA * sigma[iy, ix])
-        if not bright.any():
+        frontier = candidate[~on_source & (sharpness > GROW_SIGMA * sigma[iy, ix])]
+        if not frontier.size:
             break
-        cosmics[iy[bright], ix[bright]] = True
+        flat_cosmics[frontier] = True
 
 
 def _cosmics_options(function, options):
@@ -540,38 +562,63 @@ def _cosmics_options(function, options):
     return {**COSMICS_DEFAULTS, **options}
 
 
-def _noise_model(data, known, *, gain, readnoise, response):
-    """Variance (image unit squared) of every pixel, for astroscrappy's ``invar``.
+class _SkyModel:
+    """Sky level and sky variance measured in boxes, kept on the coarse grid of boxes.
 
-    The sky level and its variance are measured in boxes, so the model holds
-    whether or not the sky was subtracted. With a flat, the data are whitened
-    by its response first (sky noise goes as 1/sqrt(response)), so vignetted
-    corners get their higher noise. Sources add their Poisson variance.
+    They are measured on every other pixel of each 64 x 64 box, from the
+    median and the inter-quartile range of the pixels not masked yet, so the
+    model holds whether or not the sky was subtracted. With a flat, the data
+    are whitened by the response first (sky noise goes as 1/sqrt(response)),
+    so vignetted corners get their higher noise.
     """
-    weight = np.ones_like(data, dtype=np.float32) if response is None else response
-    whitened = data * np.sqrt(np.clip(weight, 1e-3, None))
-    sky, sky_var = _box_statistics(whitened, known, BACKGROUND_BOX)
-    weight = np.clip(weight, 1e-3, None)
-    sky = sky / np.sqrt(weight)
-    variance = np.maximum(sky_var / weight, (readnoise / gain) ** 2 / weight**2)
-    signal = np.where(known, 0.0, data - sky)
-    variance += np.clip(signal, 0.0, None) / (gain * weight)
-    return sky, variance.astype(np.float32)
+
+    def __init__(self, data, known, response):
+        self.shape = data.shape
+        self.response = None if response is None else np.clip(response, 1e-3, None)
+        step = 2
+        sample = data[::step, ::step].astype(np.float32)
+        if self.response is not None:
+            sample *= np.sqrt(self.response[::step, ::step])
+        sample[known[::step, ::step]] = np.nan
+        self.level_grid, self.variance_grid = _box_statistics(sample, BACKGROUND_BOX // step)
+
+    def level(self):
+        """Full-size sky level (image unit, float32)."""
+        level = _upsample(self.level_grid, self.shape)
+        if self.response is not None:
+            level /= np.sqrt(self.response)
+        return level
+
+    def variance(self, data, known, *, gain, readnoise):
+        """Full-size variance of every pixel: the sky's, or the read noise at least, plus the
+        Poisson variance of the sources (image unit squared, float32)."""
+        variance = _upsample(self.variance_grid, self.shape)
+        floor = (readnoise / gain) ** 2
+        signal = np.subtract(data, self.level(), dtype=np.float32)
+        signal[known] = 0.0
+        np.clip(signal, 0.0, None, out=signal)
+        signal /= gain
+        if self.response is not None:
+            variance /= self.response
+            np.maximum(variance, floor / self.response**2, out=variance)
+            signal /= self.response
+        else:
+            np.maximum(variance, floor, out=variance)
+        variance += signal
+        return variance
 
 
-def _box_statistics(data, known, box):
-    """Median and variance (from the inter-quartile range) in boxes, upsampled to the image."""
-    ny, nx = data.shape
+def _box_statistics(sample, box):
+    """Median and variance (from the inter-quartile range) of the finite pixels in boxes.
+
+    Returns two grids of boxes, with empty boxes filled from their neighbours
+    and a 3 x 3 median filter over the boxes against bright stars.
+    """
+    ny, nx = sample.shape
     nby, nbx = max(ny // box, 1), max(nx // box, 1)
-    step = 2  # every other pixel is plenty for a 64 x 64 box
-    trimmed = np.where(known, np.nan, data)[: nby * box : step, : nbx * box : step]
-    size = box // step if ny >= box and nx >= box else None
-    if size is None:
-        blocks = trimmed.reshape(1, -1)
-        nby = nbx = 1
-    else:
-        blocks = trimmed.reshape(nby, size, nbx, size).swapaxes(1, 2).reshape(nby * nbx, -1)
-    blocks = np.sort(blocks, axis=1)  # NaN (masked) sort last
+    by, bx = ny // nby, nx // nbx
+    blocks = sample[: nby * by, : nbx * bx].reshape(nby, by, nbx, bx).swapaxes(1, 2)
+    blocks = np.sort(blocks.reshape(nby * nbx, by * bx), axis=1)  # NaN (masked) sort last
     count = np.sum(np.isfinite(blocks), axis=1)
 
     def quantile(q):
@@ -583,26 +630,42 @@ def _box_statistics(data, known, box):
     good = count >= 0.25 * blocks.shape[1]
     if not good.any():
         good = count > 0
-    grids = []
-    for values in (median, variance):
-        grid = np.where(good, values, np.nan).reshape(nby, nbx)
-        grids.append(_fill_and_upsample(grid, (ny, nx)))
-    return grids
+    return [_fill_boxes(np.where(good, values, np.nan).reshape(nby, nbx))
+            for values in (median, variance)]
 
 
-def _fill_and_upsample(grid, shape):
-    """Fill empty boxes from the nearest good ones, median-smooth and interpolate."""
+def _fill_boxes(grid):
+    """Fill empty boxes from the nearest good ones and median-smooth the grid."""
     empty = ~np.isfinite(grid)
     if empty.all():
-        grid = np.zeros_like(grid)
-    elif empty.any():
+        return np.zeros_like(grid)
+    if empty.any():
         index = ndimage.distance_transform_edt(empty, return_distances=False,
                                                return_indices=True)
         grid = grid[tuple(index)]
-    grid = ndimage.median_filter(grid, size=3, mode="nearest")
-    zoom = (shape[0] / grid.shape[0], shape[1] / grid.shape[1])
-    return ndimage.zoom(grid.astype(np.float32), zoom, order=1, mode="nearest",
-                        grid_mode=True)[: shape[0], : shape[1]]
+    return ndimage.median_filter(grid, size=3, mode="nearest")
+
+
+def _upsample(grid, shape):
+    """Bilinear interpolation of a grid of box values (at box centres) to ``shape``.
+
+    Written as two small matrix products: cheaper than a general zoom.
+    """
+    rows = _interpolation_matrix(shape[0], grid.shape[0])
+    cols = _interpolation_matrix(shape[1], grid.shape[1])
+    return rows @ (grid.astype(np.float32) @ cols.T)
+
+
+def _interpolation_matrix(size, boxes):
+    """``(size, boxes)`` weights of linear interpolation between box centres, flat beyond."""
+    step = size / boxes
+    t = np.clip((np.arange(size) + 0.5) / step - 0.5, 0, boxes - 1)
+    low = np.floor(t).astype(int)
+    high = np.minimum(low + 1, boxes - 1)
+    weights = np.zeros((size, boxes), dtype=np.float32)
+    np.add.at(weights, (np.arange(size), low), 1 - (t - low))
+    np.add.at(weights, (np.arange(size), high), t - low)
+    return weights
 
 
 def _describe_call(**params):

@@ -1,0 +1,210 @@
+"""Masking: speed, memory and cosmic-ray quality of make_mask against its peers.
+
+Peers, run in the same process on the same frames: numpy alone,
+``stdpipe.pipeline.make_mask``, ``ccdproc.cosmicray_lacosmic`` and bare
+``astroscrappy.detect_cosmics``. Times are medians of ``--repeat`` calls;
+extra memory is the tracemalloc peak of numpy allocations during a call.
+
+    python benchmarks/bench_masking.py            # 4096 x 4096 speed, 2048 + 4096 quality
+    python benchmarks/bench_masking.py --quick    # 1024 x 1024, for a smoke test
+"""
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import ccdproc
+from astropy import units as u
+from astropy.nddata import CCDData
+
+from stdpipe_ccd import MaskFlag, datasets, make_mask
+from stdpipe_ccd import masking as _masking
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def measure(function, repeat):
+    """Median seconds over ``repeat`` calls, and the extra peak MB of one call."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    function()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return float(np.median(times)), peak / 2**20
+
+
+def peer_stdpipe():
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from stdpipe import pipeline
+        return pipeline
+    except ImportError:
+        print("stdpipe is not installed (pip install stdpipe sep): its rows are skipped")
+        return None
+
+
+def speed_without_cosmics(size, repeat, stdpipe):
+    frame = datasets.make_frame((size, size), seed=1, cosmic_density=0)
+    data, level = frame.ccd.data, frame.ccd.meta["SATURATE"]
+    rows = {
+        "np.isfinite (one pass)": lambda: np.isfinite(data),
+        "numpy lower bound (~isfinite | d >= SAT)": lambda: ~np.isfinite(data) | (data >= level),
+        "stdpipe_ccd make_mask (defaults)": lambda: make_mask(frame.ccd),
+        "stdpipe_ccd make_mask(mask_bleed=True)": lambda: make_mask(frame.ccd, mask_bleed=True),
+    }
+    if stdpipe is not None:
+        rows["stdpipe make_mask, no cosmics"] = lambda: stdpipe.make_mask(
+            data, frame.ccd.meta, saturation=level, verbose=False)
+    results = {name: measure(function, repeat) for name, function in rows.items()}
+    base = results["np.isfinite (one pass)"][0]
+    image_mb = data.nbytes / 2**20
+    return [{"method": name, "seconds": t, "ratio_to_isfinite": t / base, "extra_mb": mb,
+             "extra_in_images": mb / image_mb} for name, (t, mb) in results.items()]
+
+
+def speed_with_cosmics(size, repeat, stdpipe):
+    frame = datasets.make_frame((size, size), seed=1)
+    ccd = frame.ccd
+    gain, readnoise = ccd.meta["GAIN"], ccd.meta["RDNOISE"]
+    # the astroscrappy call make_mask makes, with the same inputs
+    image = _masking._FlagImage(ccd.shape)
+    _masking._mask_nonfinite_and_saturated(ccd.data, ccd.meta["SATURATE"], image)
+    _masking._mask_outside_datasec(ccd.meta, image)
+    sky, variance = _masking._noise_model(ccd.data, image.mask, gain=gain, readnoise=readnoise,
+                                          response=None)
+    import astroscrappy
+
+    def bare_call():
+        astroscrappy.detect_cosmics(ccd.data, inmask=image.mask, invar=variance, gain=gain,
+                                    readnoise=readnoise, satlevel=ccd.meta["SATURATE"] * gain,
+                                    **_masking.COSMICS_DEFAULTS)
+
+    rows = {
+        "astroscrappy.detect_cosmics (the call make_mask makes)": bare_call,
+        "stdpipe_ccd make_mask(mask_cosmics=True)": lambda: make_mask(ccd, mask_cosmics=True),
+        "ccdproc.cosmicray_lacosmic": lambda: ccdproc.cosmicray_lacosmic(
+            ccd, gain=gain * u.electron / u.adu, readnoise=readnoise * u.electron,
+            gain_apply=False),
+    }
+    if stdpipe is not None:
+        rows["stdpipe make_mask(mask_cosmics=True)"] = lambda: stdpipe.make_mask(
+            ccd.data, ccd.meta, saturation=ccd.meta["SATURATE"], mask_cosmics=True, gain=gain,
+            verbose=False)
+    results = {name: measure(function, repeat) for name, function in rows.items()}
+    base_t, base_mb = results["astroscrappy.detect_cosmics (the call make_mask makes)"]
+    return [{"method": name, "seconds": t, "ratio_to_bare_call": t / base_t, "extra_mb": mb,
+             "memory_ratio_to_bare_call": mb / base_mb} for name, (t, mb) in results.items()]
+
+
+def cosmic_quality(size, seed, stdpipe):
+    """Scores of every method against the truth of one realistic frame."""
+    frame = datasets.make_frame((size, size), seed=seed)
+    dark, flat = datasets.make_dark((size, size)), datasets.make_flat((size, size))
+    ccd = frame.ccd
+    gain, readnoise = ccd.meta["GAIN"], ccd.meta["RDNOISE"]
+    ours = make_mask(ccd, mask_bleed=True, mask_cosmics=True, dark=dark, flat=flat)
+    cosmic = (ours.flags & MaskFlag.COSMIC_RAY) != 0
+    other = ours.mask & ~cosmic  # known-bad pixels, counted as caught for every method
+    import astroscrappy
+
+    masks = {"stdpipe_ccd make_mask": cosmic}
+    bare, _ = astroscrappy.detect_cosmics(ccd.data, gain=gain, readnoise=readnoise,
+                                          satlevel=ccd.meta["SATURATE"] * gain)
+    masks["bare astroscrappy"] = bare
+    premasked, _ = astroscrappy.detect_cosmics(ccd.data, inmask=other, gain=gain,
+                                               readnoise=readnoise,
+                                               satlevel=ccd.meta["SATURATE"] * gain)
+    masks["astroscrappy with DATASEC/saturation/bleed/hot in its inmask"] = premasked
+    masks["ccdproc.cosmicray_lacosmic"] = ccdproc.cosmicray_lacosmic(
+        ccd, gain=gain * u.electron / u.adu, readnoise=readnoise * u.electron,
+        gain_apply=False).mask & np.isfinite(ccd.data)
+    if stdpipe is not None:
+        base = stdpipe.make_mask(ccd.data, ccd.meta, saturation=ccd.meta["SATURATE"],
+                                 verbose=False)
+        full = stdpipe.make_mask(ccd.data, ccd.meta, saturation=ccd.meta["SATURATE"],
+                                 mask_cosmics=True, gain=gain, verbose=False)
+        masks["stdpipe make_mask"] = full & ~base
+    rows = []
+    for name, mask in masks.items():
+        scores = datasets.score_cosmic_rays(frame, mask & ~other, masked=other)
+        rows.append({"method": name, "size": size, **scores})
+    bleed = datasets.score_bleed(frame, (ours.flags & MaskFlag.BLEED) != 0)
+    return rows, {"size": size, **bleed}
+
+
+def import_time(statement, repeat=5):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", statement], check=True)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def table(rows, columns):
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small frames, one repeat")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    speed_size = 1024 if args.quick else 4096
+    quality_sizes = [1024] if args.quick else [2048, 4096]
+    repeat = 1 if args.quick else args.repeat
+    stdpipe = peer_stdpipe()
+
+    report = {"machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(),
+                          "platform": platform.platform(), "numpy": np.__version__,
+                          "ccdproc": ccdproc.__version__}}
+    report["import_seconds"] = {
+        "import ccdproc": import_time("import ccdproc"),
+        "import stdpipe_ccd": import_time("import stdpipe_ccd"),
+    }
+    report["without_cosmics"] = speed_without_cosmics(speed_size, repeat * 3, stdpipe)
+    report["with_cosmics"] = speed_with_cosmics(speed_size, repeat, stdpipe)
+    report["quality"], report["bleed"] = [], []
+    for size in quality_sizes:
+        rows, bleed = cosmic_quality(size, seed=2, stdpipe=stdpipe)
+        report["quality"] += rows
+        report["bleed"].append(bleed)
+
+    print(f"\nimport times (s): {report['import_seconds']}")
+    print(f"\nmake_mask without cosmic rays, {speed_size} x {speed_size} float32")
+    print(table(report["without_cosmics"],
+                ["method", "seconds", "ratio_to_isfinite", "extra_mb", "extra_in_images"]))
+    print(f"\nwith cosmic rays, {speed_size} x {speed_size}")
+    print(table(report["with_cosmics"],
+                ["method", "seconds", "ratio_to_bare_call", "extra_mb",
+                 "memory_ratio_to_bare_call"]))
+    print("\ncosmic rays against truth")
+    print(table(report["quality"], ["method", "size", "recall", "recall_5sigma", "recall_faint",
+                                    "precision", "star_cores", "n_rays", "n_stars"]))
+    print("\nbleed trails against truth")
+    print(table(report["bleed"], ["size", "recall", "extra", "n_true"]))
+    RESULTS.mkdir(exist_ok=True)
+    name = "masking-quick.json" if args.quick else "masking.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
