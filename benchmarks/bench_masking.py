@@ -19,11 +19,9 @@ import tracemalloc
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 import ccdproc
+import numpy as np
 from astropy import units as u
-from astropy.nddata import CCDData
 
 from stdpipe_ccd import MaskFlag, datasets, make_mask
 from stdpipe_ccd import masking as _masking
@@ -68,12 +66,21 @@ def speed_without_cosmics(size, repeat, stdpipe):
     }
     if stdpipe is not None:
         rows["stdpipe make_mask, no cosmics"] = lambda: stdpipe.make_mask(
-            data, frame.ccd.meta, saturation=level, verbose=False)
+            data, frame.ccd.meta, saturation=level, verbose=False
+        )
     results = {name: measure(function, repeat) for name, function in rows.items()}
     base = results["np.isfinite (one pass)"][0]
     image_mb = data.nbytes / 2**20
-    return [{"method": name, "seconds": t, "ratio_to_isfinite": t / base, "extra_mb": mb,
-             "extra_in_images": mb / image_mb} for name, (t, mb) in results.items()]
+    return [
+        {
+            "method": name,
+            "seconds": t,
+            "ratio_to_isfinite": t / base,
+            "extra_mb": mb,
+            "extra_in_images": mb / image_mb,
+        }
+        for name, (t, mb) in results.items()
+    ]
 
 
 def speed_with_cosmics(size, repeat, stdpipe):
@@ -84,30 +91,49 @@ def speed_with_cosmics(size, repeat, stdpipe):
     image = _masking._FlagImage(ccd.shape)
     _masking._mask_nonfinite_and_saturated(ccd.data, ccd.meta["SATURATE"], image)
     _masking._mask_outside_datasec(ccd.meta, image)
-    sky, variance = _masking._noise_model(ccd.data, image.mask, gain=gain, readnoise=readnoise,
-                                          response=None)
+    sky_model = _masking._SkyModel(ccd.data, image.mask, None)
+    variance = sky_model.variance(ccd.data, image.mask, gain=gain, readnoise=readnoise)
     import astroscrappy
 
     def bare_call():
-        astroscrappy.detect_cosmics(ccd.data, inmask=image.mask, invar=variance, gain=gain,
-                                    readnoise=readnoise, satlevel=ccd.meta["SATURATE"] * gain,
-                                    **_masking.COSMICS_DEFAULTS)
+        astroscrappy.detect_cosmics(
+            ccd.data,
+            inmask=image.mask,
+            invar=variance,
+            gain=gain,
+            readnoise=readnoise,
+            satlevel=ccd.meta["SATURATE"] * gain,
+            **_masking.COSMICS_DEFAULTS,
+        )
 
     rows = {
         "astroscrappy.detect_cosmics (the call make_mask makes)": bare_call,
         "stdpipe_ccd make_mask(mask_cosmics=True)": lambda: make_mask(ccd, mask_cosmics=True),
         "ccdproc.cosmicray_lacosmic": lambda: ccdproc.cosmicray_lacosmic(
-            ccd, gain=gain * u.electron / u.adu, readnoise=readnoise * u.electron,
-            gain_apply=False),
+            ccd, gain=gain * u.electron / u.adu, readnoise=readnoise * u.electron, gain_apply=False
+        ),
     }
     if stdpipe is not None:
         rows["stdpipe make_mask(mask_cosmics=True)"] = lambda: stdpipe.make_mask(
-            ccd.data, ccd.meta, saturation=ccd.meta["SATURATE"], mask_cosmics=True, gain=gain,
-            verbose=False)
+            ccd.data,
+            ccd.meta,
+            saturation=ccd.meta["SATURATE"],
+            mask_cosmics=True,
+            gain=gain,
+            verbose=False,
+        )
     results = {name: measure(function, repeat) for name, function in rows.items()}
     base_t, base_mb = results["astroscrappy.detect_cosmics (the call make_mask makes)"]
-    return [{"method": name, "seconds": t, "ratio_to_bare_call": t / base_t, "extra_mb": mb,
-             "memory_ratio_to_bare_call": mb / base_mb} for name, (t, mb) in results.items()]
+    return [
+        {
+            "method": name,
+            "seconds": t,
+            "ratio_to_bare_call": t / base_t,
+            "extra_mb": mb,
+            "memory_ratio_to_bare_call": mb / base_mb,
+        }
+        for name, (t, mb) in results.items()
+    ]
 
 
 def cosmic_quality(size, seed, stdpipe):
@@ -122,21 +148,27 @@ def cosmic_quality(size, seed, stdpipe):
     import astroscrappy
 
     masks = {"stdpipe_ccd make_mask": cosmic}
-    bare, _ = astroscrappy.detect_cosmics(ccd.data, gain=gain, readnoise=readnoise,
-                                          satlevel=ccd.meta["SATURATE"] * gain)
+    bare, _ = astroscrappy.detect_cosmics(
+        ccd.data, gain=gain, readnoise=readnoise, satlevel=ccd.meta["SATURATE"] * gain
+    )
     masks["bare astroscrappy"] = bare
-    premasked, _ = astroscrappy.detect_cosmics(ccd.data, inmask=other, gain=gain,
-                                               readnoise=readnoise,
-                                               satlevel=ccd.meta["SATURATE"] * gain)
+    premasked, _ = astroscrappy.detect_cosmics(
+        ccd.data, inmask=other, gain=gain, readnoise=readnoise, satlevel=ccd.meta["SATURATE"] * gain
+    )
     masks["astroscrappy with DATASEC/saturation/bleed/hot in its inmask"] = premasked
     masks["ccdproc.cosmicray_lacosmic"] = ccdproc.cosmicray_lacosmic(
-        ccd, gain=gain * u.electron / u.adu, readnoise=readnoise * u.electron,
-        gain_apply=False).mask & np.isfinite(ccd.data)
+        ccd, gain=gain * u.electron / u.adu, readnoise=readnoise * u.electron, gain_apply=False
+    ).mask & np.isfinite(ccd.data)
     if stdpipe is not None:
-        base = stdpipe.make_mask(ccd.data, ccd.meta, saturation=ccd.meta["SATURATE"],
-                                 verbose=False)
-        full = stdpipe.make_mask(ccd.data, ccd.meta, saturation=ccd.meta["SATURATE"],
-                                 mask_cosmics=True, gain=gain, verbose=False)
+        base = stdpipe.make_mask(ccd.data, ccd.meta, saturation=ccd.meta["SATURATE"], verbose=False)
+        full = stdpipe.make_mask(
+            ccd.data,
+            ccd.meta,
+            saturation=ccd.meta["SATURATE"],
+            mask_cosmics=True,
+            gain=gain,
+            verbose=False,
+        )
         masks["stdpipe make_mask"] = full & ~base
     rows = []
     for name, mask in masks.items():
@@ -173,9 +205,15 @@ def main(argv=None):
     repeat = 1 if args.quick else args.repeat
     stdpipe = peer_stdpipe()
 
-    report = {"machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(),
-                          "platform": platform.platform(), "numpy": np.__version__,
-                          "ccdproc": ccdproc.__version__}}
+    report = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+            "numpy": np.__version__,
+            "ccdproc": ccdproc.__version__,
+        }
+    }
     report["import_seconds"] = {
         "import ccdproc": import_time("import ccdproc"),
         "import stdpipe_ccd": import_time("import stdpipe_ccd"),
@@ -190,15 +228,36 @@ def main(argv=None):
 
     print(f"\nimport times (s): {report['import_seconds']}")
     print(f"\nmake_mask without cosmic rays, {speed_size} x {speed_size} float32")
-    print(table(report["without_cosmics"],
-                ["method", "seconds", "ratio_to_isfinite", "extra_mb", "extra_in_images"]))
+    print(
+        table(
+            report["without_cosmics"],
+            ["method", "seconds", "ratio_to_isfinite", "extra_mb", "extra_in_images"],
+        )
+    )
     print(f"\nwith cosmic rays, {speed_size} x {speed_size}")
-    print(table(report["with_cosmics"],
-                ["method", "seconds", "ratio_to_bare_call", "extra_mb",
-                 "memory_ratio_to_bare_call"]))
+    print(
+        table(
+            report["with_cosmics"],
+            ["method", "seconds", "ratio_to_bare_call", "extra_mb", "memory_ratio_to_bare_call"],
+        )
+    )
     print("\ncosmic rays against truth")
-    print(table(report["quality"], ["method", "size", "recall", "recall_5sigma", "recall_faint",
-                                    "precision", "star_cores", "n_rays", "n_stars"]))
+    print(
+        table(
+            report["quality"],
+            [
+                "method",
+                "size",
+                "recall",
+                "recall_5sigma",
+                "recall_faint",
+                "precision",
+                "star_cores",
+                "n_rays",
+                "n_stars",
+            ],
+        )
+    )
     print("\nbleed trails against truth")
     print(table(report["bleed"], ["size", "recall", "extra", "n_true"]))
     RESULTS.mkdir(exist_ok=True)

@@ -71,7 +71,8 @@ def _custom_items(add_keyword, function):
         return [(add_keyword.name, add_keyword.value)]
     if isinstance(add_keyword, dict):
         return list(add_keyword.items())
-    msg = f"add_keyword must be a bool, str, dict or ccdproc.Keyword, not {type(add_keyword).__name__}"
+    kind = type(add_keyword).__name__
+    msg = f"add_keyword must be a bool, str, dict or ccdproc.Keyword, not {kind}"
     raise TypeError(msg)
 
 

@@ -41,10 +41,13 @@ def valid_region(meta, shape):
         if box is None:
             continue
         if region is not None:
-            box = tuple((max(a[0], b[0]), min(a[1], b[1])) for a, b in zip(region, box))
+            box = tuple(
+                (max(a[0], b[0]), min(a[1], b[1])) for a, b in zip(region, box, strict=True)
+            )
         region = box
     if region is not None and any(lo >= hi for lo, hi in region):
-        msg = f"DATASEC and TRIMSEC in .meta do not overlap ({meta.get('DATASEC')}, {meta.get('TRIMSEC')})"
+        sections = f"{meta.get('DATASEC')}, {meta.get('TRIMSEC')}"
+        msg = f"DATASEC and TRIMSEC in .meta do not overlap ({sections})"
         raise ValueError(msg)
     return region
 
@@ -57,18 +60,21 @@ def _section_box(keyword, value, meta, shape):
             raise ValueError("a 2D section needs two ranges")
         box = tuple(_bounds(s) for s in slices)
     except (ValueError, TypeError, IndexError, AttributeError) as err:
-        msg = f"{keyword} = {value!r} in .meta is not a FITS section like '[1:2048,1:4096]': {err}"
+        example = "'[1:2048,1:4096]'"
+        msg = f"{keyword} = {value!r} in .meta is not a FITS section like {example}: {err}"
         raise ValueError(msg) from err
 
     size = tuple(hi - lo for lo, hi in box)
     if size == tuple(shape) and box != ((0, shape[0]), (0, shape[1])):
-        _warn(f"{keyword} = {value} has the size of the image, which looks already trimmed; ignored")
+        _warn(
+            f"{keyword} = {value} has the size of the image, which looks already trimmed; ignored"
+        )
         return None
     if "LTV1" in meta or "LTV2" in meta:
         _warn(f"LTV1/LTV2 in .meta say the image was trimmed; {keyword} = {value} ignored")
         return None
 
-    clipped = tuple((max(lo, 0), min(hi, n)) for (lo, hi), n in zip(box, shape))
+    clipped = tuple((max(lo, 0), min(hi, n)) for (lo, hi), n in zip(box, shape, strict=True))
     if any(lo >= hi for lo, hi in clipped):
         msg = f"{keyword} = {value!r} in .meta does not overlap the image of shape {tuple(shape)}"
         raise ValueError(msg)

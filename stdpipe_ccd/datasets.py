@@ -252,8 +252,9 @@ def make_frame(
     )
 
 
-def make_dither_set(n_frames=8, shape=(1024, 1024), *, seed=0, max_offset=60.0,
-                    max_rotation=0.4, **frame_options):
+def make_dither_set(
+    n_frames=8, shape=(1024, 1024), *, seed=0, max_offset=60.0, max_rotation=0.4, **frame_options
+):
     """Make a dithered sequence of frames of one field with one detector.
 
     Sky levels are drawn between 600 and 1950 ADU and seeing between 2.7 and
@@ -291,8 +292,16 @@ def make_dither_set(n_frames=8, shape=(1024, 1024), *, seed=0, max_offset=60.0,
     return frames
 
 
-def make_dark(shape=(1024, 1024), *, detector_seed=0, exptime=60.0, n_hot=None,
-              n_combined=10, overscan=OVERSCAN, dtype=np.float32):
+def make_dark(
+    shape=(1024, 1024),
+    *,
+    detector_seed=0,
+    exptime=60.0,
+    n_hot=None,
+    n_combined=10,
+    overscan=OVERSCAN,
+    dtype=np.float32,
+):
     """Make a master dark (ADU) with the detector's hot pixels.
 
     Parameters
@@ -324,8 +333,16 @@ def make_dark(shape=(1024, 1024), *, detector_seed=0, exptime=60.0, n_hot=None,
     return CCDData(data.astype(dtype), unit=u.adu, meta=meta)
 
 
-def make_flat(shape=(1024, 1024), *, detector_seed=0, vignetting=0.35, n_combined=10,
-              overscan=OVERSCAN, level=20000.0, dtype=np.float32):
+def make_flat(
+    shape=(1024, 1024),
+    *,
+    detector_seed=0,
+    vignetting=0.35,
+    n_combined=10,
+    overscan=OVERSCAN,
+    level=20000.0,
+    dtype=np.float32,
+):
     """Make a master flat normalised to 1 at the centre of the detector.
 
     Parameters
@@ -352,22 +369,25 @@ def make_flat(shape=(1024, 1024), *, detector_seed=0, vignetting=0.35, n_combine
     """
     rng = np.random.default_rng([detector_seed, 2])
     response = _response(shape, detector_seed, vignetting, overscan)
-    noise = np.sqrt(np.clip(response, 1e-6, None) * level * GAIN * n_combined) / (level * GAIN * n_combined)
+    noise = np.sqrt(np.clip(response, 1e-6, None) * level * GAIN * n_combined) / (
+        level * GAIN * n_combined
+    )
     data = response + rng.normal(0.0, 1.0, shape) * noise
-    data[:, shape[1] - overscan:] = 0.0
+    data[:, shape[1] - overscan :] = 0.0
     meta = {"IMAGETYP": "FLAT", "NCOMBINE": n_combined}
     return CCDData(data.astype(dtype), unit=u.dimensionless_unscaled, meta=meta)
 
 
 def _sky_noise(level, response):
-    """Standard deviation (ADU, flat-fielded) of a pixel at ``level`` ADU with ``response``."""
+    """Return the noise (ADU, flat-fielded) of a pixel at ``level`` ADU with ``response``."""
     return np.sqrt(np.clip(level * response * GAIN, 0, None) + READNOISE**2) / GAIN / response
 
 
 # --- detector ---------------------------------------------------------------
 
+
 def _response(shape, detector_seed, vignetting, overscan):
-    """Flat-field response: smooth vignetting to ``vignetting`` in the corners, 0.5 % pixel noise."""
+    """Return the flat-field response: vignetted to ``vignetting`` in the corners, 0.5 % noise."""
     ny, nx = shape
     data_nx = nx - overscan
     y, x = np.ogrid[:ny, :data_nx]
@@ -406,22 +426,30 @@ def _frame_wcs(shape, offset, rotation, sip):
     wcs.wcs.crpix = [(nx - OVERSCAN) / 2 + 0.5 - offset[0], ny / 2 + 0.5 - offset[1]]
     scale = PIXEL_SCALE / 3600.0
     angle = np.deg2rad(rotation)
-    wcs.wcs.cd = scale * np.array(
-        [[-np.cos(angle), np.sin(angle)], [np.sin(angle), np.cos(angle)]]
-    )
+    wcs.wcs.cd = scale * np.array([[-np.cos(angle), np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     if sip:
         header = wcs.to_header()
         header["CTYPE1"], header["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
         half = max(nx, ny) / 2
         amplitude = 3.0 / half**2  # about 3 px at the corners
-        header.update({"A_ORDER": 2, "B_ORDER": 2, "A_2_0": amplitude, "A_1_1": -0.4 * amplitude,
-                       "B_0_2": amplitude, "B_1_1": 0.3 * amplitude, "A_0_2": 0.0,
-                       "B_2_0": 0.0})
+        header.update(
+            {
+                "A_ORDER": 2,
+                "B_ORDER": 2,
+                "A_2_0": amplitude,
+                "A_1_1": -0.4 * amplitude,
+                "B_0_2": amplitude,
+                "B_1_1": 0.3 * amplitude,
+                "A_0_2": 0.0,
+                "B_2_0": 0.0,
+            }
+        )
         wcs = WCS(header)
     return wcs
 
 
 # --- sky --------------------------------------------------------------------
+
 
 def _field_stars(field_seed, density, n_saturated, wcs, shape, overscan):
     """Stars of the field (fixed on the sky) that fall on this frame."""
@@ -445,8 +473,9 @@ def _field_stars(field_seed, density, n_saturated, wcs, shape, overscan):
     ra, dec = ref.all_pix2world(uv[:, 0] + centre[0], uv[:, 1] + centre[1], 0)
     x, y = wcs.all_world2pix(ra, dec, 0)
     inside = (x > -10) & (x < nx - overscan + 10) & (y > -10) & (y < ny + 10)
-    return Table({"x": x[inside], "y": y[inside], "ra": ra[inside], "dec": dec[inside],
-                  "flux": flux[inside]})
+    return Table(
+        {"x": x[inside], "y": y[inside], "ra": ra[inside], "dec": dec[inside], "flux": flux[inside]}
+    )
 
 
 def _render_stars(image, stars, fwhm, oversample=3):
@@ -455,10 +484,10 @@ def _render_stars(image, stars, fwhm, oversample=3):
     alpha = fwhm / (2 * np.sqrt(2 ** (1 / MOFFAT_BETA) - 1))
     norm = (MOFFAT_BETA - 1) / (np.pi * alpha**2)
     sub = (np.arange(oversample) + 0.5) / oversample - 0.5
-    for x0, y0, flux in zip(stars["x"], stars["y"], stars["flux"]):
+    for x0, y0, flux in zip(stars["x"], stars["y"], stars["flux"], strict=True):
         # radius where the profile falls below 0.02 ADU
         radius = int(np.clip(alpha * np.sqrt((flux * norm / 0.02) ** (1 / MOFFAT_BETA)), 6, 200))
-        ix, iy = int(round(x0)), int(round(y0))
+        ix, iy = round(x0), round(y0)
         xs = slice(max(ix - radius, 0), min(ix + radius + 1, nx))
         ys = slice(max(iy - radius, 0), min(iy + radius + 1, ny))
         if xs.start >= xs.stop or ys.start >= ys.stop:
@@ -545,6 +574,7 @@ def _track(x0, y0, length, angle, level, shape, data_nx):
 
 # --- scores against truth ------------------------------------------------------
 
+
 def score_cosmic_rays(frame, cosmic_mask, *, masked=None):
     """Score a cosmic-ray mask against the truth of a frame.
 
@@ -600,11 +630,13 @@ def _isolated_stars(frame):
     stars = frame.stars
     ny, nx = frame.model.shape
     xy = np.column_stack([stars["x"], stars["y"]])
-    distance = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)) if len(xy) < 20000 else None
+    distance = (
+        np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)) if len(xy) < 20000 else None
+    )
     near_ray = ndimage.binary_dilation(frame.cosmic_label > 0, np.ones((5, 5), bool))
     centres = []
     for i, (x, y) in enumerate(xy):
-        ix, iy = int(round(x)), int(round(y))
+        ix, iy = round(x), round(y)
         if not (2 <= ix < nx - 2 and 2 <= iy < ny - 2) or stars["saturated"][i]:
             continue
         if frame.model[iy, ix] - frame.sky < 5 * frame.noise[iy, ix]:

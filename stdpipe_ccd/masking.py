@@ -19,10 +19,24 @@ __all__ = ["make_mask"]
 logger = logging.getLogger(__name__)
 
 #: astroscrappy options that `make_mask` sets itself.
-COSMICS_DEFAULTS = {"sigclip": 4.5, "sigfrac": 0.3, "objlim": 5.0, "niter": 4,
-                    "sepmed": True, "cleantype": "meanmask"}
-_COSMICS_RESERVED = ("indat", "inmask", "inbkg", "invar", "gain", "readnoise", "satlevel",
-                     "verbose")
+COSMICS_DEFAULTS = {
+    "sigclip": 4.5,
+    "sigfrac": 0.3,
+    "objlim": 5.0,
+    "niter": 4,
+    "sepmed": True,
+    "cleantype": "meanmask",
+}
+_COSMICS_RESERVED = (
+    "indat",
+    "inmask",
+    "inbkg",
+    "invar",
+    "gain",
+    "readnoise",
+    "satlevel",
+    "verbose",
+)
 #: side of the boxes (pixels) in which the sky and its noise are measured
 BACKGROUND_BOX = 64
 
@@ -149,33 +163,52 @@ def make_mask(
             raise ValueError(msg)
         _mask_bleed(data, image)
     if external_mask is not None:
-        image.add(MaskFlag.EXTERNAL,
-                  _same_shape(external_mask, data.shape, "external_mask") != 0)
+        image.add(MaskFlag.EXTERNAL, _same_shape(external_mask, data.shape, "external_mask") != 0)
     if ccd.mask is not None:
         image.add(MaskFlag.INPUT, _same_shape(ccd.mask, data.shape, "ccd.mask") != 0)
     if dark is not None:
         _mask_hot(_same_shape(dark, data.shape, "dark"), hot_threshold, image)
     response = None
     if flat is not None:
-        response = _mask_low_response(_same_shape(flat, data.shape, "flat"), flat_threshold,
-                                      image)
+        response = _mask_low_response(_same_shape(flat, data.shape, "flat"), flat_threshold, image)
     if mask_cosmics:
         gain, readnoise = _gain_readnoise(ccd, gain, readnoise)
-        _mask_cosmics(data, image, gain=gain, readnoise=readnoise, response=response,
-                      saturation=level, options=cosmics_options)
+        _mask_cosmics(
+            data,
+            image,
+            gain=gain,
+            readnoise=readnoise,
+            response=response,
+            saturation=level,
+            options=cosmics_options,
+        )
 
     view = data.view()
     view.flags.writeable = False
-    result = CCDData(view, unit=ccd.unit, meta=ccd.meta.copy(), wcs=ccd.wcs,
-                     uncertainty=ccd.uncertainty, mask=image.mask, flags=image.flags,
-                     psf=getattr(ccd, "psf", None))
+    result = CCDData(
+        view,
+        unit=ccd.unit,
+        meta=ccd.meta.copy(),
+        wcs=ccd.wcs,
+        uncertainty=ccd.uncertainty,
+        mask=image.mask,
+        flags=image.flags,
+        psf=getattr(ccd, "psf", None),
+    )
     total = int(np.count_nonzero(image.mask))
-    logger.info("masked %d pixels: %s", total,
-                ", ".join(f"{k} {v}" for k, v in image.counts.items() if v))
-    call = _describe_call(saturation=level, mask_bleed=mask_bleed,
-                          external_mask=external_mask is not None, mask_cosmics=mask_cosmics,
-                          dark=dark is not None, hot_threshold=hot_threshold,
-                          flat=flat is not None, flat_threshold=flat_threshold)
+    logger.info(
+        "masked %d pixels: %s", total, ", ".join(f"{k} {v}" for k, v in image.counts.items() if v)
+    )
+    call = _describe_call(
+        saturation=level,
+        mask_bleed=mask_bleed,
+        external_mask=external_mask is not None,
+        mask_cosmics=mask_cosmics,
+        dark=dark is not None,
+        hot_threshold=hot_threshold,
+        flat=flat is not None,
+        flat_threshold=flat_threshold,
+    )
     add_provenance(result.meta, add_keyword, "make_mask", call, image.counts, total=total)
     return result
 
@@ -206,6 +239,7 @@ class _FlagImage:
 
 
 # --- checks -----------------------------------------------------------------
+
 
 def _check_ccd(ccd):
     """Return the data of ``ccd`` as a native-endian array, checking that it is 2D."""
@@ -276,8 +310,9 @@ def _mask_nonfinite_and_saturated(data, level, image):
         values = block.ravel()[index]
         nonfinite = ~np.isfinite(values)
         saturated = values >= level if level is not None else np.zeros(index.size, dtype=bool)
-        code = (np.where(nonfinite, MaskFlag.NONFINITE, 0)
-                | np.where(saturated, MaskFlag.SATURATED, 0))
+        code = np.where(nonfinite, MaskFlag.NONFINITE, 0) | np.where(
+            saturated, MaskFlag.SATURATED, 0
+        )
         image.flags[start : start + rows].ravel()[index] = code
         bad.ravel()[index[code == 0]] = False
         image.counts[MaskFlag.NONFINITE.name] += int(nonfinite.sum())
@@ -298,7 +333,7 @@ def _mask_outside_datasec(meta, image):
 
 
 def _saturation_level(ccd, saturation):
-    """The saturation level in the image unit, or None for no saturation masking."""
+    """Return the saturation level in the image unit, or None for no saturation masking."""
     if saturation is False:
         return None
     if saturation is None:
@@ -337,7 +372,7 @@ def _mask_bleed(data, image):
 
 
 def _round_core(data, blob, box):
-    """The disk of a saturated star inside its saturated blob (in the blob's box).
+    """Return the disk of a saturated star inside its saturated blob (in the blob's box).
 
     Bleeding runs along columns, so the blob is as wide as the star's core:
     its radius is half the width. The centre row is where the unsaturated
@@ -381,13 +416,19 @@ def _gain_readnoise(ccd, gain, readnoise):
     if gain is None:
         gain = ccd.meta.get("GAIN")
         if gain is None and not in_electrons:
-            warnings.warn("no gain given and no GAIN in .meta; using 1 e-/ADU for the "
-                          "cosmic-ray noise model", StdpipeCCDWarning, stacklevel=3)
+            warnings.warn(
+                "no gain given and no GAIN in .meta; using 1 e-/ADU for the cosmic-ray noise model",
+                StdpipeCCDWarning,
+                stacklevel=3,
+            )
             gain = 1.0
     if in_electrons:
         if gain is not None and _quantity_value(gain, u.electron / u.adu, "gain") != 1:
-            warnings.warn("the image is in electrons, so gain is taken as 1 for the cosmic-ray "
-                          "noise model", StdpipeCCDWarning, stacklevel=3)
+            warnings.warn(
+                "the image is in electrons, so gain is taken as 1 for the cosmic-ray noise model",
+                StdpipeCCDWarning,
+                stacklevel=3,
+            )
         gain = 1.0
     gain = _quantity_value(gain, u.electron / u.adu, "gain")
     if readnoise is None:
@@ -416,8 +457,14 @@ def _mask_cosmics(data, image, *, gain, readnoise, response, saturation, options
     variance = sky_model.variance(data, known, gain=gain, readnoise=readnoise)
     satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
     cosmics, _ = astroscrappy.detect_cosmics(
-        data, inmask=known, invar=variance, gain=gain, readnoise=readnoise,
-        satlevel=satlevel, **options)
+        data,
+        inmask=known,
+        invar=variance,
+        gain=gain,
+        readnoise=readnoise,
+        satlevel=satlevel,
+        **options,
+    )
     cosmics &= ~known
     sigma = np.sqrt(variance, out=variance)
     del variance
@@ -481,7 +528,8 @@ def _on_smooth_source(data, sky, sigma, iy, ix):
     smooth = local - sky[iy, ix]
     # the median of 25 pixels scatters by about a quarter of one pixel's sigma
     on_source = (smooth > SMOOTH_FRACTION * (data[iy, ix] - sky[iy, ix])) & (
-        smooth > 0.75 * sigma[iy, ix])
+        smooth > 0.75 * sigma[iy, ix]
+    )
     return on_source, data[iy, ix] - local
 
 
@@ -496,12 +544,20 @@ def _drop_star_cores(cosmics, data, sky):
         return
     iy, ix = _group_peaks(data, labels, cosmics)
     ny, nx = data.shape
-    neighbours = np.array([data[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)]
-                           for dy, dx in _NEIGHBOURS]) - sky[iy, ix]
+    neighbours = (
+        np.array(
+            [
+                data[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)]
+                for dy, dx in _NEIGHBOURS
+            ]
+        )
+        - sky[iy, ix]
+    )
     excess = data[iy, ix] - sky[iy, ix]
     # a star lights all its neighbours; a track leaves dark pixels across it
     star = (neighbours.sum(axis=0) >= SHARP_NEIGHBOURS * excess) & (
-        neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess)
+        neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess
+    )
     cosmics &= np.concatenate([[False], ~star])[labels]
 
 
@@ -556,8 +612,10 @@ def _cosmics_options(function, options):
     allowed = set(inspect.signature(function).parameters) - set(_COSMICS_RESERVED)
     unknown = sorted(set(options) - allowed)
     if unknown:
-        msg = (f"cosmics_options has unknown astroscrappy option(s) {unknown}; "
-               f"allowed are {sorted(allowed)}")
+        msg = (
+            f"cosmics_options has unknown astroscrappy option(s) {unknown}; "
+            f"allowed are {sorted(allowed)}"
+        )
         raise TypeError(msg)
     return {**COSMICS_DEFAULTS, **options}
 
@@ -591,7 +649,8 @@ class _SkyModel:
 
     def variance(self, data, known, *, gain, readnoise):
         """Full-size variance of every pixel: the sky's, or the read noise at least, plus the
-        Poisson variance of the sources (image unit squared, float32)."""
+        Poisson variance of the sources (image unit squared, float32).
+        """
         variance = _upsample(self.variance_grid, self.shape)
         floor = (readnoise / gain) ** 2
         signal = np.subtract(data, self.level(), dtype=np.float32)
@@ -630,8 +689,10 @@ def _box_statistics(sample, box):
     good = count >= 0.25 * blocks.shape[1]
     if not good.any():
         good = count > 0
-    return [_fill_boxes(np.where(good, values, np.nan).reshape(nby, nbx))
-            for values in (median, variance)]
+    return [
+        _fill_boxes(np.where(good, values, np.nan).reshape(nby, nbx))
+        for values in (median, variance)
+    ]
 
 
 def _fill_boxes(grid):
@@ -640,8 +701,7 @@ def _fill_boxes(grid):
     if empty.all():
         return np.zeros_like(grid)
     if empty.any():
-        index = ndimage.distance_transform_edt(empty, return_distances=False,
-                                               return_indices=True)
+        index = ndimage.distance_transform_edt(empty, return_distances=False, return_indices=True)
         grid = grid[tuple(index)]
     return ndimage.median_filter(grid, size=3, mode="nearest")
 
@@ -669,5 +729,5 @@ def _interpolation_matrix(size, boxes):
 
 
 def _describe_call(**params):
-    """The options of a call as ``name=value`` text for the provenance."""
+    """Return the options of a call as ``name=value`` text for the provenance."""
     return ", ".join(f"{name}={value}" for name, value in params.items())

@@ -9,8 +9,9 @@ def test_same_seed_same_frame():
     b = datasets.make_frame((128, 160), seed=5)
     c = datasets.make_frame((128, 160), seed=6)
     np.testing.assert_array_equal(a.ccd.data, b.ccd.data)
-    assert not np.array_equal(a.ccd.data[np.isfinite(a.ccd.data)],
-                              c.ccd.data[np.isfinite(c.ccd.data)])
+    assert not np.array_equal(
+        a.ccd.data[np.isfinite(a.ccd.data)], c.ccd.data[np.isfinite(c.ccd.data)]
+    )
 
 
 def test_header_keywords(frame):
@@ -25,7 +26,7 @@ def test_noise_matches_model(frame):
     """Pixels without stars, rays or defects scatter as the noise model says."""
     clean = (frame.model - frame.sky < 0.05 * frame.noise) & ~frame.nonfinite_mask
     clean &= frame.cosmic_label == 0
-    clean[:, -datasets.OVERSCAN:] = False
+    clean[:, -datasets.OVERSCAN :] = False
     clean[frame.hot_pixels["y"], frame.hot_pixels["x"]] = False
     clean &= frame.ccd.data < frame.sky + 8 * frame.noise  # faint ray wings below 1/5 of a ray
     pulls = (frame.ccd.data - frame.model)[clean] / frame.noise[clean]
@@ -57,7 +58,7 @@ def test_cosmic_ray_population(frame):
     rays = frame.cosmic_rays
     assert set(rays["kind"]) == {"point", "short", "long"}
     assert 0.7 < np.mean(rays["peak_snr"] >= 5) < 0.95
-    assert (frame.cosmic_label[:, -datasets.OVERSCAN:] == 0).all()
+    assert (frame.cosmic_label[:, -datasets.OVERSCAN :] == 0).all()
 
 
 def test_dark_and_flat_match_the_lights(frame, dark, flat):

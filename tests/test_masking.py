@@ -23,6 +23,7 @@ def small(meta=None, shape=(60, 120), value=100.0):
 
 # --- the product ----------------------------------------------------------------
 
+
 def test_input_unchanged_and_new_object(frame, dark, flat):
     ccd = frame.ccd.copy()
     ccd.mask = np.zeros(ccd.shape, bool)
@@ -77,8 +78,11 @@ def test_provenance_off(add_keyword):
 
 @pytest.mark.parametrize(
     ("add_keyword", "key", "value"),
-    [("MASKED", "MASKED", "make_mask"), (Keyword("MASKED", value="yes"), "MASKED", "yes"),
-     ({"MASKED": "by hand"}, "MASKED", "by hand")],
+    [
+        ("MASKED", "MASKED", "make_mask"),
+        (Keyword("MASKED", value="yes"), "MASKED", "yes"),
+        ({"MASKED": "by hand"}, "MASKED", "by hand"),
+    ],
 )
 def test_provenance_custom(add_keyword, key, value):
     result = make_mask(small(), add_keyword=add_keyword)
@@ -90,11 +94,13 @@ def test_provenance_custom(add_keyword, key, value):
 def test_bitmask_helpers_select_reasons(masked):
     """Flags turn into booleans with astropy's bitmask helpers and MaskFlagMap."""
     only_cosmics = bitmask.bitfield_to_boolean_mask(
-        masked.flags, ignore_flags="~COSMIC_RAY", flag_name_map=MaskFlagMap)
+        masked.flags, ignore_flags="~COSMIC_RAY", flag_name_map=MaskFlagMap
+    )
     np.testing.assert_array_equal(only_cosmics, has(masked, MaskFlag.COSMIC_RAY))
 
 
 # --- each reason, against truth ---------------------------------------------------
+
 
 def test_nonfinite(frame, masked):
     np.testing.assert_array_equal(has(masked, MaskFlag.NONFINITE), frame.nonfinite_mask)
@@ -209,6 +215,7 @@ def test_not_ccddata():
 
 # --- sections ------------------------------------------------------------------
 
+
 def test_reversed_section_is_the_forward_one():
     forward = make_mask(small({"DATASEC": "[11:110,1:60]"}))
     reverse = make_mask(small({"DATASEC": "[110:11,1:60]"}))
@@ -262,6 +269,7 @@ def test_ltv_means_trimmed():
 
 # --- cosmic rays -------------------------------------------------------------------
 
+
 def cosmic_scores(frame, result):
     cosmic = has(result, MaskFlag.COSMIC_RAY)
     return datasets.score_cosmic_rays(frame, cosmic, masked=result.mask & ~cosmic)
@@ -280,8 +288,9 @@ def test_cosmic_rays_beat_bare_astroscrappy(frame, masked):
     """The same frame through astroscrappy alone, with the same known-bad pixels excluded."""
     data = frame.ccd.data
     known = masked.mask & ~has(masked, MaskFlag.COSMIC_RAY)
-    bare, _ = astroscrappy.detect_cosmics(data, inmask=known, gain=datasets.GAIN,
-                                          readnoise=datasets.READNOISE, satlevel=np.inf)
+    bare, _ = astroscrappy.detect_cosmics(
+        data, inmask=known, gain=datasets.GAIN, readnoise=datasets.READNOISE, satlevel=np.inf
+    )
     peer = datasets.score_cosmic_rays(frame, bare & ~known, masked=known)
     ours = cosmic_scores(frame, masked)
     assert ours["recall"] > peer["recall"]
@@ -293,8 +302,14 @@ def test_cosmic_rays_sky_subtracted(frame, dark, flat):
     """The noise model is measured, so a sky-subtracted frame masks as well."""
     ccd = frame.ccd.subtract(frame.sky * u.adu)
     ccd.meta = frame.ccd.meta
-    result = make_mask(ccd, mask_bleed=True, mask_cosmics=True, dark=dark, flat=flat,
-                       saturation=(datasets.SATURATE - frame.sky))
+    result = make_mask(
+        ccd,
+        mask_bleed=True,
+        mask_cosmics=True,
+        dark=dark,
+        flat=flat,
+        saturation=(datasets.SATURATE - frame.sky),
+    )
     scores = cosmic_scores(frame, result)
     assert scores["star_cores"] == 0
     assert scores["precision"] >= 0.97
@@ -374,12 +389,19 @@ def test_real_gmos_frame_finds_both_rays():
         warnings.simplefilter("ignore", StdpipeCCDWarning)
         result = make_mask(ccd, mask_cosmics=True, readnoise=4.24)
     labels, _ = ndimage.label(has(result, MaskFlag.COSMIC_RAY), np.ones((3, 3)))
-    big = [box for box in ndimage.find_objects(labels)
-           if (box[0].stop - box[0].start) * (box[1].stop - box[1].start) > 20]
+    big = [
+        box
+        for box in ndimage.find_objects(labels)
+        if (box[0].stop - box[0].start) * (box[1].stop - box[1].start) > 20
+    ]
     for ray in [(slice(41, 72), slice(142, 161)), (slice(117, 147), slice(35, 43))]:
-        assert any(box[0].start <= ray[0].start + 2 and box[0].stop >= ray[0].stop - 2
-                   and box[1].start <= ray[1].start + 2 and box[1].stop >= ray[1].stop - 2
-                   for box in big)
+        assert any(
+            box[0].start <= ray[0].start + 2
+            and box[0].stop >= ray[0].stop - 2
+            and box[1].start <= ray[1].start + 2
+            and box[1].stop >= ray[1].stop - 2
+            for box in big
+        )
     assert len(big) == 2
 
 
@@ -387,8 +409,15 @@ def test_real_gmos_frame_finds_both_rays():
 def test_nonfinite_and_saturated_classified(level):
     """Every kind of bad value, spread over several blocks of the cached pass."""
     data = np.full((2000, 300), 100.0, dtype=np.float32)
-    specials = {(0, 0): np.nan, (900, 5): np.inf, (1999, 299): -np.inf, (1500, 7): -1e30,
-                (1200, 8): -600.0, (10, 10): 500.0, (11, 10): 499.99}
+    specials = {
+        (0, 0): np.nan,
+        (900, 5): np.inf,
+        (1999, 299): -np.inf,
+        (1500, 7): -1e30,
+        (1200, 8): -600.0,
+        (10, 10): 500.0,
+        (11, 10): 499.99,
+    }
     for where, value in specials.items():
         data[where] = value
     meta = {} if level is None else {"SATURATE": level}
