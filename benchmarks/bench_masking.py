@@ -24,6 +24,7 @@ import numpy as np
 from astropy import units as u
 
 from stdpipe_ccd import MaskFlag, datasets, make_mask
+from stdpipe_ccd import _sky
 from stdpipe_ccd import masking as _masking
 
 RESULTS = Path(__file__).parent / "results"
@@ -91,7 +92,7 @@ def speed_with_cosmics(size, repeat, stdpipe):
     image = _masking._FlagImage(ccd.shape)
     _masking._mask_nonfinite_and_saturated(ccd.data, ccd.meta["SATURATE"], image)
     _masking._mask_outside_datasec(ccd.meta, image)
-    sky_model = _masking._SkyModel(ccd.data, image.mask, None)
+    sky_model = _sky.SkyModel(ccd.data, image.mask, None)
     variance = sky_model.variance(ccd.data, image.mask, gain=gain, readnoise=readnoise)
     import astroscrappy
 

@@ -5,16 +5,46 @@ try:
 except ImportError:  # not installed
     __version__ = "unknown"
 
-from . import datasets
-from .exceptions import StdpipeCCDError, StdpipeCCDWarning
-from .flags import MaskFlag
-from .masking import make_mask
+from astropy import config as _config
+
+
+class Conf(_config.ConfigNamespace):
+    """Configuration parameters of `stdpipe_ccd`."""
+
+    swarp_path = _config.ConfigItem(
+        "", "Path of the SWarp binary; empty means: search the PATH for 'swarp' and 'SWarp'."
+    )
+    nthreads = _config.ConfigItem(0, "Threads SWarp may use; 0 means all cores.", cfgtype="integer")
+    tmpdir = _config.ConfigItem(
+        "", "Directory for SWarp's temporary files; empty means the system default."
+    )
+
+
+conf = Conf()
+
+from . import datasets  # noqa: E402
+from .exceptions import (  # noqa: E402
+    StdpipeCCDError,
+    StdpipeCCDWarning,
+    SwarpError,
+    SwarpNotFoundError,
+)
+from .flags import MaskFlag  # noqa: E402
+from .masking import make_mask  # noqa: E402
+from .swarp import find_swarp, reproject_swarp, resample_swarp  # noqa: E402
 
 __all__ = [
+    "Conf",
     "MaskFlag",
     "StdpipeCCDError",
     "StdpipeCCDWarning",
+    "SwarpError",
+    "SwarpNotFoundError",
+    "conf",
+    "find_swarp",
     "__version__",
     "datasets",
     "make_mask",
+    "reproject_swarp",
+    "resample_swarp",
 ]

@@ -7,7 +7,7 @@ from ccdproc import Keyword
 
 from .flags import MaskFlag
 
-__all__ = ["add_provenance"]
+__all__ = ["add_custom_keyword", "add_history_lines", "add_provenance"]
 
 #: 8-character keywords for the number of pixels per mask reason
 COUNT_KEYWORDS = {
@@ -47,12 +47,9 @@ def add_provenance(meta, add_keyword, function, call, counts, *, total):
     from . import __version__
 
     if add_keyword is True:
-        text = f"stdpipe_ccd {__version__} {function}({call})"
-        for line in textwrap.wrap(text, 70):
-            _add_history(meta, line)
+        add_history_lines(meta, [f"stdpipe_ccd {__version__} {function}({call})"])
     else:
-        for key, value in _custom_items(add_keyword, function):
-            meta[key] = value
+        add_custom_keyword(meta, add_keyword, function)
     for flag, keyword in COUNT_KEYWORDS.items():
         _set_card(meta, keyword, counts[flag.name], f"pixels masked: {flag.name}")
     _set_card(meta, "MSKTOTAL", total, "pixels masked for any reason")
@@ -61,6 +58,19 @@ def add_provenance(meta, add_keyword, function, call, counts, *, total):
 def _set_card(meta, key, value, comment):
     """Set a keyword, with its comment where ``meta`` is a Header."""
     meta[key] = (value, comment) if isinstance(meta, fits.Header) else value
+
+
+def add_history_lines(meta, lines):
+    """Append text as HISTORY cards, wrapped to fit FITS cards."""
+    for text in lines:
+        for line in textwrap.wrap(text, 70):
+            _add_history(meta, line)
+
+
+def add_custom_keyword(meta, add_keyword, function):
+    """Record a user-chosen provenance entry (str, dict or `~ccdproc.Keyword`)."""
+    for key, value in _custom_items(add_keyword, function):
+        meta[key] = value
 
 
 def _custom_items(add_keyword, function):

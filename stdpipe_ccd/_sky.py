@@ -1,0 +1,124 @@
+"""The sky level and its noise, measured in boxes over an image."""
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["SkyModel"]
+
+#: side of the boxes (pixels) in which the sky and its noise are measured
+BACKGROUND_BOX = 64
+
+
+class SkyModel:
+    """Sky level and sky variance measured in boxes, kept on the coarse grid of boxes.
+
+    They are measured on every other pixel of each 64 x 64 box, from the
+    median and the inter-quartile range of the pixels not masked yet, so the
+    model holds whether or not the sky was subtracted. With a flat, the data
+    are whitened by the response first (sky noise goes as 1/sqrt(response)),
+    so vignetted corners get their higher noise.
+    """
+
+    def __init__(self, data, known, response):
+        self.shape = data.shape
+        self.response = None if response is None else np.clip(response, 1e-3, None)
+        step = 2
+        sample = data[::step, ::step].astype(np.float32)
+        if self.response is not None:
+            sample *= np.sqrt(self.response[::step, ::step])
+        sample[known[::step, ::step]] = np.nan
+        self.level_grid, self.variance_grid = _box_statistics(sample, BACKGROUND_BOX // step)
+
+    def level(self):
+        """Full-size sky level (image unit, float32)."""
+        level = _upsample(self.level_grid, self.shape)
+        if self.response is not None:
+            level /= np.sqrt(self.response)
+        return level
+
+    def sky_variance(self):
+        """Full-size variance of the sky alone (image unit squared, float32)."""
+        variance = _upsample(self.variance_grid, self.shape)
+        if self.response is not None:
+            variance /= self.response
+        return variance
+
+    def variance(self, data, known, *, gain, readnoise):
+        """Full-size variance of every pixel: the sky's, or the read noise at least, plus the
+        Poisson variance of the sources (image unit squared, float32).
+        """
+        variance = _upsample(self.variance_grid, self.shape)
+        floor = (readnoise / gain) ** 2
+        signal = np.subtract(data, self.level(), dtype=np.float32)
+        signal[known] = 0.0
+        np.clip(signal, 0.0, None, out=signal)
+        signal /= gain
+        if self.response is not None:
+            variance /= self.response
+            np.maximum(variance, floor / self.response**2, out=variance)
+            signal /= self.response
+        else:
+            np.maximum(variance, floor, out=variance)
+        variance += signal
+        return variance
+
+
+def _box_statistics(sample, box):
+    """Median and variance (from the inter-quartile range) of the finite pixels in boxes.
+
+    Returns two grids of boxes, with empty boxes filled from their neighbours
+    and a 3 x 3 median filter over the boxes against bright stars.
+    """
+    ny, nx = sample.shape
+    nby, nbx = max(ny // box, 1), max(nx // box, 1)
+    by, bx = ny // nby, nx // nbx
+    blocks = sample[: nby * by, : nbx * bx].reshape(nby, by, nbx, bx).swapaxes(1, 2)
+    blocks = np.sort(blocks.reshape(nby * nbx, by * bx), axis=1)  # NaN (masked) sort last
+    count = np.sum(np.isfinite(blocks), axis=1)
+
+    def quantile(q):
+        index = np.clip((q * (count - 1)).astype(int), 0, blocks.shape[1] - 1)
+        return np.take_along_axis(blocks, index[:, None], axis=1)[:, 0]
+
+    median = quantile(0.5)
+    variance = ((quantile(0.75) - quantile(0.25)) / 1.349) ** 2
+    good = count >= 0.25 * blocks.shape[1]
+    if not good.any():
+        good = count > 0
+    return [
+        _fill_boxes(np.where(good, values, np.nan).reshape(nby, nbx))
+        for values in (median, variance)
+    ]
+
+
+def _fill_boxes(grid):
+    """Fill empty boxes from the nearest good ones and median-smooth the grid."""
+    empty = ~np.isfinite(grid)
+    if empty.all():
+        return np.zeros_like(grid)
+    if empty.any():
+        index = ndimage.distance_transform_edt(empty, return_distances=False, return_indices=True)
+        grid = grid[tuple(index)]
+    return ndimage.median_filter(grid, size=3, mode="nearest")
+
+
+def _upsample(grid, shape):
+    """Bilinear interpolation of a grid of box values (at box centres) to ``shape``.
+
+    Written as two small matrix products: cheaper than a general zoom.
+    """
+    rows = _interpolation_matrix(shape[0], grid.shape[0])
+    cols = _interpolation_matrix(shape[1], grid.shape[1])
+    return rows @ (grid.astype(np.float32) @ cols.T)
+
+
+def _interpolation_matrix(size, boxes):
+    """``(size, boxes)`` weights of linear interpolation between box centres, flat beyond."""
+    step = size / boxes
+    t = np.clip((np.arange(size) + 0.5) / step - 0.5, 0, boxes - 1)
+    low = np.floor(t).astype(int)
+    high = np.minimum(low + 1, boxes - 1)
+    weights = np.zeros((size, boxes), dtype=np.float32)
+    np.add.at(weights, (np.arange(size), low), 1 - (t - low))
+    np.add.at(weights, (np.arange(size), high), t - low)
+    return weights
