@@ -183,7 +183,7 @@ def make_frame(
     rng = np.random.default_rng(seed)
     ny, nx = shape
     data_nx = nx - overscan
-    wcs = _frame_wcs(shape, offset, rotation, sip)
+    wcs = _frame_wcs(shape, offset, rotation, sip, overscan)
     response = _response(shape, detector_seed, vignetting, overscan)
 
     # star light in ADU after flat-fielding
@@ -417,13 +417,13 @@ def _hot_pixels(shape, detector_seed, n_hot, exptime, overscan):
     )
 
 
-def _frame_wcs(shape, offset, rotation, sip):
+def _frame_wcs(shape, offset, rotation, sip, overscan=OVERSCAN):
     """TAN (or TAN-SIP) WCS of a frame pointed ``offset`` pixels from the field centre."""
     ny, nx = shape
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     wcs.wcs.crval = FIELD_CENTER
-    wcs.wcs.crpix = [(nx - OVERSCAN) / 2 + 0.5 - offset[0], ny / 2 + 0.5 - offset[1]]
+    wcs.wcs.crpix = [(nx - overscan) / 2 + 0.5 - offset[0], ny / 2 + 0.5 - offset[1]]
     scale = PIXEL_SCALE / 3600.0
     angle = np.deg2rad(rotation)
     wcs.wcs.cd = scale * np.array([[-np.cos(angle), np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -468,8 +468,8 @@ def _field_stars(field_seed, density, n_saturated, wcs, shape, overscan):
     flux = np.concatenate([flux, 10 ** rng.uniform(6.2, 7.6, n_bright)])
     # positions on the sky through a reference (undistorted) grid
     uv = rng.uniform(-side / 2, side / 2, (flux.size, 2))
-    ref = _frame_wcs(shape, (0.0, 0.0), 0.0, False)
-    centre = np.array([(nx - OVERSCAN - 1) / 2, (ny - 1) / 2])
+    ref = _frame_wcs(shape, (0.0, 0.0), 0.0, False, overscan)
+    centre = np.array([(nx - overscan - 1) / 2, (ny - 1) / 2])
     ra, dec = ref.all_pix2world(uv[:, 0] + centre[0], uv[:, 1] + centre[1], 0)
     x, y = wcs.all_world2pix(ra, dec, 0)
     inside = (x > -10) & (x < nx - overscan + 10) & (y > -10) & (y < ny + 10)

@@ -1,25 +1,13 @@
-import os
-import stat
-import threading
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy import units as u
-from astropy.io import fits
-from astropy.nddata import CCDData, InverseVariance, StdDevUncertainty
+from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.wcs import WCS
-from ccdproc import ImageFileCollection
 
 from stdpipe_ccd import (
-    SwarpError,
-    SwarpNotFoundError,
-    conf,
     datasets,
-    find_swarp,
+    make_mask,
     reproject_swarp,
-    resample_swarp,
 )
 
 pytestmark = pytest.mark.requires_swarp
@@ -142,3 +130,110 @@ def test_sip_to_tpv_agreement(frame):
     # and the distortion was worth converting: SIP moves stars by pixels at the corners
     lx, ly = tpv.wcs_world2pix(*wcs.wcs_pix2world(x, y, 0), 0)
     assert np.max(np.hypot(lx - x, ly - y)) > 1.0
+
+
+# --- weights and noise ---------------------------------------------------------------------
+
+def noisy(frame):
+    """The frame masked by make_mask, sky subtracted, with its noise as uncertainty."""
+    masked = make_mask(frame.ccd, mask_bleed=True)
+    ccd = CCDData(masked.data - frame.sky, unit="adu", meta=masked.meta, wcs=masked.wcs,
+                  mask=masked.mask, uncertainty=StdDevUncertainty(frame.noise))
+    return ccd
+
+
+def test_nan_pixels_get_zero_weight():
+    """SWarp reads NaN as 0 at full weight; masked as zero weight, no hole appears."""
+    frame = datasets.make_frame(SHAPE, seed=4, cosmic_density=0, n_hot=0, overscan=0)
+    ccd = noisy(frame)
+    wcs, shape = grid(frame, shift=(0.5, 0.5))
+    out = reproject_swarp(ccd, wcs=wcs, shape=shape)
+    ys, xs = np.nonzero(frame.nonfinite_mask)
+    around = np.s_[ys.min() - 8 : ys.max() + 9, xs.min() - 8 : xs.max() + 9]
+    covered = ~out.mask[around]
+    pulls = out.data[around][covered] * np.sqrt(out.uncertainty.array[around][covered])
+    assert covered.sum() > 200
+    assert np.abs(pulls).max() < 5  # a hole at 0 would sit 40 sigma below the sky
+    assert out.mask[around].sum() >= frame.nonfinite_mask.sum()
+
+
+def test_several_variance_maps_all_contribute():
+    """Without explicit WEIGHT_THRESH, SWarp drops every variance-weighted image after the first."""
+    frames = datasets.make_dither_set(3, SHAPE, seed=5, cosmic_density=0, n_hot=0, overscan=0,
+                                      max_offset=2.0, max_rotation=0.0)
+    inputs = [noisy(f) for f in frames]
+    target, shape = grid(frames[0])
+    one = reproject_swarp(inputs[0], wcs=target, shape=shape)
+    three = reproject_swarp(inputs, wcs=target, shape=shape)
+    centre = np.s_[200:300, 200:300]
+    expected = sum(np.median(1 / f.noise[centre] ** 2) for f in frames)
+    assert np.median(three.uncertainty.array[centre]) == pytest.approx(expected, rel=0.05)
+    assert np.median(three.uncertainty.array[centre]) > 2.5 * np.median(
+        one.uncertainty.array[centre])
+
+
+@pytest.mark.parametrize("cosmic_density", [0.0, 150.0])
+def test_uncertainty_is_honest_on_apertures(cosmic_density):
+    """Aperture sums of (coadd - truth) scatter as the inverse-variance map predicts."""
+    frames = datasets.make_dither_set(8, SHAPE, seed=6, n_hot=0, overscan=0,
+                                      cosmic_density=cosmic_density, star_density=60.0)
+    inputs = []
+    for f in frames:
+        ccd = noisy(f)
+        ccd.mask = ccd.mask | (f.cosmic_label > 0)  # the rays, masked
+        inputs.append(ccd)
+    target, shape = grid(frames[0])
+    out = reproject_swarp(inputs, wcs=target, shape=shape)
+    stars_x, stars_y = target.all_world2pix(frames[0].stars["ra"], frames[0].stars["dec"], 0)
+    radius = 5
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disk = np.hypot(xx, yy) <= radius
+    pulls = []
+    rng = np.random.default_rng(0)
+    for x, y in rng.uniform(30, SHAPE[0] - 30, (4000, 2)):
+        if np.min(np.hypot(stars_x - x, stars_y - y)) < 25:
+            continue
+        ix, iy = int(x), int(y)
+        cut = np.s_[iy - radius : iy + radius + 1, ix - radius : ix + radius + 1]
+        if out.mask[cut][disk].any():
+            continue
+        total = out.data[cut][disk].sum()
+        predicted = np.sqrt((1 / out.uncertainty.array[cut][disk]).sum())
+        pulls.append(total / predicted)
+    assert len(pulls) > 150
+    assert np.std(pulls) == pytest.approx(1.0, abs=0.1)
+    # masked rays leave no trace above 3 sigma in the stack
+    residual = np.where(out.mask, 0, np.nan_to_num(out.data) * np.sqrt(out.uncertainty.array))
+    ray_pixels = np.zeros(shape, bool)
+    for f in frames:
+        ys, xs = np.nonzero(f.cosmic_label)
+        ra, dec = f.ccd.wcs.all_pix2world(xs, ys, 0)
+        px, py = target.all_world2pix(ra, dec, 0)
+        keep = (px > 0) & (py > 0) & (px < shape[1] - 1) & (py < shape[0] - 1)
+        ray_pixels[np.round(py[keep]).astype(int), np.round(px[keep]).astype(int)] = True
+    far_from_stars = np.ones(shape, bool)
+    for x, y in zip(stars_x, stars_y):
+        if 0 <= x < shape[1] and 0 <= y < shape[0]:
+            box = np.s_[max(int(y) - 12, 0) : int(y) + 13, max(int(x) - 12, 0) : int(x) + 13]
+            far_from_stars[box] = False
+    assert np.abs(residual[ray_pixels & far_from_stars]).max() < 4.5
+    assert (residual[ray_pixels & far_from_stars] > 3).mean() < 0.005
+
+
+# --- effective gain ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("combine", "factor"),
+    [("sum", 1.0), ("average", 3.0), ("median", 6 / np.pi), ("weighted", 3.0)],
+)
+def test_effective_gain(combine, factor):
+    frames = datasets.make_dither_set(3, (128, 128), seed=7, cosmic_density=0, n_hot=0,
+                                      overscan=0, sky=1000.0, max_offset=1.0, max_rotation=0.0)
+    out = reproject_swarp([f.ccd for f in frames], combine=combine)
+    gain = datasets.GAIN * factor
+    assert out.meta["GAIN"] == pytest.approx(gain, rel=0.02)
+    assert out.meta["NCOMBINE"] == 3
+    level = datasets.SATURATE * (3 if combine == "sum" else 1)
+    assert out.meta["SATURATE"] == pytest.approx(level)
+    if combine == "median":
+        assert out.meta["SWGAIN"] != pytest.approx(gain, rel=0.02)  # SWarp's own is not it
