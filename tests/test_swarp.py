@@ -216,8 +216,9 @@ def test_uncertainty_is_honest_on_apertures(cosmic_density):
         if 0 <= x < shape[1] and 0 <= y < shape[0]:
             box = np.s_[max(int(y) - 12, 0) : int(y) + 13, max(int(x) - 12, 0) : int(x) + 13]
             far_from_stars[box] = False
-    assert np.abs(residual[ray_pixels & far_from_stars]).max() < 4.5
-    assert (residual[ray_pixels & far_from_stars] > 3).mean() < 0.005
+    if cosmic_density:
+        assert np.abs(residual[ray_pixels & far_from_stars]).max() < 4.5
+        assert (residual[ray_pixels & far_from_stars] > 3).mean() < 0.005
 
 
 # --- effective gain ----------------------------------------------------------------------------
