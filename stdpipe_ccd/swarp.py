@@ -485,12 +485,21 @@ class _SwarpRun:
                 logger.info("SWarp: %s", line.strip())
         statistics = _xml_statistics(workdir / "swarp.xml")
         if resample_only:
-            return [self._frame(workdir / f"{Path(image).stem}.resamp.fits",
-                                workdir / f"{Path(image).stem}.resamp.weight.fits",
-                                target, [item], statistics[i:i + 1], use_nans, add_keyword)
-                    for i, (image, item) in enumerate(zip(images, self.items, strict=True))]
-        return [self._frame(workdir / "coadd.fits", workdir / "coadd.weight.fits", target,
-                            self.items, statistics, use_nans, add_keyword)]
+            products = [(workdir / f"{Path(image).stem}.resamp.fits",
+                         workdir / f"{Path(image).stem}.resamp.weight.fits", [item],
+                         statistics[i : i + 1])
+                        for i, (image, item) in enumerate(zip(images, self.items, strict=True))]
+        else:
+            products = [(workdir / "coadd.fits", workdir / "coadd.weight.fits", self.items,
+                         statistics)]
+        missing = [path.name for image, weight, _, _ in products for path in (image, weight)
+                   if not path.exists()]
+        if missing:
+            msg = f"SWarp wrote no {', '.join(missing)}"
+            raise SwarpError(msg, command=[str(c) for c in command], returncode=0,
+                             output_tail=_tail(output))
+        return [self._frame(image, weight, target, items, rows, use_nans, add_keyword)
+                for image, weight, items, rows in products]
 
     # --- writing the inputs ---
 

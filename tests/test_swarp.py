@@ -1,13 +1,26 @@
+import os
+import stat
+import subprocess
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy import units as u
+from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.wcs import WCS
+from ccdproc import ImageFileCollection
 
 from stdpipe_ccd import (
+    SwarpError,
+    SwarpNotFoundError,
+    conf,
     datasets,
+    find_swarp,
     make_mask,
     reproject_swarp,
+    resample_swarp,
 )
 
 pytestmark = pytest.mark.requires_swarp
@@ -238,3 +251,196 @@ def test_effective_gain(combine, factor):
     assert out.meta["SATURATE"] == pytest.approx(level)
     if combine == "median":
         assert out.meta["SWGAIN"] != pytest.approx(gain, rel=0.02)  # SWarp's own is not it
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_frame():
+    return datasets.make_frame((128, 160), seed=8, n_hot=0, overscan=0)
+
+
+@pytest.fixture
+def frame_file(small_frame, tmp_path):
+    path = tmp_path / "light.fits"
+    small_frame.ccd.write(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["CCDData", "str", "Path", "array+Header", "array+WCS",
+                                  "collection", "big-endian CCDData"])
+def test_input_kinds_agree(small_frame, frame_file, kind):
+    ccd = small_frame.ccd
+    wcs, shape = ccd.wcs, ccd.shape
+    inputs = {
+        "CCDData": ccd,
+        "str": str(frame_file),
+        "Path": frame_file,
+        "array+Header": (ccd.data, fits.Header(ccd.meta)),
+        "array+WCS": (ccd.data, ccd.wcs),
+        "collection": ImageFileCollection(frame_file.parent),
+        "big-endian CCDData": CCDData.read(frame_file),
+    }
+    reference = reproject_swarp(ccd, wcs=wcs, shape=shape)
+    out = reproject_swarp(inputs[kind], wcs=wcs, shape=shape)
+    assert out.data.dtype.isnative
+    both = ~out.mask & ~reference.mask
+    assert both.mean() > 0.9
+    np.testing.assert_allclose(out.data[both], reference.data[both], rtol=1e-5, atol=1e-3)
+    assert out.unit == u.adu
+
+
+def test_file_input_is_not_copied(frame_file, tmp_path, monkeypatch):
+    """A FITS path goes to SWarp as the file itself (no pixel copy in the work directory)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    seen = []
+    real_run = subprocess.run
+
+    def spy(command, **kwargs):
+        cwd = Path(kwargs["cwd"]) if kwargs.get("cwd") else None
+        if cwd is not None:
+            seen.extend((p.name, p.is_symlink()) for p in cwd.iterdir() if p.suffix == ".fits")
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr("subprocess.run", spy)
+    with conf.set_temp("tmpdir", str(workdir)):
+        reproject_swarp(frame_file)
+    assert ("in0000.fits", True) in seen
+
+
+def test_units_must_agree(small_frame):
+    other = small_frame.ccd.copy()
+    other.unit = u.electron
+    with pytest.raises(u.UnitsError, match="different units"):
+        reproject_swarp([small_frame.ccd, other])
+
+
+def test_input_without_wcs():
+    with pytest.raises(ValueError, match="has no celestial WCS"):
+        reproject_swarp(CCDData(np.zeros((10, 10)), unit="adu"))
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [({"combine": "mean"}, "combine='mean' is not one of"),
+     ({"resampling": "cubic"}, "resampling='cubic' is not one of"),
+     ({"conserve": "energy"}, "conserve='energy' is not one of"),
+     ({"extra": {"GAIN": 2.0}}, "SWarp does not know: \\['GAIN'\\]"),
+     ({"extra": {"imageout_name": "x.fits"}}, "may not set \\['IMAGEOUT_NAME'\\]"),
+     ({"combine": "and"}, "combine='and' is not one of")],
+)
+def test_bad_options(small_frame, options, match):
+    with pytest.raises(ValueError, match=match):
+        reproject_swarp(small_frame.ccd, **options)
+
+
+def test_extra_parameters_reach_swarp(small_frame):
+    frames = [small_frame.ccd, small_frame.ccd]
+    out = reproject_swarp(frames, combine="clipped", extra={"clip_sigma": 2.5})
+    assert "SWarp CLIP_SIGMA 2.5" in "".join(out.meta["HISTORY"])
+
+
+def test_input_never_modified(small_frame):
+    ccd = small_frame.ccd.copy()
+    ccd.mask = np.zeros(ccd.shape, bool)
+    ccd.mask[5:8, 5:8] = True
+    before = ccd.data.copy(), ccd.mask.copy(), ccd.meta.copy()
+    reproject_swarp(ccd)
+    np.testing.assert_array_equal(ccd.data, before[0])
+    np.testing.assert_array_equal(ccd.mask, before[1])
+    assert ccd.meta == before[2]
+
+
+# --- the binary and its failures -----------------------------------------------------------------
+
+def test_find_swarp_on_path():
+    assert find_swarp().name in ("swarp", "SWarp")
+
+
+def test_find_swarp_missing(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    with conf.set_temp("swarp_path", ""), pytest.raises(SwarpNotFoundError,
+                                                         match="apt-get install swarp"):
+        find_swarp()
+    with pytest.raises(SwarpNotFoundError, match="not an executable SWarp"):
+        find_swarp("/nonexistent/swarp")
+
+
+def fake_swarp(tmp_path, run_body):
+    """An executable that answers -v and -dd like SWarp, then runs ``run_body``."""
+    path = tmp_path / "fake-swarp"
+    path.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "-v" ]; then echo "SWarp version 0.0-fake"; exit 0; fi\n'
+        'if [ "$1" = "-dd" ]; then echo "IMAGEOUT_NAME coadd.fits"; exit 0; fi\n'
+        + run_body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "options", "match"),
+    [('echo "*Error*: cannot open in0000.fits" >&2; exit 1', {}, "cannot open in0000.fits"),
+     ("exit 0", {}, "SWarp wrote no"),
+     ("sleep 30", {"timeout": 1}, "did not finish within 1 s")],
+)
+def test_failures_raise_and_clean_up(small_frame, tmp_path, body, options, match):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    binary = fake_swarp(tmp_path, body)
+    with conf.set_temp("tmpdir", str(workdir)), pytest.raises(SwarpError, match=match) as info:
+        reproject_swarp(small_frame.ccd, swarp_path=binary, **options)
+    assert info.value.command[0] == str(binary)
+    assert list(workdir.iterdir()) == []  # nothing left behind
+
+
+def test_interrupt_cleans_up(small_frame, tmp_path, monkeypatch):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    find_swarp()  # the binary's version and parameters are read before
+    from stdpipe_ccd import swarp
+
+    swarp.swarp_info(str(find_swarp()))
+    monkeypatch.setattr(swarp.subprocess, "run", interrupted)
+    with conf.set_temp("tmpdir", str(workdir)), pytest.raises(KeyboardInterrupt):
+        reproject_swarp(small_frame.ccd)
+    assert list(workdir.iterdir()) == []
+
+
+def test_keep_workdir(small_frame, tmp_path):
+    with conf.set_temp("tmpdir", str(tmp_path)):
+        reproject_swarp(small_frame.ccd, keep_workdir=True)
+    kept = list(tmp_path.iterdir())
+    assert len(kept) == 1
+    assert (kept[0] / "coadd.fits").exists()
+
+
+def test_current_directory_cannot_interfere(small_frame, tmp_path, monkeypatch):
+    """A default.swarp in the current directory changes nothing, and nothing is written there."""
+    reference = reproject_swarp([small_frame.ccd, small_frame.ccd], combine="average")
+    monkeypatch.chdir(tmp_path)
+    Path("default.swarp").write_text("COMBINE_TYPE SUM\nRESAMPLING_TYPE NEAREST\n")
+    out = reproject_swarp([small_frame.ccd, small_frame.ccd], combine="average")
+    np.testing.assert_array_equal(np.nan_to_num(out.data), np.nan_to_num(reference.data))
+    assert sorted(os.listdir(tmp_path)) == ["default.swarp"]
+
+
+def test_threads_do_not_interfere(small_frame):
+    expected = reproject_swarp(small_frame.ccd)
+    results = [None] * 4
+
+    def work(i):
+        results[i] = reproject_swarp(small_frame.ccd)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        np.testing.assert_array_equal(np.nan_to_num(result.data), np.nan_to_num(expected.data))
