@@ -23,8 +23,7 @@ import ccdproc
 import numpy as np
 from astropy import units as u
 
-from stdpipe_ccd import MaskFlag, datasets, make_mask
-from stdpipe_ccd import _sky
+from stdpipe_ccd import MaskFlag, _sky, datasets, make_mask
 from stdpipe_ccd import masking as _masking
 
 RESULTS = Path(__file__).parent / "results"

@@ -51,8 +51,10 @@ def sip_to_tpv(wcs, shape, *, degree=None, tolerance=0.01):
     degree = max(order + 1, 3) if degree is None else degree
     ny, nx = shape
     margin = 0.05
-    gx, gy = np.meshgrid(np.linspace(-margin * nx, (1 + margin) * nx - 1, 41),
-                         np.linspace(-margin * ny, (1 + margin) * ny - 1, 41))
+    gx, gy = np.meshgrid(
+        np.linspace(-margin * nx, (1 + margin) * nx - 1, 41),
+        np.linspace(-margin * ny, (1 + margin) * ny - 1, 41),
+    )
     gx, gy = gx.ravel(), gy.ravel()
     ra, dec = wcs.all_pix2world(gx, gy, 0)
 
@@ -85,7 +87,7 @@ def sip_to_tpv(wcs, shape, *, degree=None, tolerance=0.01):
 
 
 def _linear_tan(wcs):
-    """The celestial WCS without its distortions, projection TAN."""
+    """Return the celestial WCS without its distortions, projection TAN."""
     header = wcs.celestial.to_header(relax=False)
     header["CTYPE1"], header["CTYPE2"] = "RA---TAN", "DEC--TAN"
     for key in list(header):
@@ -129,10 +131,12 @@ def covering_grid(wcs_list, shapes):
     """
     points = []
     for wcs, (ny, nx) in zip(wcs_list, shapes, strict=True):
-        edge_x = np.concatenate([np.linspace(0, nx - 1, 9), np.full(9, nx - 1),
-                                 np.linspace(nx - 1, 0, 9), np.zeros(9)]) 
-        edge_y = np.concatenate([np.zeros(9), np.linspace(0, ny - 1, 9), np.full(9, ny - 1),
-                                 np.linspace(ny - 1, 0, 9)])
+        edge_x = np.concatenate(
+            [np.linspace(0, nx - 1, 9), np.full(9, nx - 1), np.linspace(nx - 1, 0, 9), np.zeros(9)]
+        )
+        edge_y = np.concatenate(
+            [np.zeros(9), np.linspace(0, ny - 1, 9), np.full(9, ny - 1), np.linspace(ny - 1, 0, 9)]
+        )
         points.append(np.column_stack(wcs.all_pix2world(edge_x, edge_y, 0)))
     points = np.vstack(points)
     ra, dec = np.deg2rad(points[:, 0]), np.deg2rad(points[:, 1])

@@ -41,14 +41,29 @@ CONSERVE = {"flux": "FIXED", "surface_brightness": "NONE"}
 #: keywords copied from each input's meta into the file SWarp reads
 _COPIED_KEYWORDS = ("GAIN", "SATURATE", "EXPTIME")
 #: parameters set by this module; `extra` may not set them
-_OWN_PARAMETERS = frozenset({
-    "IMAGEOUT_NAME", "WEIGHTOUT_NAME", "XML_NAME", "WRITE_XML", "RESAMPLE_DIR", "VMEM_DIR",
-    "WEIGHT_TYPE", "WEIGHT_IMAGE", "WEIGHT_THRESH", "RESCALE_WEIGHTS", "RESAMPLE",
-    "COMBINE", "DELETE_TMPFILES", "HEADER_SUFFIX", "NTHREADS",
-})
+_OWN_PARAMETERS = frozenset(
+    {
+        "IMAGEOUT_NAME",
+        "WEIGHTOUT_NAME",
+        "XML_NAME",
+        "WRITE_XML",
+        "RESAMPLE_DIR",
+        "VMEM_DIR",
+        "WEIGHT_TYPE",
+        "WEIGHT_IMAGE",
+        "WEIGHT_THRESH",
+        "RESCALE_WEIGHTS",
+        "RESAMPLE",
+        "COMBINE",
+        "DELETE_TMPFILES",
+        "HEADER_SUFFIX",
+        "NTHREADS",
+    }
+)
 
 
 # --- the binary ----------------------------------------------------------------------
+
 
 def find_swarp(path=None):
     """Find the SWarp binary.
@@ -83,9 +98,11 @@ def find_swarp(path=None):
         found = shutil.which(name)
         if found:
             return Path(found)
-    msg = ("SWarp was not found on the PATH as 'swarp' or 'SWarp'. Install it with "
-           "'apt-get install swarp' (Debian, Ubuntu) or 'conda install -c conda-forge "
-           "astromatic-swarp', or set stdpipe_ccd.conf.swarp_path.")
+    msg = (
+        "SWarp was not found on the PATH as 'swarp' or 'SWarp'. Install it with "
+        "'apt-get install swarp' (Debian, Ubuntu) or 'conda install -c conda-forge "
+        "astromatic-swarp', or set stdpipe_ccd.conf.swarp_path."
+    )
     raise SwarpNotFoundError(msg)
 
 
@@ -95,8 +112,11 @@ def swarp_info(executable):
     version_text = _run([executable, "-v"], cwd=None, timeout=60)
     match = re.search(r"version\s+(\S+)", version_text)
     defaults = _run([executable, "-dd"], cwd=None, timeout=60)
-    names = {line.split()[0] for line in defaults.splitlines()
-             if line.strip() and not line.startswith("#") and line.split()[0].isupper()}
+    names = {
+        line.split()[0]
+        for line in defaults.splitlines()
+        if line.strip() and not line.startswith("#") and line.split()[0].isupper()
+    }
     return (match.group(1) if match else "unknown"), frozenset(names)
 
 
@@ -104,8 +124,9 @@ def _run(command, *, cwd, timeout):
     """Run a command; return what it printed, or raise `SwarpError`."""
     command = [str(part) for part in command]
     try:
-        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired as err:
         msg = f"SWarp did not finish within {timeout} s"
         raise SwarpError(msg, command=command, output_tail=_tail(err.stderr)) from err
@@ -117,8 +138,9 @@ def _run(command, *, cwd, timeout):
         errors = [line for line in output.splitlines() if "Error" in line]
         reason = errors[-1].strip() if errors else f"exit code {done.returncode}"
         msg = f"SWarp failed ({reason})"
-        raise SwarpError(msg, command=command, returncode=done.returncode,
-                         output_tail=_tail(output))
+        raise SwarpError(
+            msg, command=command, returncode=done.returncode, output_tail=_tail(output)
+        )
     return output
 
 
@@ -130,11 +152,29 @@ def _tail(text, lines=15):
 
 # --- public functions -------------------------------------------------------------------
 
-def reproject_swarp(input, wcs=None, shape=None, width=None, height=None, header=None,  # noqa: A002 (STDPipe's name)
-                    extra=None, is_flags=False, use_nans=True, *, combine=None,
-                    resampling="lanczos3", subtract_background=False, flux_scale_keyword=None,
-                    conserve="flux", swarp_path=None, nthreads=None, keep_workdir=False,
-                    timeout=None, add_keyword=True):
+
+def reproject_swarp(
+    input,  # noqa: A002 (the name STDPipe users know)
+    wcs=None,
+    shape=None,
+    width=None,
+    height=None,
+    header=None,
+    extra=None,
+    is_flags=False,
+    use_nans=True,
+    *,
+    combine=None,
+    resampling="lanczos3",
+    subtract_background=False,
+    flux_scale_keyword=None,
+    conserve="flux",
+    swarp_path=None,
+    nthreads=None,
+    keep_workdir=False,
+    timeout=None,
+    add_keyword=True,
+):
     """Reproject and coadd images onto one grid with SWarp.
 
     The positional names follow ``stdpipe.reproject.reproject_swarp``.
@@ -220,21 +260,52 @@ def reproject_swarp(input, wcs=None, shape=None, width=None, height=None, header
         The inputs have different units.
     """
     combine = ("and" if is_flags else "weighted") if combine is None else combine
-    run = _SwarpRun(input, is_flags=is_flags, combine=combine, resampling=resampling,
-                    subtract_background=subtract_background,
-                    flux_scale_keyword=flux_scale_keyword, conserve=conserve, extra=extra,
-                    swarp_path=swarp_path, nthreads=nthreads, timeout=timeout)
-    target = _target_header(run.items, wcs=wcs, shape=shape, width=width, height=height,
-                            header=header)
-    return run.execute(target, use_nans=use_nans, keep_workdir=keep_workdir,
-                       add_keyword=add_keyword, resample_only=False)[0]
+    run = _SwarpRun(
+        input,
+        is_flags=is_flags,
+        combine=combine,
+        resampling=resampling,
+        subtract_background=subtract_background,
+        flux_scale_keyword=flux_scale_keyword,
+        conserve=conserve,
+        extra=extra,
+        swarp_path=swarp_path,
+        nthreads=nthreads,
+        timeout=timeout,
+    )
+    target = _target_header(
+        run.items, wcs=wcs, shape=shape, width=width, height=height, header=header
+    )
+    return run.execute(
+        target,
+        use_nans=use_nans,
+        keep_workdir=keep_workdir,
+        add_keyword=add_keyword,
+        resample_only=False,
+    )[0]
 
 
-def resample_swarp(input, wcs=None, shape=None, *, width=None, height=None, header=None,  # noqa: A002
-                   extra=None, is_flags=False, use_nans=True, resampling="lanczos3",
-                   subtract_background=False, flux_scale_keyword=None, conserve="flux",
-                   swarp_path=None, nthreads=None, keep_workdir=False, timeout=None,
-                   add_keyword=True):
+def resample_swarp(
+    input,  # noqa: A002 (as reproject_swarp)
+    wcs=None,
+    shape=None,
+    *,
+    width=None,
+    height=None,
+    header=None,
+    extra=None,
+    is_flags=False,
+    use_nans=True,
+    resampling="lanczos3",
+    subtract_background=False,
+    flux_scale_keyword=None,
+    conserve="flux",
+    swarp_path=None,
+    nthreads=None,
+    keep_workdir=False,
+    timeout=None,
+    add_keyword=True,
+):
     """Resample each image onto one grid with SWarp, without combining them.
 
     This is what image subtraction needs: every input on the science frame's
@@ -246,17 +317,33 @@ def resample_swarp(input, wcs=None, shape=None, *, width=None, height=None, head
     frames : list of `~astropy.nddata.CCDData`
         One per input, in input order, each on the full target grid.
     """
-    run = _SwarpRun(input, is_flags=is_flags, combine="or" if is_flags else "weighted",
-                    resampling=resampling, subtract_background=subtract_background,
-                    flux_scale_keyword=flux_scale_keyword, conserve=conserve, extra=extra,
-                    swarp_path=swarp_path, nthreads=nthreads, timeout=timeout)
-    target = _target_header(run.items, wcs=wcs, shape=shape, width=width, height=height,
-                            header=header)
-    return run.execute(target, use_nans=use_nans, keep_workdir=keep_workdir,
-                       add_keyword=add_keyword, resample_only=True)
+    run = _SwarpRun(
+        input,
+        is_flags=is_flags,
+        combine="or" if is_flags else "weighted",
+        resampling=resampling,
+        subtract_background=subtract_background,
+        flux_scale_keyword=flux_scale_keyword,
+        conserve=conserve,
+        extra=extra,
+        swarp_path=swarp_path,
+        nthreads=nthreads,
+        timeout=timeout,
+    )
+    target = _target_header(
+        run.items, wcs=wcs, shape=shape, width=width, height=height, header=header
+    )
+    return run.execute(
+        target,
+        use_nans=use_nans,
+        keep_workdir=keep_workdir,
+        add_keyword=add_keyword,
+        resample_only=True,
+    )
 
 
 # --- inputs -----------------------------------------------------------------------------
+
 
 class _Item:
     """One input: a FITS file on disk, or an image in memory."""
@@ -271,13 +358,14 @@ class _Item:
             if ccd.data.ndim != 2:
                 msg = f"input {name} must be 2D, not {ccd.data.ndim}D"
                 raise ValueError(msg)
-            self.header = fits.Header(ccd.meta) if not isinstance(ccd.meta, fits.Header) \
-                else ccd.meta.copy()
+            self.header = (
+                fits.Header(ccd.meta) if not isinstance(ccd.meta, fits.Header) else ccd.meta.copy()
+            )
             if ccd.wcs is not None:
                 for key in list(self.header):
-                    if key[:5] in ("CTYPE", "CRPIX", "CRVAL", "CDELT", "CUNIT") or \
-                            key.startswith(("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_",
-                                            "BP_", "PV1_", "PV2_")):
+                    if key[:5] in ("CTYPE", "CRPIX", "CRVAL", "CDELT", "CUNIT") or key.startswith(
+                        ("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "PV1_", "PV2_")
+                    ):
                         del self.header[key]
                 self.header.update(ccd.wcs.to_header(relax=True))
             self.shape = ccd.data.shape
@@ -339,9 +427,9 @@ def _as_items(input):  # noqa: A002
 
 
 def _is_single(entry):
-    return (isinstance(entry, (str, os.PathLike, CCDData))
-            or (isinstance(entry, tuple) and len(entry) == 2
-                and isinstance(entry[1], (fits.Header, WCS))))
+    return isinstance(entry, (str, os.PathLike, CCDData)) or (
+        isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], (fits.Header, WCS))
+    )
 
 
 def _item(entry, index):
@@ -361,8 +449,10 @@ def _item(entry, index):
             unit = _header_unit(meta) or u.adu
             ccd = CCDData(np.asarray(data), unit=unit, meta=meta.copy())
         return _Item(name=f"array #{index}", ccd=ccd)
-    msg = (f"input #{index} is a {type(entry).__name__}; expected a FITS path, a CCDData, "
-           "an (array, Header) or (array, WCS) tuple")
+    msg = (
+        f"input #{index} is a {type(entry).__name__}; expected a FITS path, a CCDData, "
+        "an (array, Header) or (array, WCS) tuple"
+    )
     raise TypeError(msg)
 
 
@@ -375,7 +465,7 @@ def _common_unit(items):
 
 
 def _target_header(items, *, wcs, shape, width, height, header):
-    """The target grid as a header with NAXIS1/2, TPV instead of SIP."""
+    """Return the target grid as a header with NAXIS1/2, TPV instead of SIP."""
     if header is not None:
         target = fits.Header(header).copy()
         if "NAXIS1" not in target or "NAXIS2" not in target:
@@ -408,11 +498,25 @@ def _target_header(items, *, wcs, shape, width, height, header):
 
 # --- the run ------------------------------------------------------------------------------
 
+
 class _SwarpRun:
     """Inputs, options and binary of one SWarp call, checked before anything is written."""
 
-    def __init__(self, input, *, is_flags, combine, resampling, subtract_background,  # noqa: A002
-                 flux_scale_keyword, conserve, extra, swarp_path, nthreads, timeout):
+    def __init__(
+        self,
+        input,  # noqa: A002 (as reproject_swarp)
+        *,
+        is_flags,
+        combine,
+        resampling,
+        subtract_background,
+        flux_scale_keyword,
+        conserve,
+        extra,
+        swarp_path,
+        nthreads,
+        timeout,
+    ):
         from . import conf
 
         allowed = FLAG_COMBINE_TYPES if is_flags else COMBINE_TYPES
@@ -485,21 +589,34 @@ class _SwarpRun:
                 logger.info("SWarp: %s", line.strip())
         statistics = _xml_statistics(workdir / "swarp.xml")
         if resample_only:
-            products = [(workdir / f"{Path(image).stem}.resamp.fits",
-                         workdir / f"{Path(image).stem}.resamp.weight.fits", [item],
-                         statistics[i : i + 1])
-                        for i, (image, item) in enumerate(zip(images, self.items, strict=True))]
+            products = [
+                (
+                    workdir / f"{Path(image).stem}.resamp.fits",
+                    workdir / f"{Path(image).stem}.resamp.weight.fits",
+                    [item],
+                    statistics[i : i + 1],
+                )
+                for i, (image, item) in enumerate(zip(images, self.items, strict=True))
+            ]
         else:
-            products = [(workdir / "coadd.fits", workdir / "coadd.weight.fits", self.items,
-                         statistics)]
-        missing = [path.name for image, weight, _, _ in products for path in (image, weight)
-                   if not path.exists()]
+            products = [
+                (workdir / "coadd.fits", workdir / "coadd.weight.fits", self.items, statistics)
+            ]
+        missing = [
+            path.name
+            for image, weight, _, _ in products
+            for path in (image, weight)
+            if not path.exists()
+        ]
         if missing:
             msg = f"SWarp wrote no {', '.join(missing)}"
-            raise SwarpError(msg, command=[str(c) for c in command], returncode=0,
-                             output_tail=_tail(output))
-        return [self._frame(image, weight, target, items, rows, use_nans, add_keyword)
-                for image, weight, items, rows in products]
+            raise SwarpError(
+                msg, command=[str(c) for c in command], returncode=0, output_tail=_tail(output)
+            )
+        return [
+            self._frame(image, weight, target, items, rows, use_nans, add_keyword)
+            for image, weight, items, rows in products
+        ]
 
     # --- writing the inputs ---
 
@@ -557,15 +674,19 @@ class _SwarpRun:
 
     # --- reading the products ---
 
-    def _frame(self, image_path, weight_path, target, items, statistics, use_nans,
-               add_keyword):
+    def _frame(self, image_path, weight_path, target, items, statistics, use_nans, add_keyword):
         """Read one product of SWarp onto the full target grid as a CCDData."""
         shape = (target["NAXIS2"], target["NAXIS1"])
         with fits.open(image_path) as hdul:
             header = hdul[0].header.copy()
             part = hdul[0].data
-            data = _embed(part, header, target, shape,
-                          np.dtype(self.flag_dtype or np.float32).newbyteorder("="))
+            data = _embed(
+                part,
+                header,
+                target,
+                shape,
+                np.dtype(self.flag_dtype or np.float32).newbyteorder("="),
+            )
         weight = _embed(fits.getdata(weight_path), header, target, shape, np.dtype(np.float32))
         covered = weight > 0
         meta = fits.Header(target)
@@ -574,13 +695,18 @@ class _SwarpRun:
                 meta[f"SW{key[:6]}"] = (header[key], f"{key} as SWarp wrote it")
         wcs = _celestial_wcs(target, "target")
         if self.is_flags:
-            result = CCDData(data, unit=u.dimensionless_unscaled, wcs=wcs, meta=meta,
-                             mask=~covered)
+            result = CCDData(data, unit=u.dimensionless_unscaled, wcs=wcs, meta=meta, mask=~covered)
         else:
             if use_nans:
                 data[~covered] = np.nan
-            result = CCDData(data, unit=self.unit, wcs=wcs, meta=meta, mask=~covered,
-                             uncertainty=InverseVariance(weight))
+            result = CCDData(
+                data,
+                unit=self.unit,
+                wcs=wcs,
+                meta=meta,
+                mask=~covered,
+                uncertainty=InverseVariance(weight),
+            )
             gain, saturation = _effective_gain(items, self.combine, statistics)
             result.meta["GAIN"] = (gain, "[e-/unit] effective gain of the coadd")
             if saturation is not None:
@@ -605,8 +731,8 @@ def _embed(part, header, target, shape, dtype):
     part = np.asarray(part)
     full = np.zeros(shape, dtype=dtype)
     # cropped resampled frames keep the target projection with a shifted CRPIX
-    dx = int(round(target["CRPIX1"] - header["CRPIX1"]))
-    dy = int(round(target["CRPIX2"] - header["CRPIX2"]))
+    dx = round(target["CRPIX1"] - header["CRPIX1"])
+    dy = round(target["CRPIX2"] - header["CRPIX2"])
     ny, nx = part.shape
     ys, xs = slice(max(dy, 0), min(dy + ny, shape[0])), slice(max(dx, 0), min(dx + nx, shape[1]))
     full[ys, xs] = part[ys.start - dy : ys.stop - dy, xs.start - dx : xs.stop - dx]
@@ -626,8 +752,11 @@ def _xml_statistics(path):
     for table in root.iter():
         if local(table) == "TABLE" and table.get("name") == "Input_Image_Data":
             names = [f.get("name") for f in table.iter() if local(f) == "FIELD"]
-            return [dict(zip(names, [td.text for td in row if local(td) == "TD"], strict=False))
-                    for row in table.iter() if local(row) == "TR"]
+            return [
+                dict(zip(names, [td.text for td in row if local(td) == "TD"], strict=False))
+                for row in table.iter()
+                if local(row) == "TR"
+            ]
     return []
 
 
@@ -647,9 +776,13 @@ def _effective_gain(items, combine, statistics):
     scales = np.ones(n)
     noise = np.full(n, np.nan)
     if len(statistics) == n:
-        scales = np.array([_float(row.get("Photometric_Flux_Scaling"), 1.0)
-                           * _float(row.get("Astrometric_Flux_Scaling"), 1.0)
-                           for row in statistics])
+        scales = np.array(
+            [
+                _float(row.get("Photometric_Flux_Scaling"), 1.0)
+                * _float(row.get("Astrometric_Flux_Scaling"), 1.0)
+                for row in statistics
+            ]
+        )
         noise = np.array([_float(row.get("Background_StDev"), np.nan) for row in statistics])
     inverse = np.sum(scales / gains)  # sum of 1 / (frame gain in coadd units)
     if combine == "sum":
@@ -680,6 +813,7 @@ def _float(text, default):
 
 # --- helpers -----------------------------------------------------------------------------
 
+
 def _check_choice(name, value, allowed):
     if value not in allowed:
         msg = f"{name}={value!r} is not one of {allowed}"
@@ -688,8 +822,12 @@ def _check_choice(name, value, allowed):
 
 def _check_extra(extra, parameters):
     """Upper-case the names of ``extra`` and reject those SWarp does not know."""
-    extra = {str(key).upper(): (",".join(map(str, value)) if isinstance(value, (list, tuple))
-                                else str(value)) for key, value in (extra or {}).items()}
+    extra = {
+        str(key).upper(): (
+            ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        )
+        for key, value in (extra or {}).items()
+    }
     unknown = sorted(set(extra) - parameters)
     if unknown:
         msg = f"extra has parameters SWarp does not know: {unknown}"
@@ -713,8 +851,9 @@ def _flag_dtype(item):
 
 
 def _scaled_integers(header):
-    return header.get("BITPIX", 0) > 0 and (header.get("BZERO", 0) != 0
-                                            or header.get("BSCALE", 1) != 1)
+    return header.get("BITPIX", 0) > 0 and (
+        header.get("BZERO", 0) != 0 or header.get("BSCALE", 1) != 1
+    )
 
 
 def _swarp_header(item):
@@ -775,8 +914,10 @@ def _nan_weight_file(image, weight_path, rows=256):
         data = hdul[0].data
         if data.dtype.kind != "f":
             return None
-        has_nan = any(not np.isfinite(data[start:start + rows]).all()
-                      for start in range(0, data.shape[0], rows))
+        has_nan = any(
+            not np.isfinite(data[start : start + rows]).all()
+            for start in range(0, data.shape[0], rows)
+        )
         if not has_nan:
             return None
         sample = np.asarray(data[::4, ::4], dtype=np.float64)
@@ -785,6 +926,8 @@ def _nan_weight_file(image, weight_path, rows=256):
         level = 1.0 / ((q75 - q25) / 1.349) ** 2
         weight = np.zeros(data.shape, dtype=np.float32)
         for start in range(0, data.shape[0], rows):
-            weight[start:start + rows] = np.where(np.isfinite(data[start:start + rows]), level, 0)
+            weight[start : start + rows] = np.where(
+                np.isfinite(data[start : start + rows]), level, 0
+            )
     fits.PrimaryHDU(weight).writeto(weight_path)
     return weight_path.name

@@ -20,14 +20,12 @@ from stdpipe_ccd import (
     find_swarp,
     make_mask,
     reproject_swarp,
-    resample_swarp,
 )
 
 pytestmark = pytest.mark.requires_swarp
 
 SHAPE = (512, 512)
-SPARSE = {"star_density": 250.0, "cosmic_density": 0, "n_hot": 0, "nan_patch": False,
-          "overscan": 0}
+SPARSE = {"star_density": 250.0, "cosmic_density": 0, "n_hot": 0, "nan_patch": False, "overscan": 0}
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +79,15 @@ def grid(frame, *, shift=(0.0, 0.0), rotation=0.0, scale=1.0):
 
 # --- science ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("case", "options"),
-    [("identity", {}), ("subpixel shift", {"shift": (0.37, -0.61)}),
-     ("rotation 15 deg", {"rotation": 15.0}), ("pixels 2x larger", {"scale": 2.0})],
+    [
+        ("identity", {}),
+        ("subpixel shift", {"shift": (0.37, -0.61)}),
+        ("rotation 15 deg", {"rotation": 15.0}),
+        ("pixels 2x larger", {"scale": 2.0}),
+    ],
 )
 def test_flux_and_centroids(frame, case, options):
     """Isolated stars keep their flux within 0.5 % and land within 0.03 pixels of truth."""
@@ -147,11 +150,18 @@ def test_sip_to_tpv_agreement(frame):
 
 # --- weights and noise ---------------------------------------------------------------------
 
+
 def noisy(frame):
     """The frame masked by make_mask, sky subtracted, with its noise as uncertainty."""
     masked = make_mask(frame.ccd, mask_bleed=True)
-    ccd = CCDData(masked.data - frame.sky, unit="adu", meta=masked.meta, wcs=masked.wcs,
-                  mask=masked.mask, uncertainty=StdDevUncertainty(frame.noise))
+    ccd = CCDData(
+        masked.data - frame.sky,
+        unit="adu",
+        meta=masked.meta,
+        wcs=masked.wcs,
+        mask=masked.mask,
+        uncertainty=StdDevUncertainty(frame.noise),
+    )
     return ccd
 
 
@@ -172,8 +182,9 @@ def test_nan_pixels_get_zero_weight():
 
 def test_several_variance_maps_all_contribute():
     """Without explicit WEIGHT_THRESH, SWarp drops every variance-weighted image after the first."""
-    frames = datasets.make_dither_set(3, SHAPE, seed=5, cosmic_density=0, n_hot=0, overscan=0,
-                                      max_offset=2.0, max_rotation=0.0)
+    frames = datasets.make_dither_set(
+        3, SHAPE, seed=5, cosmic_density=0, n_hot=0, overscan=0, max_offset=2.0, max_rotation=0.0
+    )
     inputs = [noisy(f) for f in frames]
     target, shape = grid(frames[0])
     one = reproject_swarp(inputs[0], wcs=target, shape=shape)
@@ -182,14 +193,16 @@ def test_several_variance_maps_all_contribute():
     expected = sum(np.median(1 / f.noise[centre] ** 2) for f in frames)
     assert np.median(three.uncertainty.array[centre]) == pytest.approx(expected, rel=0.05)
     assert np.median(three.uncertainty.array[centre]) > 2.5 * np.median(
-        one.uncertainty.array[centre])
+        one.uncertainty.array[centre]
+    )
 
 
 @pytest.mark.parametrize("cosmic_density", [0.0, 150.0])
 def test_uncertainty_is_honest_on_apertures(cosmic_density):
     """Aperture sums of (coadd - truth) scatter as the inverse-variance map predicts."""
-    frames = datasets.make_dither_set(8, SHAPE, seed=6, n_hot=0, overscan=0,
-                                      cosmic_density=cosmic_density, star_density=60.0)
+    frames = datasets.make_dither_set(
+        8, SHAPE, seed=6, n_hot=0, overscan=0, cosmic_density=cosmic_density, star_density=60.0
+    )
     inputs = []
     for f in frames:
         ccd = noisy(f)
@@ -236,13 +249,23 @@ def test_uncertainty_is_honest_on_apertures(cosmic_density):
 
 # --- effective gain ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("combine", "factor"),
     [("sum", 1.0), ("average", 3.0), ("median", 6 / np.pi), ("weighted", 3.0)],
 )
 def test_effective_gain(combine, factor):
-    frames = datasets.make_dither_set(3, (128, 128), seed=7, cosmic_density=0, n_hot=0,
-                                      overscan=0, sky=1000.0, max_offset=1.0, max_rotation=0.0)
+    frames = datasets.make_dither_set(
+        3,
+        (128, 128),
+        seed=7,
+        cosmic_density=0,
+        n_hot=0,
+        overscan=0,
+        sky=1000.0,
+        max_offset=1.0,
+        max_rotation=0.0,
+    )
     out = reproject_swarp([f.ccd for f in frames], combine=combine)
     gain = datasets.GAIN * factor
     assert out.meta["GAIN"] == pytest.approx(gain, rel=0.02)
@@ -254,6 +277,7 @@ def test_effective_gain(combine, factor):
 
 
 # --- inputs -----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def small_frame():
@@ -267,8 +291,10 @@ def frame_file(small_frame, tmp_path):
     return path
 
 
-@pytest.mark.parametrize("kind", ["CCDData", "str", "Path", "array+Header", "array+WCS",
-                                  "collection", "big-endian CCDData"])
+@pytest.mark.parametrize(
+    "kind",
+    ["CCDData", "str", "Path", "array+Header", "array+WCS", "collection", "big-endian CCDData"],
+)
 def test_input_kinds_agree(small_frame, frame_file, kind):
     ccd = small_frame.ccd
     wcs, shape = ccd.wcs, ccd.shape
@@ -323,12 +349,14 @@ def test_input_without_wcs():
 
 @pytest.mark.parametrize(
     ("options", "match"),
-    [({"combine": "mean"}, "combine='mean' is not one of"),
-     ({"resampling": "cubic"}, "resampling='cubic' is not one of"),
-     ({"conserve": "energy"}, "conserve='energy' is not one of"),
-     ({"extra": {"GAIN": 2.0}}, "SWarp does not know: \\['GAIN'\\]"),
-     ({"extra": {"imageout_name": "x.fits"}}, "may not set \\['IMAGEOUT_NAME'\\]"),
-     ({"combine": "and"}, "combine='and' is not one of")],
+    [
+        ({"combine": "mean"}, "combine='mean' is not one of"),
+        ({"resampling": "cubic"}, "resampling='cubic' is not one of"),
+        ({"conserve": "energy"}, "conserve='energy' is not one of"),
+        ({"extra": {"GAIN": 2.0}}, "SWarp does not know: \\['GAIN'\\]"),
+        ({"extra": {"imageout_name": "x.fits"}}, "may not set \\['IMAGEOUT_NAME'\\]"),
+        ({"combine": "and"}, "combine='and' is not one of"),
+    ],
 )
 def test_bad_options(small_frame, options, match):
     with pytest.raises(ValueError, match=match):
@@ -354,14 +382,17 @@ def test_input_never_modified(small_frame):
 
 # --- the binary and its failures -----------------------------------------------------------------
 
+
 def test_find_swarp_on_path():
     assert find_swarp().name in ("swarp", "SWarp")
 
 
 def test_find_swarp_missing(monkeypatch):
     monkeypatch.setenv("PATH", "")
-    with conf.set_temp("swarp_path", ""), pytest.raises(SwarpNotFoundError,
-                                                         match="apt-get install swarp"):
+    with (
+        conf.set_temp("swarp_path", ""),
+        pytest.raises(SwarpNotFoundError, match="apt-get install swarp"),
+    ):
         find_swarp()
     with pytest.raises(SwarpNotFoundError, match="not an executable SWarp"):
         find_swarp("/nonexistent/swarp")
@@ -373,17 +404,19 @@ def fake_swarp(tmp_path, run_body):
     path.write_text(
         "#!/bin/sh\n"
         'if [ "$1" = "-v" ]; then echo "SWarp version 0.0-fake"; exit 0; fi\n'
-        'if [ "$1" = "-dd" ]; then echo "IMAGEOUT_NAME coadd.fits"; exit 0; fi\n'
-        + run_body + "\n")
+        'if [ "$1" = "-dd" ]; then echo "IMAGEOUT_NAME coadd.fits"; exit 0; fi\n' + run_body + "\n"
+    )
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
     return path
 
 
 @pytest.mark.parametrize(
     ("body", "options", "match"),
-    [('echo "*Error*: cannot open in0000.fits" >&2; exit 1', {}, "cannot open in0000.fits"),
-     ("exit 0", {}, "SWarp wrote no"),
-     ("sleep 30", {"timeout": 1}, "did not finish within 1 s")],
+    [
+        ('echo "*Error*: cannot open in0000.fits" >&2; exit 1', {}, "cannot open in0000.fits"),
+        ("exit 0", {}, "SWarp wrote no"),
+        ("sleep 30", {"timeout": 1}, "did not finish within 1 s"),
+    ],
 )
 def test_failures_raise_and_clean_up(small_frame, tmp_path, body, options, match):
     workdir = tmp_path / "work"
