@@ -276,6 +276,17 @@ def reproject_swarp(
     target = _target_header(
         run.items, wcs=wcs, shape=shape, width=width, height=height, header=header
     )
+    if is_flags:
+        # each frame on its own, then combined here: SWarp's FLAGS resampling
+        # drops isolated bits under rotation, and AND/OR need each frame's coverage
+        frames = run.execute(
+            target,
+            use_nans=use_nans,
+            keep_workdir=keep_workdir,
+            add_keyword=add_keyword,
+            resample_only=True,
+        )
+        return _combine_flags(frames, combine)
     return run.execute(
         target,
         use_nans=use_nans,
@@ -695,6 +706,7 @@ class _SwarpRun:
                 meta[f"SW{key[:6]}"] = (header[key], f"{key} as SWarp wrote it")
         wcs = _celestial_wcs(target, "target")
         if self.is_flags:
+            covered |= _add_forward_flags(data, items[0], wcs)
             result = CCDData(data, unit=u.dimensionless_unscaled, wcs=wcs, meta=meta, mask=~covered)
         else:
             if use_nans:
@@ -724,6 +736,44 @@ class _SwarpRun:
             if add_keyword is not True:
                 add_custom_keyword(result.meta, add_keyword, "reproject_swarp")
         return result
+
+
+def _add_forward_flags(data, item, wcs):
+    """OR every set pixel of a flag image into the nearest pixel of ``data`` (in place).
+
+    Returns the pixels that received a flag, which count as covered.
+    """
+    flags = np.asarray(item.ccd.data if item.ccd is not None else fits.getdata(item.path, item.hdu))
+    ys, xs = np.nonzero(flags)
+    received = np.zeros(data.shape, dtype=bool)
+    if not ys.size:
+        return received
+    ra, dec = item.wcs.celestial.all_pix2world(xs, ys, 0)
+    px, py = wcs.all_world2pix(ra, dec, 0)
+    ix, iy = np.round(px).astype(int), np.round(py).astype(int)
+    inside = (ix >= 0) & (iy >= 0) & (ix < data.shape[1]) & (iy < data.shape[0])
+    values = flags[ys[inside], xs[inside]].astype(data.dtype)
+    np.bitwise_or.at(data, (iy[inside], ix[inside]), values)
+    received[iy[inside], ix[inside]] = True
+    return received
+
+
+def _combine_flags(frames, combine):
+    """Combine resampled flag frames: ``and`` keeps flags common to every covering frame."""
+    first = frames[0]
+    data = np.zeros(first.shape, dtype=first.data.dtype)
+    coverage = np.zeros(first.shape, dtype=np.int32)
+    for frame in frames:
+        covered = ~frame.mask
+        coverage += covered
+        if combine == "or":
+            data[covered] |= frame.data[covered]
+        else:
+            data = np.where(covered, np.where(coverage == 1, frame.data, data & frame.data), data)
+    meta = first.meta.copy()
+    meta["NCOMBINE"] = (len(frames), "number of images combined")
+    meta["COMBINET"] = (combine.upper(), "how flags of overlapping frames combine")
+    return CCDData(data, unit=first.unit, wcs=first.wcs, meta=meta, mask=coverage == 0)
 
 
 def _embed(part, header, target, shape, dtype):
@@ -843,7 +893,8 @@ def _flag_dtype(item):
     if item.ccd is not None:
         dtype = np.asarray(item.ccd.data).dtype
     else:
-        dtype = fits.open(item.path)[item.hdu].data.dtype
+        with fits.open(item.path) as hdul:
+            dtype = hdul[item.hdu].data.dtype
     if dtype.kind not in "biu":
         msg = f"is_flags=True needs integer or boolean images, but {item.name} is {dtype}"
         raise ValueError(msg)

@@ -20,6 +20,7 @@ from stdpipe_ccd import (
     find_swarp,
     make_mask,
     reproject_swarp,
+    resample_swarp,
 )
 
 pytestmark = pytest.mark.requires_swarp
@@ -477,3 +478,99 @@ def test_threads_do_not_interfere(small_frame):
         thread.join()
     for result in results:
         np.testing.assert_array_equal(np.nan_to_num(result.data), np.nan_to_num(expected.data))
+
+
+# --- flags ------------------------------------------------------------------------------------
+
+
+def sparse_flags(seed=1, n=300, dtype=np.uint16):
+    rng = np.random.default_rng(seed)
+    flags = np.zeros(SHAPE, dtype)
+    ys, xs = rng.integers(20, SHAPE[0] - 20, (2, n))
+    bits = rng.choice([1, 2, 4, 8, 32, 256], n).astype(dtype)
+    flags[ys, xs] |= bits
+    return flags, ys, xs, bits
+
+
+@pytest.mark.parametrize("rotation", [0.0, 15.0])
+def test_flags_keep_every_bit(frame, rotation):
+    """Reprojecting one flag image keeps every bit set inside the footprint."""
+    flags, ys, xs, bits = sparse_flags()
+    ccd = CCDData(flags, unit="", wcs=frame.ccd.wcs)
+    wcs, shape = grid(frame, rotation=rotation, shift=(0.3, 0.2))
+    out = reproject_swarp(ccd, wcs=wcs, shape=shape, is_flags=True)
+    assert out.data.dtype == np.uint16
+    assert out.uncertainty is None
+    px, py = wcs.all_world2pix(*frame.ccd.wcs.all_pix2world(xs, ys, 0), 0)
+    ix, iy = np.round(px).astype(int), np.round(py).astype(int)
+    inside = (ix >= 0) & (iy >= 0) & (ix < shape[1]) & (iy < shape[0])
+    assert inside.sum() > 250
+    kept = out.data[iy[inside], ix[inside]] & bits[inside]
+    np.testing.assert_array_equal(kept, bits[inside])
+
+
+def test_flags_and_or(frame):
+    """AND keeps only flags common to all overlapping frames; OR keeps any frame's."""
+    wcs = frame.ccd.wcs
+    shifted = wcs.deepcopy()
+    shifted.wcs.crpix = shifted.wcs.crpix - [100, 0]  # frame two covers x >= 100 of frame one
+    one = np.zeros(SHAPE, np.uint16)
+    two = np.zeros(SHAPE, np.uint16)
+    one[200, 300] = 1 | 4  # both frames cover it; only bit 4 is common
+    two[200, 200] = 4 | 8  # the same sky pixel in frame two
+    one[300, 50] = 2  # only frame one covers it
+    inputs = [CCDData(one, unit="", wcs=wcs), CCDData(two, unit="", wcs=shifted)]
+    both = reproject_swarp(inputs, wcs=wcs, shape=SHAPE, is_flags=True)
+    union = reproject_swarp(inputs, wcs=wcs, shape=SHAPE, is_flags=True, combine="or")
+    assert both.data[200, 300] == 4
+    assert union.data[200, 300] == 1 | 4 | 8
+    assert both.data[300, 50] == 2  # one frame only: its flags survive AND
+    assert union.data[300, 50] == 2
+
+
+def test_boolean_masks(frame):
+    mask = np.zeros(SHAPE, bool)
+    mask[100:110, 200:230] = True
+    out = reproject_swarp(
+        CCDData(mask, unit="", wcs=frame.ccd.wcs), wcs=frame.ccd.wcs, shape=SHAPE, is_flags=True
+    )
+    assert out.data.dtype == bool
+    np.testing.assert_array_equal(out.data, mask)
+
+
+def test_bzero_scaled_flags_file(frame, tmp_path):
+    """uint16 flags are stored with BZERO = 32768; they must come back with true values."""
+    flags, *_ = sparse_flags(dtype=np.uint16)
+    flags[10, 10] = 40000
+    path = tmp_path / "flags.fits"
+    CCDData(flags, unit="", wcs=frame.ccd.wcs).write(path)
+    assert fits.getheader(path)["BZERO"] == 32768
+    out = reproject_swarp(path, wcs=frame.ccd.wcs, shape=SHAPE, is_flags=True)
+    np.testing.assert_array_equal(out.data, flags)
+    assert out.data.dtype.isnative
+
+
+def test_flags_need_integers(frame):
+    with pytest.raises(ValueError, match="needs integer or boolean images"):
+        reproject_swarp(frame.ccd, is_flags=True)
+
+
+# --- per-frame resampling ---------------------------------------------------------------------
+
+
+def test_resample_each_frame_on_the_full_grid(frame):
+    frames = datasets.make_dither_set(
+        2, SHAPE, seed=9, cosmic_density=0, n_hot=0, overscan=0, max_offset=40.0
+    )
+    target, shape = grid(frames[0])
+    resampled = resample_swarp([f.ccd for f in frames], wcs=target, shape=shape)
+    assert len(resampled) == 2
+    for f, single in zip(frames, resampled):
+        alone = reproject_swarp(f.ccd, wcs=target, shape=shape)
+        assert single.shape == shape
+        np.testing.assert_array_equal(single.mask, alone.mask)
+        both = ~single.mask
+        np.testing.assert_allclose(single.data[both], alone.data[both], rtol=1e-5, atol=1e-2)
+        np.testing.assert_allclose(
+            single.uncertainty.array[both], alone.uncertainty.array[both], rtol=1e-4
+        )
