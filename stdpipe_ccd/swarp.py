@@ -651,7 +651,8 @@ class _SwarpRun:
         if self.is_flags:
             return image.name, None, "NONE"
         weight = _nan_weight_file(image, workdir / f"in{index:04d}.weight.fits")
-        return image.name, weight, "MAP_WEIGHT" if weight else "BACKGROUND"
+        # NONE: SWarp measures the background variance (its BACKGROUND type gives 1/sigma)
+        return image.name, weight, "MAP_WEIGHT" if weight else "NONE"
 
     def _write_memory_input(self, item, image):
         data = np.asarray(item.ccd.data)
