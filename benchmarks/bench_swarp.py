@@ -146,8 +146,9 @@ def make_inputs(directory, n_frames, size):
 def run_method(code, files, weights, head, out):
     script = PRELUDE.format(files=files, weights=weights, out=str(out), head=str(head))
     script += code + POSTLUDE
-    done = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -168,13 +169,15 @@ def main(argv=None):
                 runs[method].append(run_method(code, files, weights, head, out))
     rows = []
     for method, records in runs.items():
-        rows.append({
-            "method": method,
-            "call_s": float(np.median([r["call"] for r in records])),
-            "process_s": float(np.median([r["wall"] for r in records])),
-            "peak_mb": float(np.median([r["peak_mb"] for r in records])),
-            "swarp_peak_mb": float(np.median([r["child_peak_mb"] for r in records])),
-        })
+        rows.append(
+            {
+                "method": method,
+                "call_s": float(np.median([r["call"] for r in records])),
+                "process_s": float(np.median([r["wall"] for r in records])),
+                "peak_mb": float(np.median([r["peak_mb"] for r in records])),
+                "swarp_peak_mb": float(np.median([r["child_peak_mb"] for r in records])),
+            }
+        )
     by_name = {row["method"]: row for row in rows}
     raw = by_name["raw SWarp, files"]
     raw_weights = by_name["raw SWarp, files + weight maps"]
@@ -185,18 +188,34 @@ def main(argv=None):
             base = raw
         row["call_ratio"] = row["call_s"] / base["call_s"]
         row["process_ratio"] = row["process_s"] / base["process_s"]
-    print(f"\n{n_frames} frames of {size} x {size}, {args.rounds} rounds (medians); "
-          "ratios to raw SWarp on the same files (with weight maps for the in-memory and "
-          "reproject rows; 2 frames for reproject_exact)")
-    columns = ["method", "call_s", "call_ratio", "process_s", "process_ratio", "peak_mb",
-               "swarp_peak_mb"]
+    print(
+        f"\n{n_frames} frames of {size} x {size}, {args.rounds} rounds (medians); "
+        "ratios to raw SWarp on the same files (with weight maps for the in-memory and "
+        "reproject rows; 2 frames for reproject_exact)"
+    )
+    columns = [
+        "method",
+        "call_s",
+        "call_ratio",
+        "process_s",
+        "process_ratio",
+        "peak_mb",
+        "swarp_peak_mb",
+    ]
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
-        print("| " + " | ".join(f"{row[c]:.3g}" if isinstance(row[c], float) else row[c]
-                                for c in columns) + " |")
+        print(
+            "| "
+            + " | ".join(f"{row[c]:.3g}" if isinstance(row[c], float) else row[c] for c in columns)
+            + " |"
+        )
     RESULTS.mkdir(exist_ok=True)
-    report = {"machine": {"python": platform.python_version(), "platform": platform.platform()},
-              "frames": n_frames, "size": size, "rows": rows}
+    report = {
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "frames": n_frames,
+        "size": size,
+        "rows": rows,
+    }
     name = "swarp-quick.json" if args.quick else "swarp.json"
     (RESULTS / name).write_text(json.dumps(report, indent=1))
 

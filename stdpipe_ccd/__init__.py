@@ -23,6 +23,7 @@ class Conf(_config.ConfigNamespace):
 conf = Conf()
 
 from . import datasets  # noqa: E402
+from .coadd import coadd  # noqa: E402
 from .exceptions import (  # noqa: E402
     StdpipeCCDError,
     StdpipeCCDWarning,
@@ -41,6 +42,7 @@ __all__ = [
     "SwarpError",
     "SwarpNotFoundError",
     "__version__",
+    "coadd",
     "conf",
     "datasets",
     "find_swarp",

@@ -1,9 +1,10 @@
 """The sky level and its noise, measured in boxes over an image."""
 
 import numpy as np
+from astropy.nddata import VarianceUncertainty
 from scipy import ndimage
 
-__all__ = ["SkyModel"]
+__all__ = ["SkyModel", "inverse_variance_map"]
 
 #: side of the boxes (pixels) in which the sky and its noise are measured
 BACKGROUND_BOX = 64
@@ -123,3 +124,27 @@ def _interpolation_matrix(size, boxes):
     np.add.at(weights, (np.arange(size), low), 1 - (t - low))
     np.add.at(weights, (np.arange(size), high), t - low)
     return weights
+
+
+def inverse_variance_map(ccd, data):
+    """Inverse variance of each pixel (0 where masked or not finite), float32.
+
+    From ``ccd.uncertainty`` when there is one, else from the sky noise
+    measured in boxes (as SWarp would measure it).
+    """
+    valid = np.isfinite(data)
+    if ccd.mask is not None:
+        valid &= ~np.asarray(ccd.mask, dtype=bool)
+    if ccd.uncertainty is not None:
+        variance = ccd.uncertainty.represent_as(VarianceUncertainty)
+        array = np.broadcast_to(np.asarray(variance.array, dtype=np.float64), data.shape)
+        if variance.unit is not None and ccd.unit is not None:
+            array = (array * variance.unit).to_value(ccd.unit**2)
+    else:
+        array = SkyModel(data, ~valid, None).sky_variance()
+        positive = array > 0
+        # a noiseless (model) image has no measurable noise: weigh its pixels equally
+        array[~positive] = np.median(array[positive]) if positive.any() else 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = np.where(valid & (array > 0) & np.isfinite(array), 1.0 / array, 0.0)
+    return weight.astype(np.float32)

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
-from astropy.nddata import CCDData, InverseVariance, VarianceUncertainty
+from astropy.nddata import CCDData, InverseVariance
 from astropy.wcs import WCS
 
 from ._provenance import add_custom_keyword, add_history_lines
+from ._sky import inverse_variance_map
 from ._wcs import covering_grid, has_sip, sip_to_tpv
 from .exceptions import SwarpError, SwarpNotFoundError
 
@@ -660,7 +661,7 @@ class _SwarpRun:
         if self.is_flags:
             fits.PrimaryHDU(data.astype(np.int32), header=header).writeto(image)
             return image.name, None, "NONE"
-        weight = _weight_map(item.ccd, data)
+        weight = inverse_variance_map(item.ccd, data)
         data = np.where(weight > 0, data, 0).astype(np.float32)
         fits.PrimaryHDU(data, header=header).writeto(image)
         weight_path = image.with_suffix(".weight.fits")
@@ -927,32 +928,6 @@ def _tpv_cards(item):
 def _write_head(image, cards):
     """Write a SWarp ``.head`` file: header cards that replace those of the image."""
     image.with_suffix(".head").write_text(cards.tostring(sep="\n", endcard=True, padding=False))
-
-
-def _weight_map(ccd, data):
-    """Inverse variance of each pixel (0 where masked or not finite), float32.
-
-    From ``ccd.uncertainty`` when there is one, else from the sky noise
-    measured in boxes (as SWarp would measure it).
-    """
-    from ._sky import SkyModel
-
-    valid = np.isfinite(data)
-    if ccd.mask is not None:
-        valid &= ~np.asarray(ccd.mask, dtype=bool)
-    if ccd.uncertainty is not None:
-        variance = ccd.uncertainty.represent_as(VarianceUncertainty)
-        array = np.broadcast_to(np.asarray(variance.array, dtype=np.float64), data.shape)
-        if variance.unit is not None and ccd.unit is not None:
-            array = (array * variance.unit).to_value(ccd.unit**2)
-    else:
-        array = SkyModel(data, ~valid, None).sky_variance()
-        positive = array > 0
-        # a noiseless (model) image has no measurable noise: weigh its pixels equally
-        array[~positive] = np.median(array[positive]) if positive.any() else 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        weight = np.where(valid & (array > 0) & np.isfinite(array), 1.0 / array, 0.0)
-    return weight.astype(np.float32)
 
 
 def _nan_weight_file(image, weight_path, rows=256):

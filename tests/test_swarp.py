@@ -578,18 +578,21 @@ def test_resample_each_frame_on_the_full_grid(frame):
 
 # --- not degrading SWarp ----------------------------------------------------------------------
 
+
 def test_noiseless_stack_accuracy():
     """A stack of noiseless dithered frames: flux within 2e-4 of the input's, centroids 0.005 px."""
-    frames = datasets.make_dither_set(8, SHAPE, seed=10, overscan=0, **{
-        k: v for k, v in SPARSE.items() if k != "overscan"})
+    frames = datasets.make_dither_set(
+        8, SHAPE, seed=10, overscan=0, **{k: v for k, v in SPARSE.items() if k != "overscan"}
+    )
     inputs = [CCDData(f.model - f.sky, unit="adu", wcs=f.ccd.wcs) for f in frames]
     target, shape = grid(frames[0])
     out = reproject_swarp(inputs, wcs=target, shape=shape, combine="average")
     ratios, offsets = [], []
     for star in isolated(frames[0]):
         x, y = target.all_world2pix(star["ra"], star["dec"], 0)
-        own, _, _ = measure(inputs[0].data, *frames[0].ccd.wcs.all_world2pix(
-            star["ra"], star["dec"], 0), 20)
+        own, _, _ = measure(
+            inputs[0].data, *frames[0].ccd.wcs.all_world2pix(star["ra"], star["dec"], 0), 20
+        )
         total, _, _ = measure(out.data, x, y, 20)
         _, cx, cy = measure(out.data, x, y, 12)
         ratios.append(total / own)
@@ -610,14 +613,32 @@ def test_same_as_raw_swarp_on_files(frame, tmp_path):
     raw.mkdir()
     (raw / "coadd.head").write_text(header.tostring(sep="\n", endcard=True, padding=False))
     (raw / "empty.swarp").write_text("")
-    subprocess.run([str(find_swarp()), str(path), "-c", "empty.swarp", "-COMBINE_TYPE",
-                    "WEIGHTED", "-SUBTRACT_BACK", "N", "-WRITE_XML", "N", "-NTHREADS", "1",
-                    "-RESCALE_WEIGHTS", "N"],
-                   cwd=raw, check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(find_swarp()),
+            str(path),
+            "-c",
+            "empty.swarp",
+            "-COMBINE_TYPE",
+            "WEIGHTED",
+            "-SUBTRACT_BACK",
+            "N",
+            "-WRITE_XML",
+            "N",
+            "-NTHREADS",
+            "1",
+            "-RESCALE_WEIGHTS",
+            "N",
+        ],
+        cwd=raw,
+        check=True,
+        capture_output=True,
+    )
     expected = fits.getdata(raw / "coadd.fits")
     np.testing.assert_allclose(ours.data, expected, rtol=1e-6, atol=1e-4)
-    np.testing.assert_allclose(ours.uncertainty.array, fits.getdata(raw / "coadd.weight.fits"),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        ours.uncertainty.array, fits.getdata(raw / "coadd.weight.fits"), rtol=1e-5
+    )
 
 
 def test_file_and_memory_weights_agree(small_frame, frame_file):
@@ -635,4 +656,5 @@ def test_file_and_memory_weights_agree(small_frame, frame_file):
     assert 1 / np.sqrt(memory_weight) == pytest.approx(sigma, rel=0.08)
     assert 1 / np.sqrt(file_weight) == pytest.approx(sigma, rel=0.25)
     assert np.median(mixed.uncertainty.array[centre]) == pytest.approx(
-        file_weight + memory_weight, rel=0.02)
+        file_weight + memory_weight, rel=0.02
+    )
