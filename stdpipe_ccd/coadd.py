@@ -39,7 +39,7 @@ def coadd(
     wcs=None,
     shape=None,
     header=None,
-    combine="weighted",  # noqa: A002
+    combine="weighted",
     conserve="flux",
     use_nans=True,
     add_keyword=True,
@@ -155,7 +155,7 @@ def _coadd_reproject(
     header,
     combine,
     conserve,
-    use_nans,  # noqa: A002
+    use_nans,
     add_keyword,
     options,
 ):
