@@ -33,7 +33,7 @@ REPROJECT_COMBINE = ("weighted", "average", "median", "sum")
 
 
 def coadd(
-    input,
+    input,  # noqa: A002 (as reproject_swarp)
     *,
     method="auto",
     wcs=None,
@@ -147,7 +147,7 @@ def _reproject_function(method):
 
 
 def _coadd_reproject(
-    input,
+    input,  # noqa: A002
     method,
     *,
     wcs,
