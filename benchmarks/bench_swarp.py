@@ -3,8 +3,10 @@
 Eight dithered frames (2048 x 2048 by default) with weight maps are written
 to a scratch directory. Each method then runs in a fresh Python process, which
 reports its wall time, the time of the call itself, and the peak memory of
-the process and of its children (SWarp), so imports and memory are counted
-as a user would see them.
+the process and of its largest child (SWarp), so imports and memory are
+counted as a user would see them. (A child forked from a large process starts
+with that process's peak, so the SWarp figure of the CCDData row includes
+the images held in Python.)
 
     python benchmarks/bench_swarp.py            # 8 x 2048 x 2048
     python benchmarks/bench_swarp.py --quick    # 3 x 512 x 512
@@ -139,7 +141,7 @@ def make_inputs(directory, n_frames, size):
     header = covering_grid([f.ccd.wcs for f in frames], [f.ccd.shape for f in frames])
     head = directory / "target.hdr"
     header.totextfile(head)
-    return files, weights, head
+    return files, weights, str(head)
 
 
 def run_method(code, files, weights, head, out):
@@ -155,11 +157,24 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 frames of 512 x 512")
     parser.add_argument("--rounds", type=int, default=2, help="paired rounds (medians reported)")
+    parser.add_argument("--make-inputs", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.make_inputs:
+        directory, n_frames, size = args.make_inputs
+        print(json.dumps(make_inputs(Path(directory), int(n_frames), int(size))))
+        return
     n_frames, size = (3, 512) if args.quick else (8, 2048)
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
-        files, weights, head = make_inputs(directory, n_frames, size)
+        # in a process of their own: Linux keeps a process's peak memory across fork and
+        # exec, so a large parent would inflate every measurement below
+        made = subprocess.run(
+            [sys.executable, __file__, "--make-inputs", name, str(n_frames), str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        files, weights, head = json.loads(made.stdout.strip().splitlines()[-1])
         runs = {method: [] for method in METHODS}
         for _ in range(args.rounds):
             for method, code in METHODS.items():
