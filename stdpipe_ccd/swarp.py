@@ -554,8 +554,10 @@ class _SwarpRun:
             "BLANK_BADPIXELS": "N",
             "VERBOSE_TYPE": "NORMAL",
         }
+        self.copied_keywords = _COPIED_KEYWORDS
         if flux_scale_keyword:
             self.config["FSCALE_KEYWORD"] = flux_scale_keyword
+            self.copied_keywords = (*_COPIED_KEYWORDS, flux_scale_keyword)
         self.config.update(self.extra)
         self.nthreads = conf.nthreads if nthreads is None else int(nthreads)
         self.timeout = timeout
@@ -641,7 +643,7 @@ class _SwarpRun:
         if needs_rewrite or item.hdu != 0:
             # BZERO-scaled flags come back offset; other extensions are copied out
             data = fits.getdata(item.path, item.hdu)
-            header = _swarp_header(item)
+            header = _swarp_header(item, self.copied_keywords)
             dtype = np.int32 if self.is_flags else np.float32
             fits.PrimaryHDU(data.astype(dtype), header=header).writeto(image)
         else:
@@ -657,7 +659,7 @@ class _SwarpRun:
 
     def _write_memory_input(self, item, image):
         data = np.asarray(item.ccd.data)
-        header = _swarp_header(item)
+        header = _swarp_header(item, self.copied_keywords)
         if self.is_flags:
             fits.PrimaryHDU(data.astype(np.int32), header=header).writeto(image)
             return image.name, None, "NONE"
@@ -781,6 +783,12 @@ def _combine_flags(frames, combine):
 def _embed(part, header, target, shape, dtype):
     """Place a (possibly cropped) SWarp product into an array of the full target grid."""
     part = np.asarray(part)
+    if (
+        part.shape == tuple(shape)
+        and header["CRPIX1"] == target["CRPIX1"]
+        and header["CRPIX2"] == target["CRPIX2"]
+    ):
+        return part.astype(dtype)  # the full grid already: one copy, to native order
     full = np.zeros(shape, dtype=dtype)
     # cropped resampled frames keep the target projection with a shifted CRPIX
     dx = round(target["CRPIX1"] - header["CRPIX1"])
@@ -909,11 +917,11 @@ def _scaled_integers(header):
     )
 
 
-def _swarp_header(item):
+def _swarp_header(item, keywords=_COPIED_KEYWORDS):
     """Header of an input as SWarp reads it: its WCS (TPV for SIP) and a few keywords."""
     header = fits.Header()
     header.update(_tpv_cards(item) if has_sip(item.wcs) else item.wcs.celestial.to_header())
-    for key in _COPIED_KEYWORDS:
+    for key in keywords:
         if key in item.header:
             header[key] = item.header[key]
     if item.unit == u.electron:
@@ -931,30 +939,29 @@ def _write_head(image, cards):
 
 
 def _nan_weight_file(image, weight_path, rows=256):
-    """For a file with NaN pixels, write a weight map (0 at NaN) read in blocks of rows.
+    """For a file with NaN pixels, write a weight map with 0 there; read the file once.
 
     Returns the weight file name, or None when the image has no NaN (SWarp
     then measures the background noise itself). The weight of finite pixels
-    is the inverse of the image's robust variance, so it matches SWarp's scale.
+    is the inverse of the image's robust variance (from the lower half of its
+    distribution, as for in-memory images), so it matches their scale.
     """
+    if fits.getheader(image).get("BITPIX", 0) > 0:
+        return None  # integers hold no NaN
     with fits.open(image, memmap=True) as hdul:
         data = hdul[0].data
-        if data.dtype.kind != "f":
-            return None
-        has_nan = any(
-            not np.isfinite(data[start : start + rows]).all()
-            for start in range(0, data.shape[0], rows)
-        )
-        if not has_nan:
-            return None
-        sample = np.asarray(data[::4, ::4], dtype=np.float64)
-        sample = sample[np.isfinite(sample)]
-        q25, q75 = np.percentile(sample, [25, 75])
-        level = 1.0 / ((q75 - q25) / 1.349) ** 2
-        weight = np.zeros(data.shape, dtype=np.float32)
+        weight = np.empty(data.shape, dtype=np.float32)
+        samples, has_nan = [], False
         for start in range(0, data.shape[0], rows):
-            weight[start : start + rows] = np.where(
-                np.isfinite(data[start : start + rows]), level, 0
-            )
+            block = data[start : start + rows]
+            finite = np.isfinite(block)
+            has_nan = has_nan or not finite.all()
+            weight[start : start + rows] = finite
+            samples.append(block[::4, ::4][finite[::4, ::4]])
+    if not has_nan:
+        return None
+    sample = np.concatenate(samples).astype(np.float64)
+    median, low = np.percentile(sample, [50, 15.8655])
+    weight *= 1.0 / (median - low) ** 2
     fits.PrimaryHDU(weight).writeto(weight_path)
     return weight_path.name

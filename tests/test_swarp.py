@@ -658,3 +658,47 @@ def test_file_and_memory_weights_agree(small_frame, frame_file):
     assert np.median(mixed.uncertainty.array[centre]) == pytest.approx(
         file_weight + memory_weight, rel=0.02
     )
+
+
+def test_flux_scale_keyword(small_frame):
+    """FSCALE-like keywords scale each input before combining."""
+    ccd = small_frame.ccd.copy()
+    ccd.meta["FLXSCALE"] = 2.0
+    plain = reproject_swarp(small_frame.ccd)
+    scaled = reproject_swarp(ccd, flux_scale_keyword="FLXSCALE")
+    both = ~plain.mask & ~scaled.mask
+    np.testing.assert_allclose(scaled.data[both], 2 * plain.data[both], rtol=1e-5)
+    np.testing.assert_allclose(
+        scaled.uncertainty.array[both], plain.uncertainty.array[both] / 4, rtol=1e-4
+    )
+
+
+def test_bzero_scaled_image_file(small_frame, tmp_path):
+    """A raw uint16 frame stored with BZERO comes back with its true values."""
+    raw = np.clip(np.nan_to_num(small_frame.ccd.data), 0, 65535).astype(np.uint16)
+    raw[5, 5] = 65000
+    path = tmp_path / "raw.fits"
+    CCDData(raw, unit="adu", wcs=small_frame.ccd.wcs).write(path)
+    assert fits.getheader(path)["BZERO"] == 32768
+    out = reproject_swarp(path, wcs=small_frame.ccd.wcs, shape=raw.shape)
+    assert out.data.dtype == np.float32
+    assert out.data[5, 5] == pytest.approx(65000, rel=1e-6)
+    np.testing.assert_allclose(out.data[20:-20, 20:-20], raw[20:-20, 20:-20], rtol=1e-6, atol=1e-3)
+
+
+def _run_in_process(args):
+    path, seed = args
+    frame = datasets.make_frame((128, 160), seed=seed, n_hot=0, overscan=0)
+    return np.nan_to_num(reproject_swarp(frame.ccd).data)
+
+
+def test_processes_do_not_interfere():
+    import concurrent.futures
+    import multiprocessing
+
+    expected = [_run_in_process((None, seed)) for seed in (1, 2, 3)]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(3, mp_context=context) as pool:
+        results = list(pool.map(_run_in_process, [(None, seed) for seed in (1, 2, 3)]))
+    for result, reference in zip(results, expected):
+        np.testing.assert_array_equal(result, reference)
