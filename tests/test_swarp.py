@@ -686,8 +686,7 @@ def test_bzero_scaled_image_file(small_frame, tmp_path):
     np.testing.assert_allclose(out.data[20:-20, 20:-20], raw[20:-20, 20:-20], rtol=1e-6, atol=1e-3)
 
 
-def _run_in_process(args):
-    path, seed = args
+def _run_in_process(seed):
     frame = datasets.make_frame((128, 160), seed=seed, n_hot=0, overscan=0)
     return np.nan_to_num(reproject_swarp(frame.ccd).data)
 
@@ -696,9 +695,9 @@ def test_processes_do_not_interfere():
     import concurrent.futures
     import multiprocessing
 
-    expected = [_run_in_process((None, seed)) for seed in (1, 2, 3)]
+    expected = [_run_in_process(seed) for seed in (1, 2, 3)]
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(3, mp_context=context) as pool:
-        results = list(pool.map(_run_in_process, [(None, seed) for seed in (1, 2, 3)]))
+        results = list(pool.map(_run_in_process, (1, 2, 3)))
     for result, reference in zip(results, expected):
         np.testing.assert_array_equal(result, reference)
