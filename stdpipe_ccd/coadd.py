@@ -245,5 +245,5 @@ def _coadd_reproject(
         wcs=out_wcs,
         meta=meta,
         mask=~covered,
-        uncertainty=InverseVariance(inverse.astype(np.float32)),
+        uncertainty=InverseVariance(inverse.astype(np.float32), copy=False),
     )

@@ -721,7 +721,7 @@ class _SwarpRun:
                 wcs=wcs,
                 meta=meta,
                 mask=~covered,
-                uncertainty=InverseVariance(weight),
+                uncertainty=InverseVariance(weight, copy=False),
             )
             gain, saturation = _effective_gain(items, self.combine, statistics)
             result.meta["GAIN"] = (gain, "[e-/unit] effective gain of the coadd")
