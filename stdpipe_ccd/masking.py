@@ -491,6 +491,9 @@ GROW_STEPS = 3
 STAR_MIN_NEIGHBOUR = 0.2
 #: detections fainter than this (sigma above the sky) must also not sit on a smooth source
 FAINT_SIGMA = 10.0
+#: a brighter flagged pixel is a star's if its 5 x 5 median exceeds the sky by this
+#: fraction of its excess (star pixels beside a ray: about 0.5; a track's edge: 0.25)
+STAR_PIXEL_FRACTION = 0.4
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
 
@@ -570,15 +573,20 @@ def _group_peaks(data, labels, where):
 
 
 def _drop_faint_on_sources(cosmics, data, sky, sigma):
-    """Unflag faint detections on smooth sources: noise peaks on faint stars.
+    """Unflag pixels of smooth sources: noise peaks on faint stars, star pixels beside a ray.
 
-    Noise in a faint star's neighbours defeats `_drop_star_cores`; its 5 x 5
-    median does not.
+    Noise in a faint star's neighbours defeats `_drop_star_cores`, and a
+    group whose brightest pixel is a ray can hold star pixels that LACosmic
+    added around it; their 5 x 5 median gives them away. Faint detections
+    use `SMOOTH_FRACTION`; brighter ones `STAR_PIXEL_FRACTION`, above what the
+    weak edge of a bright track shows.
     """
     iy, ix = np.nonzero(cosmics)
-    faint = data[iy, ix] - sky[iy, ix] < FAINT_SIGMA * sigma[iy, ix]
-    iy, ix = iy[faint], ix[faint]
-    on_source, _ = _on_smooth_source(data, sky, sigma, iy, ix)
+    local = _box_median(data, iy, ix) - sky[iy, ix]
+    excess = data[iy, ix] - sky[iy, ix]
+    faint = excess < FAINT_SIGMA * sigma[iy, ix]
+    fraction = np.where(faint, SMOOTH_FRACTION, STAR_PIXEL_FRACTION)
+    on_source = (local > fraction * excess) & (local > 0.75 * sigma[iy, ix])
     cosmics[iy[on_source], ix[on_source]] = False
 
 
