@@ -122,12 +122,14 @@ print(json.dumps({"call": call, "wall": wall, "peak_mb": own, "child_peak_mb": c
 """
 
 
-def make_inputs(directory, n_frames, size):
+def make_inputs(directory, n_frames, size, nan_patch=True):
     """Write the dithered frames, their weight maps and the target header."""
     from stdpipe_ccd import datasets
     from stdpipe_ccd._wcs import covering_grid
 
-    frames = datasets.make_dither_set(n_frames, (size, size), seed=11, overscan=0)
+    frames = datasets.make_dither_set(
+        n_frames, (size, size), seed=11, overscan=0, nan_patch=nan_patch
+    )
     files, weights = [], []
     for i, frame in enumerate(frames):
         path, weight = directory / f"frame{i}.fits", directory / f"frame{i}.weight.fits"
@@ -157,11 +159,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 frames of 512 x 512")
     parser.add_argument("--rounds", type=int, default=2, help="paired rounds (medians reported)")
-    parser.add_argument("--make-inputs", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-nan",
+        action="store_true",
+        help="frames without NaN pixels (no weight maps needed for files)",
+    )
+    parser.add_argument("--make-inputs", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.make_inputs:
-        directory, n_frames, size = args.make_inputs
-        print(json.dumps(make_inputs(Path(directory), int(n_frames), int(size))))
+        directory, n_frames, size, nan_patch = args.make_inputs
+        made = make_inputs(Path(directory), int(n_frames), int(size), nan_patch == "1")
+        print(json.dumps(made))
         return
     n_frames, size = (3, 512) if args.quick else (8, 2048)
     with tempfile.TemporaryDirectory() as name:
@@ -230,7 +238,9 @@ def main(argv=None):
         "size": size,
         "rows": rows,
     }
-    name = "swarp-quick.json" if args.quick else "swarp.json"
+    name = (
+        "swarp-quick.json" if args.quick else "swarp-no-nan.json" if args.no_nan else "swarp.json"
+    )
     (RESULTS / name).write_text(json.dumps(report, indent=1))
 
 
