@@ -177,7 +177,15 @@ def main(argv=None):
         # in a process of their own: Linux keeps a process's peak memory across fork and
         # exec, so a large parent would inflate every measurement below
         made = subprocess.run(
-            [sys.executable, __file__, "--make-inputs", name, str(n_frames), str(size)],
+            [
+                sys.executable,
+                __file__,
+                "--make-inputs",
+                name,
+                str(n_frames),
+                str(size),
+                "0" if args.no_nan else "1",
+            ],
             check=True,
             capture_output=True,
             text=True,
