@@ -219,7 +219,8 @@ def main(argv=None):
         row["call_ratio"] = row["call_s"] / base["call_s"]
         row["process_ratio"] = row["process_s"] / base["process_s"]
     print(
-        f"\n{n_frames} frames of {size} x {size}, {args.rounds} rounds (medians); "
+        f"\n{n_frames} frames of {size} x {size}{' without NaN' if args.no_nan else ''}, "
+        f"{args.rounds} rounds (medians); "
         "ratios to raw SWarp on the same files (with weight maps for the in-memory and "
         "reproject rows; 2 frames for reproject_exact)"
     )
