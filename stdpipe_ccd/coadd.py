@@ -179,18 +179,15 @@ def _coadd_reproject(
         scale = 1.0
         if conserve == "flux":
             scale = proj_plane_pixel_area(out_wcs) / proj_plane_pixel_area(item.wcs.celestial)
-        values, _ = function(
-            (np.where(weight > 0, data, np.nan), item.wcs.celestial),
-            out_wcs,
-            shape_out=out_shape,
-            **options,
+        valid = weight > 0
+        # data and variance in one call (reproject broadcasts over the leading axis), so
+        # the coordinate transformation is computed once; NaN spreads from masked pixels,
+        # which then drop out
+        planes = np.stack(
+            [np.where(valid, data, np.nan), np.where(valid, 1 / np.where(valid, weight, 1), np.nan)]
         )
-        # variance resampled the same way; NaN spreads from masked pixels, which then drop out
-        variance, _ = function(
-            (np.where(weight > 0, 1 / np.where(weight > 0, weight, 1), np.nan), item.wcs.celestial),
-            out_wcs,
-            shape_out=out_shape,
-            **options,
+        (values, variance), _ = function(
+            (planes, item.wcs.celestial), out_wcs, shape_out=out_shape, **options
         )
         good = np.isfinite(values) & np.isfinite(variance) & (variance > 0)
         values, variance = values * scale, variance * scale**2

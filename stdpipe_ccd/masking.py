@@ -524,14 +524,16 @@ def _box_median(data, iy, ix, half=2):
     return np.median(data[rows, cols].reshape(iy.size, offsets.size**2), axis=1)
 
 
-def _on_smooth_source(data, sky, sigma, iy, ix):
-    """Whether each pixel sits on a smooth source, and its excess over its 5 x 5 median."""
+def _on_smooth_source(data, sky, sigma, iy, ix, fraction=SMOOTH_FRACTION):
+    """Whether each pixel sits on a smooth source, and its excess over its 5 x 5 median.
+
+    On a source, the 5 x 5 median exceeds the sky by more than ``fraction``
+    (a number or one per pixel) of the pixel's own excess.
+    """
     local = _box_median(data, iy, ix)
     smooth = local - sky[iy, ix]
     # the median of 25 pixels scatters by about a quarter of one pixel's sigma
-    on_source = (smooth > SMOOTH_FRACTION * (data[iy, ix] - sky[iy, ix])) & (
-        smooth > 0.75 * sigma[iy, ix]
-    )
+    on_source = (smooth > fraction * (data[iy, ix] - sky[iy, ix])) & (smooth > 0.75 * sigma[iy, ix])
     return on_source, data[iy, ix] - local
 
 
@@ -582,11 +584,9 @@ def _drop_faint_on_sources(cosmics, data, sky, sigma):
     weak edge of a bright track shows.
     """
     iy, ix = np.nonzero(cosmics)
-    local = _box_median(data, iy, ix) - sky[iy, ix]
-    excess = data[iy, ix] - sky[iy, ix]
-    faint = excess < FAINT_SIGMA * sigma[iy, ix]
+    faint = data[iy, ix] - sky[iy, ix] < FAINT_SIGMA * sigma[iy, ix]
     fraction = np.where(faint, SMOOTH_FRACTION, STAR_PIXEL_FRACTION)
-    on_source = (local > fraction * excess) & (local > 0.75 * sigma[iy, ix])
+    on_source, _ = _on_smooth_source(data, sky, sigma, iy, ix, fraction)
     cosmics[iy[on_source], ix[on_source]] = False
 
 
