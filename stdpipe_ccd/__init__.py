@@ -22,8 +22,9 @@ class Conf(_config.ConfigNamespace):
 
 conf = Conf()
 
-from . import datasets  # noqa: E402
+from . import datasets, io  # noqa: E402
 from .coadd import coadd  # noqa: E402
+from .collection import mask_collection  # noqa: E402
 from .exceptions import (  # noqa: E402
     StdpipeCCDError,
     StdpipeCCDWarning,
@@ -46,7 +47,9 @@ __all__ = [
     "conf",
     "datasets",
     "find_swarp",
+    "io",
     "make_mask",
+    "mask_collection",
     "reproject_swarp",
     "resample_swarp",
 ]

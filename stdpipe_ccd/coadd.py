@@ -1,7 +1,9 @@
 """Coaddition with SWarp or, without it, with the ``reproject`` package: one product either way."""
 
+import functools
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 from astropy import units as u
@@ -11,13 +13,18 @@ from astropy.wcs.utils import proj_plane_pixel_area
 
 from ._provenance import add_custom_keyword, add_history_lines
 from ._sky import inverse_variance_map
+from ._tiles import coadd_tiles
+from .collection import _run_tasks
 from .exceptions import StdpipeCCDWarning, SwarpNotFoundError
+from .io import read_fits, write_fits
 from .swarp import (
+    _as_entries,
     _as_items,
     _celestial_wcs,
     _check_choice,
     _common_unit,
     _effective_gain,
+    _item,
     _target_header,
     find_swarp,
     reproject_swarp,
@@ -43,6 +50,13 @@ def coadd(
     conserve="flux",
     use_nans=True,
     add_keyword=True,
+    output=None,
+    overwrite=False,
+    tiles=None,
+    scheduler="threads",
+    client=None,
+    jobs=None,
+    progress=False,
     **method_options,
 ):
     """Reproject and coadd images, with SWarp or with the ``reproject`` package.
@@ -74,6 +88,27 @@ def coadd(
         NaN where nothing contributed. Default is `True`.
     add_keyword : bool, str, dict or `~ccdproc.Keyword`, optional
         Provenance in ``.meta``.
+    output : str or path-like, optional
+        Also write the coadd to this FITS file with `~stdpipe_ccd.io.write_fits`
+        (under a temporary name, renamed when complete). Needed with ``tiles``.
+    overwrite : bool, optional
+        Replace an existing ``output``. Default is `False`.
+    tiles : int or tuple of int, optional
+        Cut the target grid into tiles of this size (``n`` or ``(ny, nx)``
+        pixels) and coadd each, from only the inputs that overlap it, as a
+        dask task; the tiles are written into ``output`` one at a time, so
+        memory is bounded by a tile, not by the mosaic. The result is then
+        memory-mapped from ``output``; its ``GAIN`` and ``SATURATE`` are the
+        smallest of the tiles (the shallowest part of the mosaic).
+    scheduler : {"threads", "processes", "synchronous"}, optional
+        Local dask scheduler for the tiles. Default is ``"threads"``.
+    client : `dask.distributed.Client`, optional
+        Run the tiles on this cluster; its workers must see the inputs and
+        the folder of ``output``.
+    jobs : int, optional
+        Workers of the local scheduler; default is one per core.
+    progress : bool, optional
+        Show dask's progress bar over the tiles. Default is `False`.
     **method_options
         Further options of `~stdpipe_ccd.reproject_swarp`, or of the
         ``reproject`` function.
@@ -88,20 +123,81 @@ def coadd(
         A ``reproject`` method without the ``reproject`` package.
     stdpipe_ccd.SwarpNotFoundError
         ``method="swarp"`` without the binary.
+    FileExistsError
+        ``output`` exists and ``overwrite`` is `False`.
     """
     _check_choice("method", method, METHODS)
     if method == "auto":
-        try:
-            find_swarp(method_options.get("swarp_path"))
-            method = "swarp"
-        except SwarpNotFoundError:
-            warnings.warn(
-                "SWarp was not found; coadding with reproject_interp instead",
-                StdpipeCCDWarning,
-                stacklevel=2,
-            )
-            method = "interp"
-            method_options.pop("swarp_path", None)
+        method = _available_method(method_options)
+    if output is not None and Path(output).exists() and not overwrite:
+        msg = f"{output} exists; pass overwrite=True to replace it"
+        raise FileExistsError(msg)
+    if tiles is not None:
+        if output is None:
+            msg = "tiles need output=, the FITS file the mosaic is written to"
+            raise ValueError(msg)
+        entries = _as_entries(input)
+        items = [_item(entry, i) for i, entry in enumerate(entries)]
+        target = _target_header(items, wcs=wcs, shape=shape, width=None, height=None, header=header)
+        run_tasks = functools.partial(
+            _run_tasks, scheduler=scheduler, client=client, jobs=jobs, progress=progress
+        )
+        options = {"method": method, "combine": combine, "conserve": conserve, "use_nans": use_nans}
+        return coadd_tiles(
+            entries,
+            items,
+            target,
+            tiles,
+            output,
+            overwrite=overwrite,
+            run_tasks=run_tasks,
+            options={**options, **method_options},
+        )
+    result = _coadd_once(
+        input,
+        method,
+        wcs=wcs,
+        shape=shape,
+        header=header,
+        combine=combine,
+        conserve=conserve,
+        use_nans=use_nans,
+        add_keyword=add_keyword,
+        method_options=method_options,
+    )
+    if output is not None:
+        write_fits(result, output, overwrite=overwrite)
+    return result
+
+
+def _available_method(method_options):
+    """``"swarp"`` when the binary is found, else ``"interp"`` with a warning."""
+    try:
+        find_swarp(method_options.get("swarp_path"))
+    except SwarpNotFoundError:
+        warnings.warn(
+            "SWarp was not found; coadding with reproject_interp instead",
+            StdpipeCCDWarning,
+            stacklevel=3,
+        )
+        method_options.pop("swarp_path", None)
+        return "interp"
+    return "swarp"
+
+
+def _coadd_once(
+    input,  # noqa: A002
+    method,
+    *,
+    wcs,
+    shape,
+    header,
+    combine,
+    conserve,
+    use_nans,
+    add_keyword,
+    method_options,
+):
     if method == "swarp":
         return reproject_swarp(
             input,
@@ -172,7 +268,7 @@ def _coadd_reproject(
     count = np.zeros(out_shape, dtype=np.int32)
     stack, noise = [], []
     for item in items:
-        ccd = item.ccd if item.ccd is not None else CCDData.read(item.path, hdu=item.hdu, unit=unit)
+        ccd = item.ccd if item.ccd is not None else read_fits(item.path, hdu=item.hdu, unit=unit)
         data = np.asarray(ccd.data, dtype=np.float64)
         weight = inverse_variance_map(ccd, data).astype(np.float64)
         noise.append(1 / np.sqrt(np.median(weight[weight > 0])))

@@ -29,6 +29,7 @@ from ._provenance import add_custom_keyword, add_history_lines
 from ._sky import inverse_variance_map
 from ._wcs import covering_grid, has_sip, sip_to_tpv
 from .exceptions import SwarpError, SwarpNotFoundError
+from .io import read_fits
 
 __all__ = ["find_swarp", "reproject_swarp", "resample_swarp"]
 
@@ -363,7 +364,7 @@ class _Item:
     def __init__(self, *, name, path=None, ccd=None):
         self.name, self.path, self.ccd = name, path, ccd
         if path is not None:
-            self.header, self.hdu = _image_header(path)
+            self.header, self.hdu, self.extensions = _image_header(path)
             self.shape = (self.header["NAXIS2"], self.header["NAXIS1"])
             self.unit = _header_unit(self.header)
         else:
@@ -393,11 +394,12 @@ class _Item:
 
 
 def _image_header(path):
-    """Header and index of the first 2D image HDU of a FITS file."""
+    """Header and index of the first 2D image HDU of a FITS file, and its other HDU names."""
     with fits.open(path) as hdul:
         for index, hdu in enumerate(hdul):
             if hdu.is_image and hdu.header.get("NAXIS") == 2:
-                return hdu.header.copy(), index
+                others = {h.name for h in hdul if h is not hdu and h.header.get("NAXIS")}
+                return hdu.header.copy(), index, others
     msg = f"{path} has no 2D image"
     raise ValueError(msg)
 
@@ -421,6 +423,11 @@ def _celestial_wcs(header, name):
 
 def _as_items(input):  # noqa: A002
     """Turn every kind of input into a list of `_Item`."""
+    return [_item(entry, i) for i, entry in enumerate(_as_entries(input))]
+
+
+def _as_entries(input):  # noqa: A002
+    """List the inputs: paths, CCDData or (array, Header|WCS) tuples."""
     from ccdproc import ImageFileCollection
 
     if isinstance(input, ImageFileCollection):
@@ -428,14 +435,14 @@ def _as_items(input):  # noqa: A002
         if not len(files):
             msg = "the ImageFileCollection has no files (after its filters)"
             raise ValueError(msg)
-        return [_item(path, i) for i, path in enumerate(files)]
+        return list(files)
     if _is_single(input):
-        return [_item(input, 0)]
-    items = [_item(entry, i) for i, entry in enumerate(input)]
-    if not items:
+        return [input]
+    entries = list(input)
+    if not entries:
         msg = "no input images"
         raise ValueError(msg)
-    return items
+    return entries
 
 
 def _is_single(entry):
@@ -639,9 +646,13 @@ class _SwarpRun:
         image = workdir / f"in{index:04d}.fits"
         if item.ccd is not None:
             return self._write_memory_input(item, image)
+        if not self.is_flags and item.extensions & {"MASK", "UNCERT"}:
+            # a file from write_fits or CCDData.write: its mask and uncertainty become weights
+            item = _Item(name=item.name, ccd=read_fits(item.path, unit=item.unit or u.adu))
+            return self._write_memory_input(item, image)
         needs_rewrite = self.is_flags and _scaled_integers(item.header)
-        if needs_rewrite or item.hdu != 0:
-            # BZERO-scaled flags come back offset; other extensions are copied out
+        if needs_rewrite or item.hdu != 0 or item.extensions:
+            # BZERO-scaled flags come back offset; SWarp would coadd every extension
             data = fits.getdata(item.path, item.hdu)
             header = _swarp_header(item, self.copied_keywords)
             dtype = np.int32 if self.is_flags else np.float32

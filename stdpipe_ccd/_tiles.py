@@ -1,0 +1,196 @@
+"""Mosaics larger than memory: one coadd per tile of the target grid, written into one file."""
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData, InverseVariance
+
+from ._provenance import add_history_lines
+from .io import write_fits
+
+__all__ = ["coadd_tiles"]
+
+logger = logging.getLogger(__name__)
+
+#: target pixels beyond an input's edge that its resampling kernel can still reach
+KERNEL_MARGIN = 4
+
+
+def coadd_tiles(entries, items, target, tiles, output, *, overwrite, run_tasks, options):
+    """Coadd ``entries`` onto ``target`` tile by tile; write ``output``; return it memory-mapped.
+
+    ``run_tasks(function, arguments)`` runs the tile tasks (on dask);
+    ``options`` go to `~stdpipe_ccd.coadd` for each tile.
+    """
+    from . import __version__
+
+    output = Path(output)
+    if output.exists() and not overwrite:
+        msg = f"{output} exists; pass overwrite=True to replace it"
+        raise FileExistsError(msg)
+    shape = (target["NAXIS2"], target["NAXIS1"])
+    boxes = [_footprint(item, target) for item in items]
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.tiles.", dir=output.parent))
+    try:
+        arguments = []
+        for index, (rows, cols) in enumerate(_tile_slices(shape, tiles)):
+            used = [i for i, box in enumerate(boxes) if _overlaps(box, rows, cols)]
+            header = _tile_header(target, rows, cols)
+            path = work / f"tile{index:05d}.fits"
+            arguments.append(([entries[i] for i in used], header, str(path), options))
+        records = run_tasks(coadd_tile, arguments)
+        meta = _mosaic_meta(target, records, items)
+        add_history_lines(
+            meta,
+            [f"stdpipe_ccd {__version__} coadd in {len(arguments)} tiles of {tiles}"]
+            + [f"input {i + 1}: {item.name}" for i, item in enumerate(items)],
+        )
+        partial = work / "mosaic.fits"
+        _allocate(partial, meta, shape)
+        with fits.open(partial, mode="update", memmap=True) as hdul:
+            for (rows, cols), record in zip(_tile_slices(shape, tiles), records, strict=True):
+                _copy_tile(hdul, record, rows, cols)
+        os.replace(partial, output)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.info("wrote a %d x %d mosaic in %d tiles to %s", *shape[::-1], len(records), output)
+    return open_mosaic(output)
+
+
+def coadd_tile(entries, header, path, options):
+    """Coadd the inputs of one tile into ``path``; the task of `coadd_tiles`."""
+    from .coadd import coadd
+
+    if not entries:
+        return {"path": None, "ncombine": 0}
+    result = coadd(entries, header=header, add_keyword=False, **options)
+    write_fits(result, path)
+    return {
+        "path": path,
+        "ncombine": len(entries),
+        "gain": result.meta.get("GAIN"),
+        "saturate": result.meta.get("SATURATE"),
+        "unit": result.unit.to_string(),
+    }
+
+
+def open_mosaic(path):
+    """Open a mosaic file as a `~astropy.nddata.CCDData` with memory-mapped arrays."""
+    from .swarp import _celestial_wcs
+
+    with fits.open(path, memmap=True) as hdul:
+        header = hdul[0].header.copy()
+        data = hdul[0].data
+        weight = hdul["UNCERT"].data
+        mask = hdul["MASK"].data.view(bool)
+    return CCDData(
+        data,
+        unit=header.get("BUNIT", "adu"),
+        wcs=_celestial_wcs(header, str(path)),
+        meta=header,
+        mask=mask,
+        uncertainty=InverseVariance(weight, copy=False),
+    )
+
+
+def _tile_slices(shape, tiles):
+    """Row and column slices of the tiles, row by row."""
+    ty, tx = (tiles, tiles) if np.isscalar(tiles) else tiles
+    if int(ty) < 1 or int(tx) < 1:
+        msg = f"tiles must be positive, not {tiles}"
+        raise ValueError(msg)
+    return [
+        (slice(y, min(y + int(ty), shape[0])), slice(x, min(x + int(tx), shape[1])))
+        for y in range(0, shape[0], int(ty))
+        for x in range(0, shape[1], int(tx))
+    ]
+
+
+def _footprint(item, target):
+    """Bounding box (x0, x1, y0, y1) of an input in target pixels, with the kernel margin."""
+    from .swarp import _celestial_wcs
+
+    ny, nx = item.shape
+    t = np.linspace(0, 1, 33)
+    xs = np.concatenate([t * (nx - 1), np.full_like(t, nx - 1), t * (nx - 1), np.zeros_like(t)])
+    ys = np.concatenate([np.zeros_like(t), t * (ny - 1), np.full_like(t, ny - 1), t * (ny - 1)])
+    world = item.wcs.celestial.pixel_to_world(xs, ys)
+    px, py = _celestial_wcs(target, "target").world_to_pixel(world)
+    # an input pixel may cover several target pixels: widen the margin by the scale ratio
+    scale = max(np.ptp(px) / max(nx - 1, 1), np.ptp(py) / max(ny - 1, 1), 1.0)
+    margin = KERNEL_MARGIN * scale + 1
+    return (px.min() - margin, px.max() + margin, py.min() - margin, py.max() + margin)
+
+
+def _overlaps(box, rows, cols):
+    x0, x1, y0, y1 = box
+    return x1 >= cols.start and x0 <= cols.stop - 1 and y1 >= rows.start and y0 <= rows.stop - 1
+
+
+def _tile_header(target, rows, cols):
+    header = target.copy()
+    header["NAXIS1"] = cols.stop - cols.start
+    header["NAXIS2"] = rows.stop - rows.start
+    header["CRPIX1"] = target["CRPIX1"] - cols.start
+    header["CRPIX2"] = target["CRPIX2"] - rows.start
+    return header
+
+
+def _mosaic_meta(target, records, items):
+    done = [r for r in records if r["path"]]
+    meta = fits.Header(target)
+    for key in ("NAXIS", "NAXIS1", "NAXIS2"):
+        meta.remove(key, ignore_missing=True)
+    if done:
+        meta["BUNIT"] = done[0]["unit"]
+        gains = [r["gain"] for r in done if r.get("gain") is not None]
+        if gains:
+            meta["GAIN"] = (min(gains), "[e-/unit] smallest effective gain of the tiles")
+        levels = [r["saturate"] for r in done if r.get("saturate") is not None]
+        if levels:
+            meta["SATURATE"] = (min(levels), "smallest effective saturation of the tiles")
+    meta["NCOMBINE"] = (len(items), "number of images combined")
+    return meta
+
+
+def _allocate(path, meta, shape):
+    """Write the headers of data, UNCERT and MASK HDUs, with room for their pixels."""
+    ny, nx = shape
+    layout = [
+        (fits.PrimaryHDU, -32, {"EXTEND": True}, meta),
+        (fits.ImageHDU, -32, {"EXTNAME": "UNCERT", "UTYPE": "InverseVariance"}, None),
+        (fits.ImageHDU, 8, {"EXTNAME": "MASK"}, None),
+    ]
+    with open(path, "wb") as stream:
+        for kind, bitpix, cards, extra in layout:
+            hdu = kind(data=np.zeros((1, 1), dtype=np.float32 if bitpix < 0 else np.uint8))
+            header = hdu.header
+            header["NAXIS1"], header["NAXIS2"] = nx, ny
+            for key, value in cards.items():
+                header[key] = value
+            if extra is not None:
+                header.extend(extra, unique=True)
+            stream.write(header.tostring().encode("ascii"))
+            size = abs(bitpix) // 8 * nx * ny
+            stream.seek(-(-size // 2880) * 2880, os.SEEK_CUR)
+        stream.truncate()
+
+
+def _copy_tile(hdul, record, rows, cols):
+    """Copy one tile product into the memory-mapped mosaic, or mark the tile empty."""
+    data, weight, mask = hdul[0].data, hdul["UNCERT"].data, hdul["MASK"].data
+    if record["path"] is None:
+        data[rows, cols], weight[rows, cols], mask[rows, cols] = np.nan, 0, 1
+        return
+    with fits.open(record["path"], memmap=True) as tile:
+        data[rows, cols] = tile[0].data
+        weight[rows, cols] = tile["UNCERT"].data
+        mask[rows, cols] = tile["MASK"].data
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(record["path"])

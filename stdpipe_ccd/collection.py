@@ -1,0 +1,238 @@
+"""Masking of whole collections of frames, on one machine or on a dask cluster."""
+
+import logging
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import MaskedColumn, Table
+
+from ._provenance import COUNT_KEYWORDS
+from .flags import MaskFlag, flag_counts
+from .io import read_fits, write_fits
+from .masking import make_mask
+
+__all__ = ["mask_collection"]
+
+logger = logging.getLogger(__name__)
+
+SCHEDULERS = ("threads", "processes", "synchronous")
+#: make_mask options that may be given as FITS paths, read by each task
+PATH_OPTIONS = ("dark", "flat", "external_mask")
+
+
+def mask_collection(
+    collection,
+    output_dir,
+    *,
+    overwrite=False,
+    scheduler="threads",
+    client=None,
+    jobs=None,
+    progress=True,
+    unit="adu",
+    **make_mask_options,
+):
+    """Mask every frame of a collection and write each with its mask and flags.
+
+    Each frame is read, masked with `~stdpipe_ccd.make_mask` and written to
+    ``output_dir`` under its own file name with `~stdpipe_ccd.io.write_fits`
+    (``MASK`` and ``FLAGS`` extensions). Frames are independent tasks: one
+    that fails is reported in the table and the others still complete.
+    Outputs are written under a temporary name and renamed when complete, and
+    frames whose output exists are skipped, so an interrupted run resumes
+    where it stopped.
+
+    Parameters
+    ----------
+    collection : `~ccdproc.ImageFileCollection` or list of path-like
+        The frames: a collection gives its currently filtered files.
+    output_dir : str or path-like
+        Folder for the masked frames; created if needed.
+    overwrite : bool, optional
+        Redo frames whose output exists, and allow ``output_dir`` to be the
+        folder of the inputs (which are then replaced). Default is `False`.
+    scheduler : {"threads", "processes", "synchronous"}, optional
+        Local dask scheduler. Default is ``"threads"``; ``"synchronous"``
+        runs one frame after the other without dask.
+    client : `dask.distributed.Client`, optional
+        Run the frames on this cluster instead (``scheduler`` is ignored). The
+        workers must see the input and output paths.
+    jobs : int, optional
+        Workers of the local scheduler; default is one per core.
+    progress : bool, optional
+        Show dask's progress bar. Default is `True`.
+    unit : `~astropy.units.Unit` or str, optional
+        Unit of frames without ``BUNIT``. Default is ``"adu"``.
+    **make_mask_options
+        Options of `~stdpipe_ccd.make_mask`. ``dark``, ``flat`` and
+        ``external_mask`` may also be FITS paths, read by each task.
+
+    Returns
+    -------
+    table : `~astropy.table.Table`
+        One row per frame: ``input``, ``output``, ``status`` (``"written"``,
+        ``"skipped"`` or ``"failed"``), ``error``, ``seconds``, and the number
+        of masked pixels per `~stdpipe_ccd.MaskFlag` reason (a column per
+        name: ``NONFINITE``, ..., ``INPUT``) and in total (``TOTAL``); the
+        counts of failed frames are masked.
+
+    Raises
+    ------
+    ValueError
+        ``output_dir`` would replace inputs without ``overwrite=True``, two
+        inputs have the same file name, or a bad ``scheduler``.
+    TypeError
+        An unknown ``make_mask`` option.
+    """
+    if scheduler not in SCHEDULERS:
+        msg = f"scheduler={scheduler!r} is not one of {SCHEDULERS}"
+        raise ValueError(msg)
+    _check_options(make_mask_options)
+    inputs = _input_paths(collection)
+    output_dir = Path(output_dir)
+    outputs = _output_paths(inputs, output_dir, overwrite=overwrite)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    arguments = [
+        (str(source), str(target), overwrite, unit, make_mask_options)
+        for source, target in zip(inputs, outputs, strict=True)
+    ]
+    records = _run_tasks(
+        mask_file, arguments, scheduler=scheduler, client=client, jobs=jobs, progress=progress
+    )
+    table = _records_table(records)
+    logger.info(
+        "masked %d frames: %d written, %d skipped, %d failed",
+        len(table),
+        np.sum(table["status"] == "written"),
+        np.sum(table["status"] == "skipped"),
+        np.sum(table["status"] == "failed"),
+    )
+    return table
+
+
+def mask_file(input_path, output_path, overwrite, unit, options):
+    """Mask one FITS file into another; the task of `mask_collection`.
+
+    Returns a record (a dict) of what happened; errors are caught and recorded.
+    """
+    start = time.perf_counter()
+    record = {"input": input_path, "output": output_path, "status": "failed", "error": ""}
+    try:
+        if os.path.exists(output_path) and not overwrite:
+            record["counts"] = _header_counts(output_path)
+            record["status"] = "skipped"
+        else:
+            ccd = read_fits(input_path, unit=unit)
+            options = {
+                key: _read_option(value) if key in PATH_OPTIONS else value
+                for key, value in options.items()
+            }
+            masked = make_mask(ccd, **options)
+            write_fits(masked, output_path, overwrite=overwrite)
+            record["counts"] = {**flag_counts(masked.flags), "TOTAL": int(masked.mask.sum())}
+            record["status"] = "written"
+    except Exception as err:  # one bad frame must not stop the night
+        record["error"] = f"{type(err).__name__}: {err}"
+        logger.warning("%s failed: %s", input_path, record["error"])
+    record["seconds"] = time.perf_counter() - start
+    return record
+
+
+def _check_options(options):
+    import inspect
+
+    allowed = set(inspect.signature(make_mask).parameters) - {"ccd"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        msg = f"make_mask has no options {unknown}"
+        raise TypeError(msg)
+
+
+def _input_paths(collection):
+    from ccdproc import ImageFileCollection
+
+    if isinstance(collection, ImageFileCollection):
+        return [Path(p) for p in collection.files_filtered(include_path=True)]
+    if isinstance(collection, (str, os.PathLike)):
+        return [Path(collection)]
+    return [Path(p) for p in collection]
+
+
+def _output_paths(inputs, output_dir, *, overwrite):
+    outputs = [output_dir / path.name for path in inputs]
+    names = [path.name for path in inputs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        msg = f"inputs share file names, so their outputs would collide: {repeated}"
+        raise ValueError(msg)
+    if not overwrite:
+        replaced = [
+            str(source)
+            for source, target in zip(inputs, outputs, strict=True)
+            if target.exists() and source.exists() and os.path.samefile(source, target)
+        ]
+        if replaced:
+            msg = (
+                f"output_dir {output_dir} holds the inputs ({replaced[0]}, ...); "
+                "choose another folder or pass overwrite=True to replace them"
+            )
+            raise ValueError(msg)
+    return outputs
+
+
+def _read_option(value):
+    if isinstance(value, (str, os.PathLike)):
+        return read_fits(value, unit="adu")
+    return value
+
+
+def _header_counts(path):
+    """Pixel counts per reason from the keywords make_mask wrote in a finished output."""
+    header = fits.getheader(path)
+    counts = {flag.name: header.get(keyword) for flag, keyword in COUNT_KEYWORDS.items()}
+    counts["TOTAL"] = header.get("MSKTOTAL")
+    return counts
+
+
+def _run_tasks(function, arguments, *, scheduler, client, jobs, progress):
+    """Run ``function(*args)`` for each of ``arguments`` on dask; return the results."""
+    if client is not None:
+        from distributed import progress as distributed_progress
+
+        futures = [client.submit(function, *args, pure=False) for args in arguments]
+        if progress:
+            distributed_progress(futures)
+        return client.gather(futures)
+    if scheduler == "synchronous":
+        return [function(*args) for args in arguments]
+    try:
+        import dask
+        from dask.diagnostics import ProgressBar
+    except ImportError as err:
+        msg = (
+            f"scheduler={scheduler!r} needs dask: pip install 'stdpipe_ccd[dask]', "
+            "or use scheduler='synchronous'"
+        )
+        raise ImportError(msg) from err
+    tasks = [dask.delayed(function, pure=False)(*args) for args in arguments]
+    with ProgressBar() if progress else nullcontext():
+        return list(dask.compute(*tasks, scheduler=scheduler, num_workers=jobs))
+
+
+def _records_table(records):
+    names = [flag.name for flag in MaskFlag] + ["TOTAL"]
+    table = Table()
+    for key in ("input", "output", "status", "error"):
+        table[key] = [record[key] for record in records]
+    table["seconds"] = np.array([record["seconds"] for record in records])
+    table["seconds"].format = ".2f"
+    for name in names:
+        values = [record.get("counts", {}).get(name) for record in records]
+        table[name] = MaskedColumn(
+            [0 if v is None else v for v in values], mask=[v is None for v in values], dtype=int
+        )
+    return table

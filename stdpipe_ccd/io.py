@@ -1,0 +1,89 @@
+"""FITS files of a `~astropy.nddata.CCDData` with its mask, uncertainty and ``FLAGS``.
+
+`~astropy.nddata.CCDData.write` writes ``.mask`` and ``.uncertainty`` as the
+``MASK`` and ``UNCERT`` extensions but leaves ``.flags`` out; `write_fits`
+adds it as a ``FLAGS`` extension and `read_fits` reads it back. The file is
+written under a temporary name and renamed when complete, so a file with the
+final name is never a half-written one.
+"""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData
+
+__all__ = ["read_fits", "write_fits"]
+
+FLAGS_EXTENSION = "FLAGS"
+
+
+def write_fits(ccd, path, *, overwrite=False):
+    """Write a `~astropy.nddata.CCDData` with its mask, uncertainty and flags.
+
+    Parameters
+    ----------
+    ccd : `~astropy.nddata.CCDData`
+        The image; ``.mask`` goes to a ``MASK`` extension, ``.uncertainty``
+        to ``UNCERT`` (as `~astropy.nddata.CCDData.write` does) and
+        ``.flags`` to ``FLAGS``.
+    path : str or path-like
+        Output FITS file.
+    overwrite : bool, optional
+        Replace an existing file. Default is `False`.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is `False`.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        msg = f"{path} exists; pass overwrite=True to replace it"
+        raise FileExistsError(msg)
+    hdul = ccd.to_hdu(hdu_mask="MASK", hdu_uncertainty="UNCERT", hdu_flags=None)
+    if ccd.flags is not None:
+        hdul.append(fits.ImageHDU(np.asarray(ccd.flags), name=FLAGS_EXTENSION))
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    try:
+        hdul.writeto(temporary, overwrite=True)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def read_fits(path, *, unit=None, hdu=0):
+    """Read a FITS image with its ``MASK``, ``UNCERT`` and ``FLAGS`` extensions.
+
+    Parameters
+    ----------
+    path : str or path-like
+        FITS file, as written by `write_fits` or `~astropy.nddata.CCDData.write`.
+    unit : `~astropy.units.Unit` or str, optional
+        Unit of the data when the header has no ``BUNIT``.
+    hdu : int or str, optional
+        HDU of the image. Default is 0.
+
+    Returns
+    -------
+    ccd : `~astropy.nddata.CCDData`
+        With ``.mask`` as booleans and ``.flags`` when the file has them.
+    """
+    with fits.open(path) as hdul:
+        if "BUNIT" in hdul[hdu].header:
+            unit = None  # the file's own unit wins
+        has_flags = FLAGS_EXTENSION in hdul
+    ccd = CCDData.read(path, hdu=hdu, unit=unit, hdu_mask="MASK", hdu_uncertainty="UNCERT")
+    if has_flags:
+        with fits.open(path) as hdul:
+            ccd.flags = hdul[FLAGS_EXTENSION].data.astype(
+                hdul[FLAGS_EXTENSION].data.dtype.newbyteorder("=")
+            )
+    if ccd.mask is not None:
+        ccd.mask = ccd.mask.astype(bool)
+    return ccd
