@@ -1,10 +1,12 @@
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from stdpipe_ccd import StdpipeCCDWarning, coadd, datasets, make_mask, swarp
+from stdpipe_ccd.io import read_fits, write_fits
 
 SHAPE = (384, 384)
 
@@ -137,3 +139,89 @@ def test_reproject_missing_names_the_extra(inputs, monkeypatch):
 def test_bad_options(inputs, options, match):
     with pytest.raises(ValueError, match=match):
         coadd(inputs[:1], **options)
+
+
+# --- tiles and files ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wide_field(tmp_path_factory):
+    """Six 384 x 384 masked frames spread over a field about four times their size, on disk."""
+    folder = tmp_path_factory.mktemp("wide")
+    frames = datasets.make_dither_set(
+        6, SHAPE, seed=31, max_offset=450.0, cosmic_density=0, n_hot=0, overscan=0
+    )
+    paths = []
+    for i, frame in enumerate(frames):
+        paths.append(folder / f"frame{i}.fits")
+        write_fits(make_mask(frame.ccd, mask_bleed=True), paths[-1])
+    return paths
+
+
+@pytest.mark.requires_swarp
+def test_tiles_equal_a_single_run_in_bounded_memory(wide_field, tmp_path):
+    # a grid with a wide empty border: 40 tiles, of which only those near the frames run
+    wcs = coadd(wide_field, method="swarp").wcs.deepcopy()
+    wcs.wcs.crpix += 1500
+    shape = (4000, 4000)
+    single = coadd(wide_field, method="swarp", wcs=wcs, shape=shape)
+    output = tmp_path / "mosaic.fits"
+    options = {"method": "swarp", "wcs": wcs, "shape": shape, "tiles": (600, 512), "jobs": 2}
+    coadd(wide_field, output=output, **options)  # a first run imports what dask needs
+    tracemalloc.start()
+    try:
+        tiled = coadd(wide_field, output=output, overwrite=True, **options)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the calling process holds a few frames and tiles at a time, never a mosaic plane
+    tile = 600 * 512 * 4
+    assert peak < 5 * 2 * tile  # 2 tiles at a time
+    assert peak < 0.2 * single.data.nbytes
+    assert not tiled.data.flags.owndata  # memory-mapped from the file
+    np.testing.assert_array_equal(tiled.mask, single.mask)
+    both = ~single.mask
+    assert both.sum() > 4 * SHAPE[0] * SHAPE[1]
+    scale = np.maximum(np.abs(single.data[both]), 1.0)
+    assert np.max(np.abs(tiled.data[both] - single.data[both]) / scale) < 1e-5
+    np.testing.assert_allclose(
+        tiled.uncertainty.array[both], single.uncertainty.array[both], rtol=1e-5
+    )
+    assert np.isnan(tiled.data[~both]).all()
+    assert tiled.meta["NCOMBINE"] == 6
+    assert tiled.meta["GAIN"] <= single.meta["GAIN"]
+    # one complete file, nothing else left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mosaic.fits"]
+    back = read_fits(output)
+    np.testing.assert_array_equal(back.mask, single.mask)
+
+
+@pytest.mark.requires_swarp
+def test_masked_files_give_zero_weight(wide_field):
+    ccds = [read_fits(path) for path in wide_field[:2]]
+    from_files = coadd(wide_field[:2], method="swarp")
+    from_memory = coadd(ccds, method="swarp")
+    np.testing.assert_allclose(from_files.data, from_memory.data, rtol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(from_files.mask, from_memory.mask)
+    # no saturated pixel of either frame reaches the coadd
+    saturated = from_files.data > datasets.SATURATE
+    assert not saturated.any()
+
+
+def test_tiles_need_an_output_and_keep_existing_files(inputs, tmp_path):
+    with pytest.raises(ValueError, match="tiles need output="):
+        coadd(inputs, method="interp", tiles=128)
+    existing = tmp_path / "mosaic.fits"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        coadd(inputs, method="interp", tiles=128, output=existing)
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_tiles_with_reproject(inputs, tmp_path):
+    single = coadd(inputs, method="interp", output=tmp_path / "single.fits")
+    tiled = coadd(inputs, method="interp", tiles=150, output=tmp_path / "tiled.fits")
+    both = ~single.mask & ~tiled.mask
+    assert both.mean() > 0.9
+    np.testing.assert_allclose(tiled.data[both], single.data[both], rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(read_fits(tmp_path / "single.fits").data, single.data)
