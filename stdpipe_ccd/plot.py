@@ -230,7 +230,7 @@ def _image_norm(data, valid):
         return ImageNormalize(vmin=0, vmax=1)
     sample = sample[:: max(sample.size // 200_000, 1)]
     low, high = ZScaleInterval().get_limits(sample)
-    return ImageNormalize(vmin=low, vmax=high, stretch=AsinhStretch(0.1), clip=True)
+    return ImageNormalize(vmin=low, vmax=high, stretch=AsinhStretch(0.1), clip=False)
 
 
 def _top(values):
