@@ -1,0 +1,643 @@
+"""The ``stdpipe-ccd`` command: mask, coadd, demo and info."""
+
+import argparse
+import glob
+import logging
+import os
+import sys
+import tempfile
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+logger = logging.getLogger("stdpipe_ccd")
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+SCHEDULERS = ("threads", "processes", "synchronous")
+DESCRIPTION = """\
+STDPipe pre-processing for CCD frames: mask bad pixels with the reason for each,
+and reproject and coadd frames with SWarp, from the command line.
+
+Each subcommand has its own help: stdpipe-ccd SUBCOMMAND --help."""
+
+
+def main(argv=None):
+    """Run the ``stdpipe-ccd`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; default is ``sys.argv[1:]``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 when some frame failed or an error stopped the
+        command, 2 for bad usage, 130 when interrupted.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose - args.quiet)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("stdpipe-ccd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"stdpipe-ccd {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+
+
+def build_parser():
+    """Return the `argparse.ArgumentParser` of ``stdpipe-ccd`` with its subcommands."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="stdpipe-ccd",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stdpipe_ccd {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="say more")
+    common.add_argument("-q", "--quiet", action="count", default=0, help="say less")
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    _add_mask(commands, common)
+    _add_coadd(commands, common)
+    _add_demo(commands, common)
+    _add_info(commands, common)
+    return parser
+
+
+# --- subcommands ------------------------------------------------------------------------
+
+
+def _add_mask(commands, common):
+    parser = commands.add_parser(
+        "mask",
+        parents=[common],
+        help="mask bad pixels of frames and write them with MASK and FLAGS",
+        description=_paragraph(
+            "Mask every frame with stdpipe_ccd.make_mask and write it to the --output-dir folder under "
+            "its own name, with MASK and FLAGS extensions. Frames whose output exists are "
+            "skipped, so an interrupted run resumes. A frame that fails is reported and "
+            "the others still complete; the exit status is then 1."
+        ),
+        epilog=(
+            "example:\n"
+            "  stdpipe-ccd mask 'night/*.fits' --filter imagetyp=light -o masked \\\n"
+            "      --cosmics --bleed --dark calib/dark.fits --flat calib/flat.fits --png"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_inputs(parser)
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="folder for the masked frames",
+    )
+    parser.add_argument(
+        "--saturation",
+        default=None,
+        metavar="LEVEL",
+        help="saturation level in the image unit, 'estimate' (median + 0.95 (max - median)) "
+        "or 'none' (default: SATURATE from the header, if there)",
+    )
+    parser.add_argument("--bleed", action="store_true", help="mask bleeding-charge trails")
+    parser.add_argument(
+        "--cosmics", action="store_true", help="mask cosmic rays (LACosmic, astroscrappy)"
+    )
+    parser.add_argument(
+        "--gain",
+        type=float,
+        metavar="E_PER_ADU",
+        help="gain in e-/ADU (default: GAIN from the header)",
+    )
+    parser.add_argument(
+        "--readnoise",
+        type=float,
+        metavar="E",
+        help="read noise in e- (default: RDNOISE or READNOISE from the header)",
+    )
+    parser.add_argument(
+        "--cosmics-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option of astroscrappy.detect_cosmics, e.g. sigclip=5 (repeatable)",
+    )
+    parser.add_argument(
+        "--dark", type=Path, metavar="FILE", help="master dark: mask its hot pixels"
+    )
+    parser.add_argument(
+        "--hot-threshold",
+        type=float,
+        metavar="N",
+        default=10.0,
+        help="hot pixels are above median + this many MAD-std of the dark (default: 10)",
+    )
+    parser.add_argument(
+        "--flat", type=Path, metavar="FILE", help="master flat: mask low-response pixels"
+    )
+    parser.add_argument(
+        "--flat-threshold",
+        type=float,
+        metavar="FRACTION",
+        default=0.5,
+        help="low response is below this fraction of the flat's median (default: 0.5)",
+    )
+    parser.add_argument(
+        "--external-mask",
+        type=Path,
+        metavar="FILE",
+        help="FITS image whose non-zero pixels are masked",
+    )
+    parser.add_argument(
+        "--table",
+        type=Path,
+        metavar="FILE",
+        help="also write the table of results to this file (ECSV)",
+    )
+    _add_running(parser)
+    parser.add_argument(
+        "--png", action="store_true", help="write a quick-look PNG beside each masked frame"
+    )
+    parser.set_defaults(run=_run_mask)
+
+
+def _add_coadd(commands, common):
+    parser = commands.add_parser(
+        "coadd",
+        aliases=["stack"],
+        parents=[common],
+        help="reproject and coadd frames with SWarp (or reproject)",
+        description=_paragraph(
+            "Reproject and coadd frames with stdpipe_ccd.coadd and write the coadd, its "
+            "inverse-variance weight (UNCERT) and the mask of uncovered pixels (MASK) to "
+            "the --output file. Masked frames (MASK/UNCERT extensions, as from 'stdpipe-ccd mask') "
+            "give zero weight to their masked pixels."
+        ),
+        epilog=(
+            "example:\n"
+            "  stdpipe-ccd coadd 'masked/*.fits' -o stack.fits --combine median --png\n"
+            "  stdpipe-ccd stack 'survey/*.fits' -o mosaic.fits --tiles 4096 --jobs 4"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_inputs(parser)
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="FILE", help="the coadd FITS file"
+    )
+    parser.add_argument(
+        "--method",
+        choices=("auto", "swarp", "interp", "adaptive", "exact"),
+        default="auto",
+        help="swarp, a reproject method, or auto: swarp if found, else interp (default: auto)",
+    )
+    parser.add_argument(
+        "--combine",
+        choices=("weighted", "average", "median", "sum", "clipped", "min", "max"),
+        default="weighted",
+        help="how overlapping pixels combine (default: weighted, inverse-variance)",
+    )
+    parser.add_argument(
+        "--resampling",
+        choices=("lanczos3", "lanczos2", "lanczos4", "bilinear", "nearest"),
+        help="SWarp's resampling kernel (default: lanczos3)",
+    )
+    parser.add_argument(
+        "--conserve",
+        choices=("flux", "surface_brightness"),
+        default="flux",
+        help="what is kept where pixel areas change (default: flux)",
+    )
+    parser.add_argument(
+        "--subtract-background",
+        action="store_true",
+        help="let SWarp subtract a background map from each frame",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="FITS image whose WCS and size are the target grid (default: a grid that "
+        "covers all frames, north up)",
+    )
+    parser.add_argument(
+        "--tiles",
+        type=_tile_size,
+        metavar="N or NYxNX",
+        help="coadd in tiles of this many pixels, one task each, for mosaics larger than memory",
+    )
+    parser.add_argument(
+        "--swarp", type=Path, metavar="PATH", help="the SWarp binary (default: from the PATH)"
+    )
+    _add_running(parser)
+    parser.add_argument(
+        "--png", action="store_true", help="write a quick-look PNG beside the coadd"
+    )
+    parser.set_defaults(run=_run_coadd)
+
+
+def _add_demo(commands, common):
+    parser = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="mask and coadd a synthetic night, and show the pictures",
+        description=_paragraph(
+            "Generate a synthetic night (dithered light frames with cosmic rays, "
+            "saturated stars with bleed trails, hot pixels and an overscan; a master "
+            "dark and flat), mask it, coadd it with SWarp (or with reproject when "
+            "SWarp is missing), and write the frames, products and pictures to a folder."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="folder for the products; must be new or empty (default: a new "
+        "stdpipe-ccd-demo-* folder here)",
+    )
+    parser.add_argument(
+        "--size", type=int, default=1024, help="frame size in pixels (default: 1024)"
+    )
+    parser.add_argument("--frames", type=int, default=4, help="light frames (default: 4)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the night (default: 1)")
+    _add_running(parser)
+    parser.set_defaults(run=_run_demo)
+
+
+def _add_info(commands, common):
+    parser = commands.add_parser(
+        "info",
+        parents=[common],
+        help="show the SWarp binary, versions and configuration",
+        description="Show which SWarp is used, the versions of the packages and the "
+        "configuration (stdpipe_ccd.conf).",
+    )
+    parser.set_defaults(run=_run_info)
+
+
+def _add_inputs(parser):
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="FILE",
+        help="FITS files, folders (their FITS files) or quoted glob patterns",
+    )
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep frames whose header KEY equals VALUE, as ImageFileCollection.filter "
+        "does (repeatable)",
+    )
+
+
+def _add_running(parser):
+    parser.add_argument(
+        "-j", "--jobs", type=int, metavar="N", help="parallel tasks (default: one per core)"
+    )
+    parser.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        default="threads",
+        help="dask scheduler for the tasks (default: threads)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="redo and replace existing outputs"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# --- running them -----------------------------------------------------------------------
+
+
+def _run_mask(args):
+    from .collection import _run_tasks, mask_collection
+
+    files = _select(_expand(args.inputs), args.filter)
+    options = {
+        "saturation": _saturation(args.saturation),
+        "mask_bleed": args.bleed,
+        "mask_cosmics": args.cosmics,
+        "gain": args.gain,
+        "readnoise": args.readnoise,
+        "cosmics_options": _pairs(args.cosmics_option) or None,
+        "dark": _existing(args.dark),
+        "hot_threshold": args.hot_threshold,
+        "flat": _existing(args.flat),
+        "flat_threshold": args.flat_threshold,
+        "external_mask": _existing(args.external_mask),
+    }
+    options = {key: value for key, value in options.items() if value is not None}
+    table = mask_collection(
+        files,
+        args.output_dir,
+        overwrite=args.overwrite,
+        scheduler=args.scheduler,
+        jobs=args.jobs,
+        progress=_progress(args),
+        **options,
+    )
+    if args.png:
+        done = [(row["output"], args.overwrite) for row in table if row["status"] != "failed"]
+        _run_tasks(
+            write_mask_png,
+            done,
+            scheduler=args.scheduler,
+            client=None,
+            jobs=args.jobs,
+            progress=False,
+        )
+    if args.table:
+        table.write(args.table, format="ascii.ecsv", overwrite=True)
+    _print_mask_table(table)
+    failed = int((table["status"] == "failed").sum())
+    print(f"{len(table) - failed} of {len(table)} frames masked into {args.output_dir}")
+    return 1 if failed else 0
+
+
+def _run_coadd(args):
+    from . import coadd
+
+    files = _select(_expand(args.inputs), args.filter)
+    options = {}
+    if args.reference is not None:
+        from astropy.io import fits
+
+        options["header"] = fits.getheader(_existing(args.reference))
+        if options["header"].get("NAXIS", 0) < 2:
+            msg = f"--reference {args.reference} has no image in its primary HDU"
+            raise ValueError(msg)
+    if args.method in ("auto", "swarp"):
+        if args.resampling:
+            options["resampling"] = args.resampling
+        if args.subtract_background:
+            options["subtract_background"] = True
+        if args.swarp:
+            options["swarp_path"] = args.swarp
+    elif args.resampling or args.subtract_background or args.swarp:
+        msg = "--resampling, --subtract-background and --swarp need --method swarp or auto"
+        raise ValueError(msg)
+    start = time.perf_counter()
+    result = coadd(
+        files,
+        method=args.method,
+        combine=args.combine,
+        conserve=args.conserve,
+        output=args.output,
+        overwrite=args.overwrite,
+        tiles=args.tiles,
+        scheduler=args.scheduler,
+        jobs=args.jobs,
+        progress=_progress(args),
+        **options,
+    )
+    if args.png:
+        write_coadd_png(result, args.output.with_suffix(".png"))
+    print(
+        f"coadded {len(files)} frames into {args.output} "
+        f"({result.shape[1]} x {result.shape[0]} pixels, GAIN {result.meta.get('GAIN', 1):.3g}) "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+def _run_demo(args):
+    from ._demo import run_demo
+
+    folder = args.output_dir
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="stdpipe-ccd-demo-", dir="."))
+    elif folder.exists() and any(folder.iterdir()) and not args.overwrite:
+        msg = f"{folder} is not empty; choose another folder or pass --overwrite"
+        raise FileExistsError(msg)
+    summary = run_demo(
+        folder,
+        size=args.size,
+        n_frames=args.frames,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        jobs=args.jobs,
+        progress=_progress(args),
+    )
+    for line in summary:
+        print(line)
+    print(f"products and pictures are in {folder.resolve()}")
+    return 0
+
+
+def _run_info(args):
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__, conf
+    from .exceptions import SwarpNotFoundError
+    from .swarp import find_swarp, swarp_info
+
+    print(f"stdpipe_ccd {__version__}")
+    try:
+        path = find_swarp()
+        print(f"SWarp: {path} (version {swarp_info(str(path))[0]})")
+    except SwarpNotFoundError as err:
+        print(f"SWarp: not found ({_one_line(err)})")
+    print(f"Python: {sys.version.split()[0]} ({sys.executable})")
+    names = ("numpy", "scipy", "astropy", "ccdproc", "astroscrappy", "dask", "distributed")
+    for name in (*names, "reproject", "matplotlib"):
+        try:
+            print(f"{name}: {version(name)}")
+        except PackageNotFoundError:
+            print(f"{name}: not installed")
+    print("configuration (stdpipe_ccd.conf):")
+    for name in conf:
+        item = getattr(type(conf), name)
+        print(f"  {name} = {getattr(conf, name)!r}  # {item.description}")
+    from astropy.config import get_config_dir
+
+    print(f"configuration file: {Path(get_config_dir()) / 'stdpipe_ccd.cfg'}")
+    return 0
+
+
+# --- pictures (tasks) ---------------------------------------------------------------------
+
+
+def write_mask_png(path, overwrite=False):
+    """Write ``<path without .fits>.png``, a quick-look of a masked frame."""
+    from .io import read_fits
+    from .plot import plot_mask
+
+    png = _png_path(path)
+    if png.exists() and not overwrite:
+        return str(png)
+    plot_mask(read_fits(path), filename=png, title=Path(path).name)
+    return str(png)
+
+
+def write_coadd_png(ccd, png):
+    """Write a quick-look of a coadd and its weight map."""
+    from .plot import plot_coadd
+
+    plot_coadd(ccd, filename=png, title=png.stem)
+    return str(png)
+
+
+def _png_path(path):
+    path = Path(path)
+    name = path.name
+    for suffix in FITS_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(name + ".png")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _expand(patterns):
+    """FITS files named by paths, folders and glob patterns, in order, without repeats."""
+    files = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            found = sorted(glob.glob(pattern))
+            if not found:
+                msg = f"no file matches {pattern}"
+                raise FileNotFoundError(msg)
+        elif os.path.isdir(pattern):
+            found = sorted(
+                str(p) for p in Path(pattern).iterdir() if p.name.lower().endswith(FITS_SUFFIXES)
+            )
+            if not found:
+                msg = f"folder {pattern} has no FITS files"
+                raise FileNotFoundError(msg)
+        elif os.path.isfile(pattern):
+            found = [pattern]
+        else:
+            msg = f"{pattern} does not exist"
+            raise FileNotFoundError(msg)
+        files += [f for f in found if f not in files]
+    return files
+
+
+def _select(files, filters):
+    """Keep the files whose headers match every KEY=VALUE, as ImageFileCollection.filter."""
+    if not filters:
+        return files
+    from ccdproc import ImageFileCollection
+
+    criteria = _pairs(filters)
+    folders = {os.path.dirname(os.path.abspath(f)) for f in files}
+    kept = []
+    for folder in sorted(folders):
+        names = [
+            os.path.basename(f) for f in files if os.path.dirname(os.path.abspath(f)) == folder
+        ]
+        collection = ImageFileCollection(folder, filenames=names, keywords=sorted(criteria))
+        kept += list(collection.files_filtered(include_path=True, **criteria))
+    kept = [f for f in files if os.path.abspath(f) in {os.path.abspath(k) for k in kept}]
+    if not kept:
+        msg = f"no frame matches {' '.join(filters)}"
+        raise ValueError(msg)
+    return kept
+
+
+def _pairs(texts):
+    pairs = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            msg = f"expected NAME=VALUE, not {text!r}"
+            raise ValueError(msg)
+        pairs[key.strip().lower()] = _number(value.strip())
+    return pairs
+
+
+def _number(text):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _saturation(text):
+    if text is None:
+        return None
+    if text.lower() == "estimate":
+        return True
+    if text.lower() == "none":
+        return False
+    try:
+        return float(text)
+    except ValueError:
+        msg = f"--saturation must be a number, 'estimate' or 'none', not {text!r}"
+        raise ValueError(msg) from None
+
+
+def _tile_size(text):
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts, default=0) < 1:
+        msg = f"expected N or NYxNX with positive integers, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _existing(path):
+    if path is not None and not path.is_file():
+        msg = f"{path} does not exist"
+        raise FileNotFoundError(msg)
+    return None if path is None else str(path)
+
+
+def _progress(args):
+    return not args.no_progress and sys.stdout.isatty()
+
+
+def _print_mask_table(table):
+    columns = ["input", "status", "TOTAL", "NONFINITE", "SATURATED", "BLEED", "COSMIC_RAY"]
+    columns += ["HOT", "LOW_RESPONSE", "OUTSIDE_DATASEC"]
+    shown = table[columns]
+    shown["input"] = [os.path.basename(p) for p in shown["input"]]
+    for line in shown.pformat(max_lines=-1, max_width=-1):
+        print(line)
+    for row in table[table["status"] == "failed"]:
+        print(f"{os.path.basename(row['input'])}: {row['error']}")
+
+
+def _paragraph(text):
+    return textwrap.fill(text, width=79)
+
+
+def _one_line(err):
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _configure_logging(level):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(
+        {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
+            level, logging.DEBUG if level > 1 else logging.ERROR
+        )
+    )
+    # warnings as one line each, like the log
+    warnings.showwarning = lambda message, category, *args, **kwargs: logger.warning("%s", message)
