@@ -6,7 +6,7 @@ from sphinx_astropy.conf.v2 import *  # noqa: F403
 
 project = "stdpipe_ccd"
 author = "stdpipe_ccd developers"
-copyright = f"{datetime.date.today().year}, {author}"
+copyright = f"{datetime.date.today().year}, {author}"  # noqa: A001 (Sphinx setting)
 release = metadata.version(project)
 version = release.split("+")[0]
 
@@ -23,3 +23,112 @@ numpydoc_show_class_members = False
 plot_include_source = True
 plot_html_show_formats = False
 plot_formats = [("png", 100)]
+
+# --- pages made from the code and the benchmark records at build time -----------------
+# _generated/ holds the --help texts of the command line and the benchmark tables, so
+# the pages always show what the installed code says and what benchmarks/ measured.
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from astropy.table import Table  # noqa: E402
+
+_here = Path(__file__).parent
+_generated = _here / "_generated"
+_generated.mkdir(exist_ok=True)
+exclude_patterns.append("_generated")
+
+
+def _write_cli_help():
+    from stdpipe_ccd.cli import main
+
+    os.environ["COLUMNS"] = "88"  # argparse wraps to the terminal width
+    for command in ("", "mask", "coadd", "demo", "info"):
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):
+            main([command, "--help"] if command else ["--help"])
+        (_generated / f"help-{command or 'main'}.txt").write_text(text.getvalue())
+
+
+def _table(rows, columns):
+    """An RST table of ``rows`` (dicts), with ``columns`` as (key, heading, format)."""
+    table = Table()
+    for key, heading, fmt in columns:
+        table[heading] = [fmt.format(row[key]) if row.get(key) is not None else "" for row in rows]
+    lines = table.pformat(max_lines=-1, max_width=-1, align="<")
+    rule = " ".join("=" * len(part) for part in lines[1].split(" "))
+    return "\n".join([rule, lines[0], rule, *lines[2:], rule, ""])
+
+
+def _write_benchmark_tables():
+    results = _here.parent / "benchmarks" / "results"
+    masking = json.loads((results / "masking.json").read_text())
+    swarp = json.loads((results / "swarp.json").read_text())
+    no_nan = json.loads((results / "swarp-no-nan.json").read_text())
+    quality = [dict(row, cores=row["star_cores"] * row["n_stars"]) for row in masking["quality"]]
+    tables = {
+        "masking-speed": _table(
+            masking["without_cosmics"],
+            [
+                ("method", "method (4096 x 4096 float32)", "{}"),
+                ("seconds", "seconds", "{:.3f}"),
+                ("ratio_to_isfinite", "time / np.isfinite", "{:.1f}"),
+                ("extra_in_images", "extra memory / image", "{:.2f}"),
+            ],
+        ),
+        "cosmics-speed": _table(
+            masking["with_cosmics"],
+            [
+                ("method", "method (4096 x 4096)", "{}"),
+                ("seconds", "seconds", "{:.1f}"),
+                ("ratio_to_bare_call", "time / astroscrappy", "{:.2f}"),
+                ("memory_ratio_to_bare_call", "memory / astroscrappy", "{:.2f}"),
+            ],
+        ),
+        "cosmics-quality": _table(
+            quality,
+            [
+                ("method", "method", "{}"),
+                ("size", "frame", "{}"),
+                ("recall", "recall", "{:.3f}"),
+                ("recall_5sigma", "recall >= 5 sigma", "{:.3f}"),
+                ("precision", "precision (+-1 px)", "{:.3f}"),
+                ("cores", "star cores flagged", "{:.0f}"),
+                ("n_stars", "of stars", "{}"),
+            ],
+        ),
+        "bleed": _table(
+            masking["bleed"],
+            [
+                ("size", "frame", "{}"),
+                ("recall", "trail pixels found", "{:.3f}"),
+                ("extra", "extra pixels / trail pixels", "{:.3f}"),
+                ("n_true", "trail pixels", "{}"),
+            ],
+        ),
+    }
+    for name, record in (("swarp", swarp), ("swarp-no-nan", no_nan)):
+        tables[name] = _table(
+            record["rows"],
+            [
+                ("method", f"method ({record['frames']} x {record['size']}^2)", "{}"),
+                ("call_s", "call s", "{:.1f}"),
+                ("call_ratio", "call ratio", "{:.2f}"),
+                ("process_ratio", "process ratio", "{:.2f}"),
+                ("peak_mb", "Python peak MB", "{:.0f}"),
+                ("swarp_peak_mb", "SWarp peak MB", "{:.0f}"),
+            ],
+        )
+    machine = masking["machine"]
+    tables["machine"] = (
+        f"Python {machine['python']}, numpy {machine['numpy']}, ccdproc {machine['ccdproc']}, "
+        f"{machine['cpu_count']} cores, {machine['platform']}.\n"
+    )
+    for name, text in tables.items():
+        (_generated / f"bench-{name}.rst").write_text(text)
+
+
+_write_cli_help()
+_write_benchmark_tables()

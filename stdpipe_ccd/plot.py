@@ -15,8 +15,8 @@ __all__ = ["REASON_COLOURS", "plot_coadd", "plot_mask"]
 
 #: colour of each mask reason; where a pixel has several, the first listed wins
 REASON_COLOURS = {
+    MaskFlag.BLEED: "#ff7f0e",  # before SATURATED: trails are saturated too
     MaskFlag.SATURATED: "#d62728",
-    MaskFlag.BLEED: "#ff7f0e",
     MaskFlag.COSMIC_RAY: "#2ca02c",
     MaskFlag.HOT: "#17becf",
     MaskFlag.NONFINITE: "#ffd700",
