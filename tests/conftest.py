@@ -1,10 +1,33 @@
 """Shared fixtures: synthetic frames with truth, made once per session."""
 
+import os
+import shutil
+
 import pytest
 
 from stdpipe_ccd import datasets, make_mask
 
 SHAPE = (1024, 1024)
+#: documentation pages whose examples run SWarp
+SWARP_PAGES = {"getting_started.rst", "stacking.rst", "scaling.rst", "migrating_from_stdpipe.rst"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip SWarp tests where the binary is missing, or fail if it is required.
+
+    The doctests of the documentation pages in `SWARP_PAGES` count as SWarp tests.
+    """
+    for item in items:
+        if item.path.name in SWARP_PAGES and item.path.parent.name == "docs":
+            item.add_marker(pytest.mark.requires_swarp)
+    if shutil.which("SWarp") or shutil.which("swarp"):
+        return
+    if os.environ.get("STDPIPE_CCD_REQUIRE_SWARP") == "1":
+        raise pytest.UsageError("STDPIPE_CCD_REQUIRE_SWARP=1 but no SWarp binary on PATH")
+    skip = pytest.mark.skip(reason="SWarp binary not found (install Debian's swarp package)")
+    for item in items:
+        if "requires_swarp" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
