@@ -9,7 +9,7 @@ from stdpipe_ccd import datasets, make_mask
 
 SHAPE = (1024, 1024)
 #: documentation pages whose examples run SWarp
-SWARP_PAGES = {"getting_started.rst", "stacking.rst", "scaling.rst", "migrating_from_stdpipe.rst"}
+SWARP_PAGES = {"getting_started.rst", "stacking.rst", "migrating_from_stdpipe.rst"}
 
 
 def pytest_collection_modifyitems(config, items):
