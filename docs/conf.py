@@ -121,6 +121,27 @@ def _write_benchmark_tables():
                 ("swarp_peak_mb", "SWarp peak MB", "{:.0f}"),
             ],
         )
+    scaling = json.loads((results / "scaling.json").read_text())
+    run_columns = [
+        ("method", f"method ({scaling['frames']} x {scaling['size']}^2)", "{}"),
+        ("call_s", "seconds", "{:.1f}"),
+        ("call_ratio", "time ratio", "{:.2f}"),
+        ("peak_mb", "peak MB", "{:.0f}"),
+        ("peak_ratio", "peak ratio", "{:.2f}"),
+        ("child_peak_mb", "child peak MB", "{:.0f}"),
+    ]
+    tables["night"] = _table(scaling["masking"], run_columns)
+    tables["mosaic"] = _table(scaling["mosaic"], run_columns)
+    ny, nx = scaling["mosaic_shape"]
+    tables["tiles"] = "The mosaic has {} x {} pixels. Against the single run:\n\n".format(
+        nx, ny
+    ) + _table(
+        [dict(value, tiles=name) for name, value in scaling["tile_agreement"].items()],
+        [("tiles", "tiles", "{}"),
+         ("max_relative_to_local_scale", "largest difference / local scale", "{:.1e}"),
+         ("relative_99.99_percentile", "99.99th percentile of difference / value", "{:.1e}"),
+         ("same_mask", "same mask", "{}")],
+    )
     machine = masking["machine"]
     tables["machine"] = (
         f"Python {machine['python']}, numpy {machine['numpy']}, ccdproc {machine['ccdproc']}, "

@@ -52,10 +52,10 @@ def coadd_tiles(entries, items, target, tiles, output, *, overwrite, run_tasks, 
             + [f"input {i + 1}: {item.name}" for i, item in enumerate(items)],
         )
         partial = work / "mosaic.fits"
-        _allocate(partial, meta, shape)
-        with fits.open(partial, mode="update", memmap=True) as hdul:
+        planes = _allocate(partial, meta, shape)
+        with open(partial, "r+b") as stream:
             for (rows, cols), record in zip(_tile_slices(shape, tiles), records, strict=True):
-                _copy_tile(hdul, record, rows, cols)
+                _write_tile(stream, planes, shape, record, rows, cols)
         os.replace(partial, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -160,37 +160,53 @@ def _mosaic_meta(target, records, items):
 
 
 def _allocate(path, meta, shape):
-    """Write the headers of data, UNCERT and MASK HDUs, with room for their pixels."""
+    """Write the headers of data, UNCERT and MASK HDUs, with room for their pixels.
+
+    Returns the byte offset and the FITS dtype of each HDU's pixels.
+    """
     ny, nx = shape
     layout = [
-        (fits.PrimaryHDU, -32, {"EXTEND": True}, meta),
-        (fits.ImageHDU, -32, {"EXTNAME": "UNCERT", "UTYPE": "InverseVariance"}, None),
-        (fits.ImageHDU, 8, {"EXTNAME": "MASK"}, None),
+        (fits.PrimaryHDU, np.dtype(">f4"), {"EXTEND": True}, meta),
+        (fits.ImageHDU, np.dtype(">f4"), {"EXTNAME": "UNCERT", "UTYPE": "InverseVariance"}, None),
+        (fits.ImageHDU, np.dtype("u1"), {"EXTNAME": "MASK"}, None),
     ]
+    planes = []
     with open(path, "wb") as stream:
-        for kind, bitpix, cards, extra in layout:
-            hdu = kind(data=np.zeros((1, 1), dtype=np.float32 if bitpix < 0 else np.uint8))
-            header = hdu.header
+        for kind, dtype, cards, extra in layout:
+            header = kind(data=np.zeros((1, 1), dtype=dtype.newbyteorder("="))).header
             header["NAXIS1"], header["NAXIS2"] = nx, ny
             for key, value in cards.items():
                 header[key] = value
             if extra is not None:
                 header.extend(extra, unique=True)
             stream.write(header.tostring().encode("ascii"))
-            size = abs(bitpix) // 8 * nx * ny
-            stream.seek(-(-size // 2880) * 2880, os.SEEK_CUR)
-        stream.truncate()
+            planes.append((stream.tell(), dtype))
+            stream.seek(-(-dtype.itemsize * nx * ny // 2880) * 2880, os.SEEK_CUR)
+        stream.truncate()  # the pixels read as zeros until written
+    return planes
 
 
-def _copy_tile(hdul, record, rows, cols):
-    """Copy one tile product into the memory-mapped mosaic, or mark the tile empty."""
-    data, weight, mask = hdul[0].data, hdul["UNCERT"].data, hdul["MASK"].data
+def _write_tile(stream, planes, shape, record, rows, cols):
+    """Write one tile's pixels (or an empty tile) into the mosaic file, row by row.
+
+    Plain writes rather than a memory map: the mosaic's pages never become part of
+    this process's resident memory.
+    """
+    height, width = rows.stop - rows.start, cols.stop - cols.start
     if record["path"] is None:
-        data[rows, cols], weight[rows, cols], mask[rows, cols] = np.nan, 0, 1
-        return
-    with fits.open(record["path"], memmap=True) as tile:
-        data[rows, cols] = tile[0].data
-        weight[rows, cols] = tile["UNCERT"].data
-        mask[rows, cols] = tile["MASK"].data
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(record["path"])
+        values = [
+            np.full((height, width), np.nan),
+            np.zeros((height, width)),
+            np.ones((height, width)),
+        ]
+    else:
+        with fits.open(record["path"]) as tile:
+            values = [tile[0].data, tile["UNCERT"].data, tile["MASK"].data]
+    for (offset, dtype), value in zip(planes, values, strict=True):
+        value = np.ascontiguousarray(value, dtype=dtype)
+        for i, y in enumerate(range(rows.start, rows.stop)):
+            stream.seek(offset + (y * shape[1] + cols.start) * dtype.itemsize)
+            stream.write(value[i].tobytes())
+    if record["path"] is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(record["path"])

@@ -84,10 +84,10 @@ def _add_mask(commands, common):
         parents=[common],
         help="mask bad pixels of frames and write them with MASK and FLAGS",
         description=_paragraph(
-            "Mask every frame with stdpipe_ccd.make_mask and write it to the --output-dir folder under "
-            "its own name, with MASK and FLAGS extensions. Frames whose output exists are "
-            "skipped, so an interrupted run resumes. A frame that fails is reported and "
-            "the others still complete; the exit status is then 1."
+            "Mask every frame with stdpipe_ccd.make_mask and write it to the --output-dir "
+            "folder under its own name, with MASK and FLAGS extensions. Frames whose "
+            "output exists are skipped, so an interrupted run resumes. A frame that "
+            "fails is reported and the others still complete; the exit status is then 1."
         ),
         epilog=(
             "example:\n"

@@ -87,6 +87,19 @@ def mask_collection(
         inputs have the same file name, or a bad ``scheduler``.
     TypeError
         An unknown ``make_mask`` option.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stdpipe_ccd import datasets, mask_collection
+    >>> night = Path(tempfile.mkdtemp())
+    >>> for i in range(2):
+    ...     datasets.make_frame((128, 128), seed=i).ccd.write(night / f"light{i}.fits")
+    >>> table = mask_collection(sorted(night.glob("*.fits")), night / "masked",
+    ...                         scheduler="synchronous", progress=False)
+    >>> table["status"].tolist(), table["OUTSIDE_DATASEC"].tolist()
+    (['written', 'written'], [4096, 4096])
     """
     if scheduler not in SCHEDULERS:
         msg = f"scheduler={scheduler!r} is not one of {SCHEDULERS}"

@@ -39,6 +39,19 @@ def write_fits(ccd, path, *, overwrite=False):
     ------
     FileExistsError
         ``path`` exists and ``overwrite`` is `False`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stdpipe_ccd import datasets, make_mask
+    >>> from stdpipe_ccd.io import read_fits, write_fits
+    >>> masked = make_mask(datasets.make_frame((128, 128), seed=1).ccd)
+    >>> path = Path(tempfile.mkdtemp()) / "masked.fits"
+    >>> write_fits(masked, path)
+    >>> back = read_fits(path)
+    >>> bool((back.flags == masked.flags).all()), back.mask.dtype
+    (True, dtype('bool'))
     """
     path = Path(path)
     if path.exists() and not overwrite:
