@@ -153,18 +153,21 @@ def coadd(
             run_tasks=run_tasks,
             options={**options, **method_options},
         )
-    result = _coadd_once(
-        input,
-        method,
-        wcs=wcs,
-        shape=shape,
-        header=header,
-        combine=combine,
-        conserve=conserve,
-        use_nans=use_nans,
-        add_keyword=add_keyword,
-        method_options=method_options,
-    )
+    common = {
+        "wcs": wcs,
+        "shape": shape,
+        "header": header,
+        "combine": combine,
+        "conserve": conserve,
+        "use_nans": use_nans,
+        "add_keyword": add_keyword,
+    }
+    if method == "swarp":
+        result = reproject_swarp(input, **common, **method_options)
+    else:
+        _check_choice("combine", combine, REPROJECT_COMBINE)
+        _check_choice("conserve", conserve, ("flux", "surface_brightness"))
+        result = _coadd_reproject(input, method, **common, options=method_options)
     if output is not None:
         write_fits(result, output, overwrite=overwrite)
     return result
@@ -183,47 +186,6 @@ def _available_method(method_options):
         method_options.pop("swarp_path", None)
         return "interp"
     return "swarp"
-
-
-def _coadd_once(
-    input,  # noqa: A002
-    method,
-    *,
-    wcs,
-    shape,
-    header,
-    combine,
-    conserve,
-    use_nans,
-    add_keyword,
-    method_options,
-):
-    if method == "swarp":
-        return reproject_swarp(
-            input,
-            wcs=wcs,
-            shape=shape,
-            header=header,
-            combine=combine,
-            conserve=conserve,
-            use_nans=use_nans,
-            add_keyword=add_keyword,
-            **method_options,
-        )
-    _check_choice("combine", combine, REPROJECT_COMBINE)
-    _check_choice("conserve", conserve, ("flux", "surface_brightness"))
-    return _coadd_reproject(
-        input,
-        method,
-        wcs=wcs,
-        shape=shape,
-        header=header,
-        combine=combine,
-        conserve=conserve,
-        use_nans=use_nans,
-        add_keyword=add_keyword,
-        options=method_options,
-    )
 
 
 def _reproject_function(method):
