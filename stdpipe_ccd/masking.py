@@ -484,11 +484,13 @@ SHARP_NEIGHBOURS = 3.0
 #: this fraction of the pixel's own excess (star cores: 0.3 or more; rays: about 0)
 SMOOTH_FRACTION = 0.2
 #: growth adds neighbours this many sigma above their own 5 x 5 median ...
-GROW_SIGMA = 2.0
+GROW_SIGMA = 1.75
 #: ... for this many steps of one pixel
 GROW_STEPS = 3
 #: the dimmest neighbour of a star core keeps at least this fraction of its excess
 STAR_MIN_NEIGHBOUR = 0.2
+#: flagged groups longer than this (pixels), and thin or sparse, are tracks, not star cores
+STAR_CORE_EXTENT = 7
 #: detections fainter than this (sigma above the sky) must also not sit on a smooth source
 FAINT_SIGMA = 10.0
 #: a brighter flagged pixel is a star's if its 5 x 5 median exceeds the sky by this
@@ -562,7 +564,22 @@ def _drop_star_cores(cosmics, data, sky):
     star = (neighbours.sum(axis=0) >= SHARP_NEIGHBOURS * excess) & (
         neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess
     )
+    star &= ~_is_track(labels, count)
     cosmics &= np.concatenate([[False], ~star])[labels]
+
+
+def _is_track(labels, count):
+    """Whether each labelled group is shaped like a track: long, and thin or sparse.
+
+    A star core keeps its flags within a compact blob; a track, even one that
+    crosses another track or a star, stretches out of it.
+    """
+    boxes = ndimage.find_objects(labels)
+    sizes = np.array([[s.stop - s.start for s in box] for box in boxes])
+    npix = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    longest, shortest = sizes.max(axis=1), sizes.min(axis=1)
+    fill = npix / (longest * shortest)
+    return (longest > STAR_CORE_EXTENT) & ((longest >= 3 * shortest) | (fill < 0.4))
 
 
 def _group_peaks(data, labels, where):
