@@ -194,19 +194,20 @@ def _write_tile(stream, planes, shape, record, rows, cols):
     """
     height, width = rows.stop - rows.start, cols.stop - cols.start
     if record["path"] is None:
-        values = [
-            np.full((height, width), np.nan),
-            np.zeros((height, width)),
-            np.ones((height, width)),
-        ]
+        fills = (np.nan, 0, 1)
+        for (offset, dtype), fill in zip(planes, fills, strict=True):
+            _write_rows(stream, offset, dtype, shape, np.full((height, width), fill), rows, cols)
     else:
-        with fits.open(record["path"]) as tile:
-            values = [tile[0].data, tile["UNCERT"].data, tile["MASK"].data]
-    for (offset, dtype), value in zip(planes, values, strict=True):
-        value = np.ascontiguousarray(value, dtype=dtype)
-        for i, y in enumerate(range(rows.start, rows.stop)):
-            stream.seek(offset + (y * shape[1] + cols.start) * dtype.itemsize)
-            stream.write(value[i].tobytes())
+        with fits.open(record["path"], memmap=True) as tile:
+            for (offset, dtype), name in zip(planes, (0, "UNCERT", "MASK"), strict=True):
+                _write_rows(stream, offset, dtype, shape, tile[name].data, rows, cols)
     if record["path"] is not None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(record["path"])
+
+
+def _write_rows(stream, offset, dtype, shape, values, rows, cols):
+    """Write ``values`` into rows ``rows``, columns ``cols`` of a plane of the mosaic file."""
+    for i, y in enumerate(range(rows.start, rows.stop)):
+        stream.seek(offset + (y * shape[1] + cols.start) * dtype.itemsize)
+        stream.write(np.asarray(values[i], dtype=dtype).tobytes())
