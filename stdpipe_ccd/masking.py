@@ -355,6 +355,10 @@ def _saturation_level(ccd, saturation):
     return level
 
 
+#: the round core of a saturated star is this much (pixels) smaller than half the blob's width
+CORE_SHRINK = 0.15
+
+
 def _mask_bleed(data, image):
     """Flag saturated column runs beyond each star's round core, and the pixel past each run."""
     saturated = image.has(MaskFlag.SATURATED)
@@ -375,20 +379,27 @@ def _round_core(data, blob, box):
 
     Bleeding runs along columns, so the blob is as wide as the star's core:
     its radius is half the width. The centre row is where the unsaturated
-    pixels just left and right of the blob are brightest.
+    pixels just left and right of the blob are brightest, refined to a
+    fraction of a pixel by a parabola through the logarithm of the brightest
+    three (exact for a Gaussian profile).
     """
     rows, cols = box
     flanks = [c for c in (cols.start - 1, cols.stop) if 0 <= c < data.shape[1]]
     height, width = blob.shape
+    yc = (height - 1) / 2
     if flanks:
         flank = np.nanmax(data[rows, flanks], axis=1)
-        yc = int(np.argmax(np.where(np.isfinite(flank), flank, -np.inf)))
-    else:
-        yc = (height - 1) / 2
+        flank = np.where(np.isfinite(flank), flank, -np.inf)
+        yc = int(np.argmax(flank))
+        if 0 < yc < height - 1 and np.all(flank[yc - 1 : yc + 2] > 0):
+            below, peak, above = np.log(flank[yc - 1 : yc + 2])
+            curvature = below - 2 * peak + above
+            if curvature < 0:
+                yc += 0.5 * (below - above) / curvature
     radius = width / 2
     y, x = np.ogrid[:height, :width]
-    # a quarter pixel inside: the bled charge fills the rim of the disk first
-    return (y - yc) ** 2 + (x - (width - 1) / 2) ** 2 <= (radius - 0.25) ** 2
+    # a little inside: the bled charge fills the rim of the disk first
+    return (y - yc) ** 2 + (x - (width - 1) / 2) ** 2 <= (radius - CORE_SHRINK) ** 2
 
 
 def _mask_hot(dark, threshold, image):
