@@ -288,6 +288,7 @@ def _mask_nonfinite_and_saturated(data, level, image):
     One test, ``not |value| < level``, catches NaN, both infinities and
     saturation while a block sits in the CPU cache; the few pixels that fail
     it are then classified one by one (very negative values get no flag).
+    It runs first, on a mask that is still all False.
     """
     if data.dtype.kind != "f":
         if level is not None:
@@ -296,26 +297,42 @@ def _mask_nonfinite_and_saturated(data, level, image):
     top = np.inf if level is None else level
     rows = max(BLOCK_PIXELS // max(data.shape[1], 1), 1)
     buffer = np.empty((rows, data.shape[1]), dtype=data.dtype)
+    good_buffer = np.empty((rows, data.shape[1]), dtype=bool)
     for start in range(0, data.shape[0], rows):
         block = data[start : start + rows]
         size = block.shape[0]
         magnitude = np.abs(block, out=buffer[:size])
-        bad = image.mask[start : start + rows]
-        np.less(magnitude, top, out=bad)
-        np.logical_not(bad, out=bad)
-        if not bad.any():
-            continue
-        index = np.flatnonzero(bad)
+        good = np.less(magnitude, top, out=good_buffer[:size])
+        if good.all():
+            continue  # the mask is still all False here: nothing to write
+        index = _false_at(good.ravel())
         values = block.ravel()[index]
         nonfinite = ~np.isfinite(values)
         saturated = values >= level if level is not None else np.zeros(index.size, dtype=bool)
         code = np.where(nonfinite, MaskFlag.NONFINITE, 0) | np.where(
             saturated, MaskFlag.SATURATED, 0
         )
+        index, code = index[code != 0], code[code != 0]
         image.flags[start : start + rows].ravel()[index] = code
-        bad.ravel()[index[code == 0]] = False
+        image.mask[start : start + rows].ravel()[index] = True
         image.counts[MaskFlag.NONFINITE.name] += int(nonfinite.sum())
         image.counts[MaskFlag.SATURATED.name] += int(saturated.sum())
+
+
+_ALL_TRUE = np.frombuffer(np.ones(8, dtype=bool).tobytes(), dtype=np.uint64)[0]
+
+
+def _false_at(good):
+    """Flat indices of the few False values of a contiguous boolean array.
+
+    The array is scanned as 64-bit words of 8 booleans, 8 times fewer
+    elements than `numpy.flatnonzero` would visit.
+    """
+    if good.size % 8:
+        return np.flatnonzero(~good)
+    words = np.flatnonzero(good.view(np.uint64) != _ALL_TRUE)
+    where, within = np.nonzero(~good.reshape(-1, 8)[words])
+    return words[where] * 8 + within
 
 
 def _mask_outside_datasec(meta, image):
