@@ -576,7 +576,8 @@ def _drop_star_cores(cosmics, data, sky):
     labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
     if not count:
         return
-    iy, ix = _group_peaks(data, labels, cosmics)
+    flagged = np.nonzero(cosmics)
+    iy, ix = _group_peaks(data, labels, flagged)
     ny, nx = data.shape
     neighbours = (
         np.array(
@@ -592,27 +593,30 @@ def _drop_star_cores(cosmics, data, sky):
     star = (neighbours.sum(axis=0) >= SHARP_NEIGHBOURS * excess) & (
         neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess
     )
-    star &= ~_is_track(labels, count)
+    star &= ~_is_track(labels[flagged], *flagged, count)
     cosmics &= np.concatenate([[False], ~star])[labels]
 
 
-def _is_track(labels, count):
-    """Whether each labelled group is shaped like a track: long, and thin or sparse.
+def _is_track(group, iy, ix, count):
+    """Whether each group (labels 1..count of pixels ``iy, ix``) is shaped like a track.
 
     A star core keeps its flags within a compact blob; a track, even one that
-    crosses another track or a star, stretches out of it.
+    crosses another track or a star, stretches out of it: long, and thin or sparse.
     """
-    boxes = ndimage.find_objects(labels)
-    sizes = np.array([[s.stop - s.start for s in box] for box in boxes])
-    npix = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    longest, shortest = sizes.max(axis=1), sizes.min(axis=1)
-    fill = npix / (longest * shortest)
+    sizes = []
+    for coordinate in (iy, ix):
+        low, high = np.full(count, coordinate.max()), np.zeros(count, dtype=coordinate.dtype)
+        np.minimum.at(low, group - 1, coordinate)
+        np.maximum.at(high, group - 1, coordinate)
+        sizes.append(high - low + 1)
+    longest, shortest = np.maximum(*sizes), np.minimum(*sizes)
+    fill = np.bincount(group - 1, minlength=count) / (longest * shortest)
     return (longest > STAR_CORE_EXTENT) & ((longest >= 3 * shortest) | (fill < 0.4))
 
 
-def _group_peaks(data, labels, where):
+def _group_peaks(data, labels, flagged):
     """Row and column of the brightest pixel of each labelled group, in label order."""
-    iy, ix = np.nonzero(where)
+    iy, ix = flagged
     group = labels[iy, ix]
     order = np.lexsort((data[iy, ix], group))  # by group, brightest last
     last = np.flatnonzero(np.diff(group[order], append=group.max() + 1))
