@@ -22,20 +22,20 @@ logger = logging.getLogger(__name__)
 KERNEL_MARGIN = 4
 
 
-def coadd_tiles(entries, items, target, tiles, output, *, overwrite, run_tasks, options):
+def coadd_tiles(entries, items, target, tiles, output, *, run_tasks, options):
     """Coadd ``entries`` onto ``target`` tile by tile; write ``output``; return it memory-mapped.
 
     ``run_tasks(function, arguments)`` runs the tile tasks (on dask);
-    ``options`` go to `~stdpipe_ccd.coadd` for each tile.
+    ``options`` go to `~stdpipe_ccd.coadd` for each tile. The caller has
+    checked that ``output`` may be written.
     """
     from . import __version__
+    from .swarp import _celestial_wcs
 
     output = Path(output)
-    if output.exists() and not overwrite:
-        msg = f"{output} exists; pass overwrite=True to replace it"
-        raise FileExistsError(msg)
     shape = (target["NAXIS2"], target["NAXIS1"])
-    boxes = [_footprint(item, target) for item in items]
+    target_wcs = _celestial_wcs(target, "target")
+    boxes = [_footprint(item, target_wcs) for item in items]
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.tiles.", dir=output.parent))
     try:
         arguments = []
@@ -112,16 +112,14 @@ def _tile_slices(shape, tiles):
     ]
 
 
-def _footprint(item, target):
+def _footprint(item, target_wcs):
     """Bounding box (x0, x1, y0, y1) of an input in target pixels, with the kernel margin."""
-    from .swarp import _celestial_wcs
-
     ny, nx = item.shape
     t = np.linspace(0, 1, 33)
     xs = np.concatenate([t * (nx - 1), np.full_like(t, nx - 1), t * (nx - 1), np.zeros_like(t)])
     ys = np.concatenate([np.zeros_like(t), t * (ny - 1), np.full_like(t, ny - 1), t * (ny - 1)])
     world = item.wcs.celestial.pixel_to_world(xs, ys)
-    px, py = _celestial_wcs(target, "target").world_to_pixel(world)
+    px, py = target_wcs.world_to_pixel(world)
     # an input pixel may cover several target pixels: widen the margin by the scale ratio
     scale = max(np.ptp(px) / max(nx - 1, 1), np.ptp(py) / max(ny - 1, 1), 1.0)
     margin = KERNEL_MARGIN * scale + 1

@@ -149,7 +149,6 @@ def coadd(
             target,
             tiles,
             output,
-            overwrite=overwrite,
             run_tasks=run_tasks,
             options={**options, **method_options},
         )

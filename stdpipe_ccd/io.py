@@ -90,13 +90,12 @@ def read_fits(path, *, unit=None, hdu=0):
     with fits.open(path) as hdul:
         if "BUNIT" in hdul[hdu].header:
             unit = None  # the file's own unit wins
-        has_flags = FLAGS_EXTENSION in hdul
+        flags = None
+        if FLAGS_EXTENSION in hdul:
+            flags = hdul[FLAGS_EXTENSION].data
+            flags = flags.astype(flags.dtype.newbyteorder("="))
     ccd = CCDData.read(path, hdu=hdu, unit=unit, hdu_mask="MASK", hdu_uncertainty="UNCERT")
-    if has_flags:
-        with fits.open(path) as hdul:
-            ccd.flags = hdul[FLAGS_EXTENSION].data.astype(
-                hdul[FLAGS_EXTENSION].data.dtype.newbyteorder("=")
-            )
+    ccd.flags = flags
     if ccd.mask is not None:
         ccd.mask = ccd.mask.astype(bool)
     return ccd
