@@ -500,6 +500,7 @@ def _mask_cosmics(data, image, *, gain, readnoise, response, saturation, options
     _drop_star_cores(cosmics, data, sky)
     _drop_faint_on_sources(cosmics, data, sky, sigma)
     _grow(cosmics, data, sky, sigma, known)
+    _complete_tracks(cosmics, data, sky, sigma, known)
     image.add(MaskFlag.COSMIC_RAY, cosmics)
 
 
@@ -660,6 +661,101 @@ def _grow(cosmics, data, sky, sigma, known):
         if not frontier.size:
             break
         flat_cosmics[frontier] = True
+
+
+#: flagged groups this long (pixels) and this elongated (ratio of the spreads
+#: along and across their axis) are tracks, completed along their line
+TRACK_MIN_LENGTH = 4
+TRACK_ELONGATION = 3.0
+#: ... and no wider than this spread (pixel^2) across it (not two tracks in a V)
+TRACK_SPREAD = 0.5
+#: a track is followed past its flagged ends while the pixels on its line,
+#: in windows of this many, stand out of their 5 x 5 median by this many sigma
+TRACK_WINDOW = 4
+TRACK_FOLLOW_SIGMA = 1.0
+#: ... for at most this many pixels at each end
+TRACK_FOLLOW_MAX = 40
+#: pixels whose centres lie this close to a track's line share its charge
+TRACK_HALF_WIDTH = 1.0
+
+
+def _complete_tracks(cosmics, data, sky, sigma, known):
+    """Flag the whole line of each track found in part.
+
+    The charge of a faint track is shared between the pixels along it, so
+    LACosmic and `_grow` find it in pieces. Each elongated group is followed
+    along its axis past its ends (over gaps shorter than `TRACK_WINDOW`) and
+    the pixels within `TRACK_HALF_WIDTH` of its line are flagged, unless they
+    belong to a smooth source the track crosses.
+    """
+    centre, axis, start, end = _track_lines(cosmics)
+    if not len(centre):
+        return
+    start -= _follow(data, sky, sigma, known, centre, -axis, -start)
+    end += _follow(data, sky, sigma, known, centre, axis, end)
+    normal = axis[:, ::-1] * [-1, 1]
+    pixels = []
+    for c, a, n, t0, t1 in zip(centre, axis, normal, start, end, strict=True):
+        # pixels whose centres lie within TRACK_HALF_WIDTH of the segment
+        t = np.arange(t0, t1 + 0.25, 0.5)
+        s = np.arange(-2, 3) * 0.5 * (TRACK_HALF_WIDTH + 0.5)
+        points = np.rint(c + t[:, None, None] * a + s[None, :, None] * n).reshape(-1, 2)
+        across, along = (points - c) @ n, (points - c) @ a
+        near = (np.abs(across) <= TRACK_HALF_WIDTH) & (along >= t0 - 0.5) & (along <= t1 + 0.5)
+        pixels.append(points[near].astype(np.intp))
+    ny, nx = data.shape
+    iy, ix = np.concatenate(pixels).T
+    inside = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
+    index = np.unique(iy[inside] * nx + ix[inside])
+    index = index[~known.ravel()[index] & ~cosmics.ravel()[index]]
+    iy, ix = np.divmod(index, nx)
+    on_source, _ = _on_smooth_source(data, sky, sigma, iy, ix)
+    cosmics[iy[~on_source], ix[~on_source]] = True
+
+
+def _track_lines(cosmics):
+    """Centre, unit axis (dy, dx) and extent along it of each elongated flagged group."""
+    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
+    iy, ix = np.nonzero(cosmics)
+    group = labels[iy, ix] - 1
+    size = np.bincount(group, minlength=count)
+    centre = np.column_stack([np.bincount(group, c, count) / size for c in (iy, ix)])
+    dy, dx = iy - centre[group, 0], ix - centre[group, 1]
+    syy, sxx, sxy = (np.bincount(group, p, count) / size for p in (dy * dy, dx * dx, dy * dx))
+    # the eigenvalues and major axis of each group's 2 x 2 covariance
+    mean, root = (syy + sxx) / 2, np.hypot((syy - sxx) / 2, sxy)
+    along_spread, across_spread = mean + root, mean - root
+    angle = np.arctan2(2 * sxy, syy - sxx) / 2
+    axis = np.column_stack([np.cos(angle), np.sin(angle)])
+    along = dy * axis[group, 0] + dx * axis[group, 1]
+    start, end = np.full(count, np.inf), np.full(count, -np.inf)
+    np.minimum.at(start, group, along)
+    np.maximum.at(end, group, along)
+    # a one-pixel-wide line still spreads 1/12 pixel^2 across
+    line = (
+        (end - start + 1 >= TRACK_MIN_LENGTH)
+        & (across_spread <= TRACK_SPREAD)
+        & (along_spread >= TRACK_ELONGATION**2 * np.maximum(across_spread, 1 / 12))
+    )
+    return centre[line], axis[line], start[line], end[line]
+
+
+def _follow(data, sky, sigma, known, centre, axis, end):
+    """How far (pixels) each track goes on past ``centre + end * axis`` along ``axis``."""
+    steps = np.arange(1, TRACK_FOLLOW_MAX + TRACK_WINDOW)
+    points = centre[:, None, :] + (end[:, None] + steps[None, :])[..., None] * axis[:, None, :]
+    iy, ix = np.rint(points).astype(np.intp).transpose(2, 0, 1)
+    ny, nx = data.shape
+    inside = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
+    iy, ix = np.clip(iy, 0, ny - 1), np.clip(ix, 0, nx - 1)
+    local = _box_median(data, iy.ravel(), ix.ravel()).reshape(iy.shape)
+    score = (data[iy, ix] - local) / sigma[iy, ix]
+    score[~inside | known[iy, ix]] = -np.inf
+    # mean of each window of TRACK_WINDOW steps starting at each step
+    window = np.lib.stride_tricks.sliding_window_view(score, TRACK_WINDOW, axis=1).mean(axis=2)
+    stop = window < TRACK_FOLLOW_SIGMA
+    stop[:, -1] = True
+    return np.argmax(stop, axis=1).astype(float)
 
 
 def _cosmics_options(function, options):
