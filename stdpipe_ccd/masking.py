@@ -497,6 +497,7 @@ def _mask_cosmics(data, image, *, gain, readnoise, response, saturation, options
     del variance
     sky = sky_model.level()
     _add_sharp_events(cosmics, data, sky, sigma, known)
+    _add_faint_lines(cosmics, data, sky, sigma, known)
     _drop_star_cores(cosmics, data, sky)
     _drop_faint_on_sources(cosmics, data, sky, sigma)
     _grow(cosmics, data, sky, sigma, known)
@@ -509,6 +510,9 @@ SHARP_SIGMA = 3.5
 #: ... and is sharp if its 8 neighbours hold less than this times its excess
 #: (a star with FWHM >= 2.7 pixels puts at least 4 times its core there)
 SHARP_NEIGHBOURS = 3.0
+#: ... and, if fainter than FAINT_SIGMA, the median of the ring two pixels out
+#: is less than this many sigma above the sky
+SHARP_RING_SIGMA = 0.75
 #: a detection is on a smooth source if its 5 x 5 median exceeds the sky by
 #: this fraction of the pixel's own excess (star cores: 0.3 or more; rays: about 0)
 SMOOTH_FRACTION = 0.2
@@ -528,12 +532,32 @@ STAR_PIXEL_FRACTION = 0.4
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
 
+def _pixels_above(data, sky, sigma, nsigma, known):
+    """Rows and columns of unmasked pixels ``nsigma`` above the sky, one pixel in from the edges.
+
+    Block by block, so that the temporary arrays stay small and in the cache.
+    """
+    ny, nx = data.shape
+    rows = max(BLOCK_PIXELS // max(nx, 1), 1)
+    found_y, found_x = [], []
+    for start in range(1, ny - 1, rows):
+        stop = min(start + rows, ny - 1)
+        above = data[start:stop] - sky[start:stop] > nsigma * sigma[start:stop]
+        above &= ~known[start:stop]
+        above[:, [0, -1]] = False
+        iy, ix = np.nonzero(above)
+        found_y.append(iy + start)
+        found_x.append(ix)
+    return np.concatenate(found_y), np.concatenate(found_x)
+
+
 def _add_sharp_events(cosmics, data, sky, sigma, known):
-    """Flag local maxima well above the sky whose neighbours hold too little light for a star."""
-    candidate = (data - sky > SHARP_SIGMA * sigma) & ~known
-    candidate[[0, -1], :] = False
-    candidate[:, [0, -1]] = False
-    iy, ix = np.nonzero(candidate)
+    """Flag local maxima well above the sky whose neighbours hold too little light for a star.
+
+    A noise peak on a faint star can pass that test; the ring two pixels out
+    is lit around a star, while a track crosses it in two places only.
+    """
+    iy, ix = _pixels_above(data, sky, sigma, SHARP_SIGMA, known)
     centre = data[iy, ix]
     excess = centre - sky[iy, ix]
     around = np.zeros_like(excess)
@@ -543,7 +567,75 @@ def _add_sharp_events(cosmics, data, sky, sigma, known):
         around += neighbour - sky[iy, ix]
         sharp &= (neighbour <= centre) & ~known[iy + dy, ix + dx]
     sharp &= around < SHARP_NEIGHBOURS * excess
+    faint = np.flatnonzero(sharp & (excess < FAINT_SIGMA * sigma[iy, ix]))
+    ring = _ring_median(data, iy[faint], ix[faint]) - sky[iy[faint], ix[faint]]
+    sharp[faint] = ring < SHARP_RING_SIGMA * sigma[iy[faint], ix[faint]]
     cosmics[iy[sharp], ix[sharp]] = True
+
+
+#: a pixel this many sigma above the sky may lie on a faint track ...
+LINE_SIGMA = 2.5
+#: ... if it and its two neighbours along one of 4 directions sum to this many
+#: sigma, and to this many more than it and its neighbours across
+LINE_SUM = 8.0
+LINE_CONTRAST = 4.0
+#: ... and both neighbours along the line are this many sigma above the sky
+LINE_END_SIGMA = 1.0
+#: ... and its 5 x 5 median is less than this many sigma above the sky
+LINE_MEDIAN_SIGMA = 0.5
+_DIRECTIONS = [(0, 1), (1, 0), (1, 1), (1, -1)]
+
+
+def _add_faint_lines(cosmics, data, sky, sigma, known):
+    """Flag pixels of tracks too faint per pixel for LACosmic, but bright along a line.
+
+    Three pixels in a row of a track add up; across it they stay dark. The
+    edge of a faint star can look the same, but it lifts its 5 x 5 median.
+    """
+    iy, ix = _pixels_above(data, sky, sigma, LINE_SIGMA, known)
+    iy, ix = iy[~cosmics[iy, ix]], ix[~cosmics[iy, ix]]
+    level, scale = sky[iy, ix], sigma[iy, ix]
+    centre = (data[iy, ix] - level) / scale
+    pairs, lit = np.empty((4, iy.size), np.float32), np.empty((4, iy.size), bool)
+    for k, (dy, dx) in enumerate(_DIRECTIONS):
+        ahead = (data[iy + dy, ix + dx] - level) / scale
+        behind = (data[iy - dy, ix - dx] - level) / scale
+        pairs[k] = ahead + behind
+        # both ends lit: inside a track, not on the edge of a star looking inwards
+        lit[k] = np.minimum(ahead, behind) >= LINE_END_SIGMA
+    along = np.where(lit, pairs, -np.inf)
+    k = np.argmax(along, axis=0)
+    column = np.arange(iy.size)
+    best = centre + along[k, column]
+    contrast = along[k, column] - pairs[k ^ 1, column]  # directions 0/1 and 2/3 are across
+    line = np.flatnonzero((best >= LINE_SUM) & (contrast >= LINE_CONTRAST))
+    # the 5 x 5 median must see only valid pixels
+    line = line[~_near_known(known, iy[line], ix[line])]
+    iy, ix = iy[line], ix[line]
+    # not on any source: a short track barely lifts the 5 x 5 median, a faint star does
+    clear = _box_median(data, iy, ix) - sky[iy, ix] < LINE_MEDIAN_SIGMA * sigma[iy, ix]
+    cosmics[iy[clear], ix[clear]] = True
+
+
+def _near_known(known, iy, ix, half=2):
+    """Whether any pixel of the (2 half + 1)^2 box around each pixel is already masked."""
+    ny, nx = known.shape
+    near = np.zeros(iy.size, dtype=bool)
+    for dy in range(-half, half + 1):
+        for dx in range(-half, half + 1):
+            near |= known[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)]
+    return near
+
+
+#: the 16 pixels two steps away from a pixel, around its 5 x 5 box
+_RING2 = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2]
+
+
+def _ring_median(data, iy, ix):
+    """Median of the outer ring of the 5 x 5 box around each pixel (clipped at the edges)."""
+    ny, nx = data.shape
+    ring = [data[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)] for dy, dx in _RING2]
+    return np.median(ring, axis=0)
 
 
 def _box_median(data, iy, ix, half=2):
@@ -741,8 +833,29 @@ def _track_lines(cosmics):
 
 
 def _follow(data, sky, sigma, known, centre, axis, end):
-    """How far (pixels) each track goes on past ``centre + end * axis`` along ``axis``."""
-    steps = np.arange(1, TRACK_FOLLOW_MAX + TRACK_WINDOW)
+    """How far (pixels) each track goes on past ``centre + end * axis`` along ``axis``.
+
+    Most tracks stop at once, so the steps are scored a few at a time, and
+    only for the tracks still going.
+    """
+    reach = np.full(len(centre), float(TRACK_FOLLOW_MAX))
+    going = np.arange(len(centre))
+    for first in range(1, TRACK_FOLLOW_MAX + 1, TRACK_WINDOW):
+        steps = np.arange(first, first + 2 * TRACK_WINDOW - 1)
+        score = _line_score(data, sigma, known, centre[going], axis[going], end[going], steps)
+        # the mean of the TRACK_WINDOW steps from each step on
+        window = np.lib.stride_tricks.sliding_window_view(score, TRACK_WINDOW, axis=1).mean(axis=2)
+        stop = window < TRACK_FOLLOW_SIGMA
+        stopped = stop.any(axis=1)
+        reach[going[stopped]] = first - 1 + np.argmax(stop[stopped], axis=1)
+        going = going[~stopped]
+        if not going.size:
+            break
+    return np.minimum(reach, TRACK_FOLLOW_MAX)
+
+
+def _line_score(data, sigma, known, centre, axis, end, steps):
+    """Excess over the 5 x 5 median, in sigma, of the pixels ``steps`` past each end."""
     points = centre[:, None, :] + (end[:, None] + steps[None, :])[..., None] * axis[:, None, :]
     iy, ix = np.rint(points).astype(np.intp).transpose(2, 0, 1)
     ny, nx = data.shape
@@ -751,11 +864,7 @@ def _follow(data, sky, sigma, known, centre, axis, end):
     local = _box_median(data, iy.ravel(), ix.ravel()).reshape(iy.shape)
     score = (data[iy, ix] - local) / sigma[iy, ix]
     score[~inside | known[iy, ix]] = -np.inf
-    # mean of each window of TRACK_WINDOW steps starting at each step
-    window = np.lib.stride_tricks.sliding_window_view(score, TRACK_WINDOW, axis=1).mean(axis=2)
-    stop = window < TRACK_FOLLOW_SIGMA
-    stop[:, -1] = True
-    return np.argmax(stop, axis=1).astype(float)
+    return score
 
 
 def _cosmics_options(function, options):
