@@ -14,10 +14,12 @@ class SkyModel:
     """Sky level and sky variance measured in boxes, kept on the coarse grid of boxes.
 
     They are measured on every other pixel of each 64 x 64 box, from the
-    median and the inter-quartile range of the pixels not masked yet, so the
-    model holds whether or not the sky was subtracted. With a flat, the data
-    are whitened by the response first (sky noise goes as 1/sqrt(response)),
-    so vignetted corners get their higher noise.
+    median and the spread of the lower half of the pixels not masked yet, so
+    the model holds whether or not the sky was subtracted. With a flat, the
+    sky of the flat-fielded frame is still flat but its noise goes as
+    1/sqrt(response): the noise is measured on the residuals whitened by the
+    response, so vignetted corners get their higher noise without a steep
+    level to follow.
     """
 
     def __init__(self, data, known, response):
@@ -25,17 +27,16 @@ class SkyModel:
         self.response = None if response is None else np.clip(response, 1e-3, None)
         step = 2
         sample = data[::step, ::step].astype(np.float32)
-        if self.response is not None:
-            sample *= np.sqrt(self.response[::step, ::step])
         sample[known[::step, ::step]] = np.nan
         self.level_grid, self.variance_grid = _box_statistics(sample, BACKGROUND_BOX // step)
+        if self.response is not None:
+            sample -= _upsample(self.level_grid, sample.shape)
+            sample *= np.sqrt(self.response[::step, ::step])
+            _, self.variance_grid = _box_statistics(sample, BACKGROUND_BOX // step)
 
     def level(self):
         """Full-size sky level (image unit, float32)."""
-        level = _upsample(self.level_grid, self.shape)
-        if self.response is not None:
-            level /= np.sqrt(self.response)
-        return level
+        return _upsample(self.level_grid, self.shape)
 
     def sky_variance(self):
         """Full-size variance of the sky alone (image unit squared, float32)."""
