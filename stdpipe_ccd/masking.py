@@ -471,10 +471,13 @@ def _mask_cosmics(data, image, *, gain, readnoise, response, saturation, options
     """Run LACosmic on the unmasked pixels with a measured noise model, then refine.
 
     LACosmic's Laplacian is noisy for rays a few sigma above the sky, so
-    sharp pixels it misses are added (`_add_sharp_events`); groups of pixels
+    sharp pixels it misses are added (`_add_sharp_events`), and so are faint
+    tracks that stand out along a line (`_add_faint_lines`); groups of pixels
     that are star cores are dropped (`_drop_star_cores`, and
     `_drop_faint_on_sources` for noise peaks on faint stars); the rest grow
-    into the weaker edges of their tracks (`_grow`).
+    into the weaker edges of their tracks (`_grow`), tracks found in pieces
+    are completed along their line (`_complete_tracks`) and faint rays get
+    their weak rim (`_widen_faint_groups`).
     """
     import astroscrappy
 
@@ -502,6 +505,7 @@ def _mask_cosmics(data, image, *, gain, readnoise, response, saturation, options
     _drop_faint_on_sources(cosmics, data, sky, sigma)
     _grow(cosmics, data, sky, sigma, known)
     _complete_tracks(cosmics, data, sky, sigma, known)
+    _widen_faint_groups(cosmics, data, sky, sigma, known)
     image.add(MaskFlag.COSMIC_RAY, cosmics)
 
 
@@ -545,7 +549,7 @@ def _pixels_above(data, sky, sigma, nsigma, known):
         above = data[start:stop] - sky[start:stop] > nsigma * sigma[start:stop]
         above &= ~known[start:stop]
         above[:, [0, -1]] = False
-        iy, ix = np.nonzero(above)
+        iy, ix = _flagged(above)
         found_y.append(iy + start)
         found_x.append(ix)
     return np.concatenate(found_y), np.concatenate(found_x)
@@ -617,6 +621,11 @@ def _add_faint_lines(cosmics, data, sky, sigma, known):
     cosmics[iy[clear], ix[clear]] = True
 
 
+def _flagged(mask):
+    """Rows and columns of the True pixels of a 2-D mask (faster than `numpy.nonzero`)."""
+    return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
 def _near_known(known, iy, ix, half=2):
     """Whether any pixel of the (2 half + 1)^2 box around each pixel is already masked."""
     ny, nx = known.shape
@@ -669,7 +678,7 @@ def _drop_star_cores(cosmics, data, sky):
     labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
     if not count:
         return
-    flagged = np.nonzero(cosmics)
+    flagged = _flagged(cosmics)
     iy, ix = _group_peaks(data, labels, flagged)
     ny, nx = data.shape
     neighbours = (
@@ -725,7 +734,7 @@ def _drop_faint_on_sources(cosmics, data, sky, sigma):
     use `SMOOTH_FRACTION`; brighter ones `STAR_PIXEL_FRACTION`, above what the
     weak edge of a bright track shows.
     """
-    iy, ix = np.nonzero(cosmics)
+    iy, ix = _flagged(cosmics)
     faint = data[iy, ix] - sky[iy, ix] < FAINT_SIGMA * sigma[iy, ix]
     fraction = np.where(faint, SMOOTH_FRACTION, STAR_PIXEL_FRACTION)
     on_source, _ = _on_smooth_source(data, sky, sigma, iy, ix, fraction)
@@ -737,22 +746,60 @@ def _grow(cosmics, data, sky, sigma, known):
 
     Each step tests only the neighbours of the pixels added by the step before.
     """
-    ny, nx = data.shape
-    flat_cosmics, flat_known = cosmics.ravel(), known.ravel()
-    offsets = np.array(_NEIGHBOURS)
+    flat_cosmics = cosmics.ravel()
     frontier = np.flatnonzero(flat_cosmics)
     for _ in range(GROW_STEPS):
-        rows = (frontier // nx)[:, None] + offsets[None, :, 0]
-        cols = (frontier % nx)[:, None] + offsets[None, :, 1]
-        inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-        candidate = np.unique(rows[inside] * nx + cols[inside])
-        candidate = candidate[~flat_cosmics[candidate] & ~flat_known[candidate]]
-        iy, ix = np.divmod(candidate, nx)
+        iy, ix = _free_neighbours(frontier, cosmics, known)
         on_source, sharpness = _on_smooth_source(data, sky, sigma, iy, ix)
-        frontier = candidate[~on_source & (sharpness > GROW_SIGMA * sigma[iy, ix])]
+        keep = ~on_source & (sharpness > GROW_SIGMA * sigma[iy, ix])
+        frontier = np.ravel_multi_index((iy[keep], ix[keep]), data.shape)
         if not frontier.size:
             break
         flat_cosmics[frontier] = True
+
+
+def _free_neighbours(index, cosmics, known):
+    """Rows and columns of the neighbours of flat pixel ``index`` not flagged or known yet."""
+    ny, nx = cosmics.shape
+    offsets = np.array(_NEIGHBOURS)
+    rows = (index // nx)[:, None] + offsets[None, :, 0]
+    cols = (index % nx)[:, None] + offsets[None, :, 1]
+    inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+    candidate = np.unique(rows[inside] * nx + cols[inside])
+    candidate = candidate[~cosmics.ravel()[candidate] & ~known.ravel()[candidate]]
+    return np.divmod(candidate, nx)
+
+
+#: a faint group (brightest pixel below FAINT_SIGMA) of at least two pixels whose
+#: pixels add up to this many sigma (sum over square root of their number) ...
+WIDEN_TOTAL = 5.5
+#: ... is widened by the neighbours of its pixels above SHARP_SIGMA that stand
+#: this many sigma out of their 5 x 5 median
+WIDEN_SIGMA = 0.5
+
+
+def _widen_faint_groups(cosmics, data, sky, sigma, known):
+    """Flag the weak rim of faint rays that are certain.
+
+    A faint short track is two pixels wide and its charge is shared out, so
+    its rim is only a sigma or two above the sky: too little for `_grow`
+    from any seed, but enough beside the core of a group that is a ray for sure.
+    """
+    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
+    iy, ix = _flagged(cosmics)
+    group = labels[iy, ix] - 1
+    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
+    size = np.bincount(group, minlength=count)
+    peak = np.full(count, -np.inf)
+    np.maximum.at(peak, group, z)
+    total = np.bincount(group, z, count) / np.sqrt(np.maximum(size, 1))
+    certain = (size >= 2) & (peak < FAINT_SIGMA) & (total >= WIDEN_TOTAL)
+    core = certain[group] & (z > SHARP_SIGMA)
+    index = np.ravel_multi_index((iy[core], ix[core]), data.shape)
+    ry, rx = _free_neighbours(index, cosmics, known)
+    on_source, sharpness = _on_smooth_source(data, sky, sigma, ry, rx)
+    add = ~on_source & (sharpness > WIDEN_SIGMA * sigma[ry, rx])
+    cosmics[ry[add], rx[add]] = True
 
 
 #: flagged groups this long (pixels) and this elongated (ratio of the spreads
@@ -808,7 +855,7 @@ def _complete_tracks(cosmics, data, sky, sigma, known):
 def _track_lines(cosmics):
     """Centre, unit axis (dy, dx) and extent along it of each elongated flagged group."""
     labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
-    iy, ix = np.nonzero(cosmics)
+    iy, ix = _flagged(cosmics)
     group = labels[iy, ix] - 1
     size = np.bincount(group, minlength=count)
     centre = np.column_stack([np.bincount(group, c, count) / size for c in (iy, ix)])
