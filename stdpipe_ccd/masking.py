@@ -814,8 +814,10 @@ TRACK_WINDOW = 4
 TRACK_FOLLOW_SIGMA = 1.0
 #: ... for at most this many pixels at each end
 TRACK_FOLLOW_MAX = 40
-#: pixels whose centres lie this close to a track's line share its charge
+#: pixels whose centres lie this close to a track's line share its charge ...
 TRACK_HALF_WIDTH = 1.0
+#: ... unless the ring two pixels out is this many sigma above the sky (a star)
+TRACK_SOURCE_SIGMA = 1.0
 
 
 def _complete_tracks(cosmics, data, sky, sigma, known):
@@ -848,7 +850,8 @@ def _complete_tracks(cosmics, data, sky, sigma, known):
     index = np.unique(iy[inside] * nx + ix[inside])
     index = index[~known.ravel()[index] & ~cosmics.ravel()[index]]
     iy, ix = np.divmod(index, nx)
-    on_source, _ = _on_smooth_source(data, sky, sigma, iy, ix)
+    # the track lifts the 5 x 5 median of its own pixels; the ring around it, less
+    on_source = _ring_median(data, iy, ix) - sky[iy, ix] > TRACK_SOURCE_SIGMA * sigma[iy, ix]
     cosmics[iy[~on_source], ix[~on_source]] = True
 
 
@@ -889,7 +892,7 @@ def _follow(data, sky, sigma, known, centre, axis, end):
     going = np.arange(len(centre))
     for first in range(1, TRACK_FOLLOW_MAX + 1, TRACK_WINDOW):
         steps = np.arange(first, first + 2 * TRACK_WINDOW - 1)
-        score = _line_score(data, sigma, known, centre[going], axis[going], end[going], steps)
+        score = _line_score(data, sky, sigma, known, centre[going], axis[going], end[going], steps)
         # the mean of the TRACK_WINDOW steps from each step on
         window = np.lib.stride_tricks.sliding_window_view(score, TRACK_WINDOW, axis=1).mean(axis=2)
         stop = window < TRACK_FOLLOW_SIGMA
@@ -901,16 +904,18 @@ def _follow(data, sky, sigma, known, centre, axis, end):
     return np.minimum(reach, TRACK_FOLLOW_MAX)
 
 
-def _line_score(data, sigma, known, centre, axis, end, steps):
-    """Excess over the 5 x 5 median, in sigma, of the pixels ``steps`` past each end."""
+def _line_score(data, sky, sigma, known, centre, axis, end, steps):
+    """Excess over the ring two pixels out, in sigma, of the pixels ``steps`` past each end."""
     points = centre[:, None, :] + (end[:, None] + steps[None, :])[..., None] * axis[:, None, :]
     iy, ix = np.rint(points).astype(np.intp).transpose(2, 0, 1)
     ny, nx = data.shape
     inside = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
     iy, ix = np.clip(iy, 0, ny - 1), np.clip(ix, 0, nx - 1)
-    local = _box_median(data, iy.ravel(), ix.ravel()).reshape(iy.shape)
+    local = _ring_median(data, iy.ravel(), ix.ravel()).reshape(iy.shape)
     score = (data[iy, ix] - local) / sigma[iy, ix]
-    score[~inside | known[iy, ix]] = -np.inf
+    # a track is not followed off the image, into masked pixels or into a source
+    on_source = local - sky[iy, ix] > TRACK_SOURCE_SIGMA * sigma[iy, ix]
+    score[~inside | known[iy, ix] | on_source] = -np.inf
     return score
 
 
