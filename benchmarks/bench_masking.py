@@ -23,7 +23,7 @@ import ccdproc
 import numpy as np
 from astropy import units as u
 
-from stdpipe_ccd import MaskFlag, _sky, datasets, make_mask
+from stdpipe_ccd import MaskFlag, _cosmics, _sky, datasets, make_mask
 from stdpipe_ccd import masking as _masking
 
 RESULTS = Path(__file__).parent / "results"
@@ -103,7 +103,7 @@ def speed_with_cosmics(size, repeat, stdpipe):
             gain=gain,
             readnoise=readnoise,
             satlevel=ccd.meta["SATURATE"] * gain,
-            **_masking.COSMICS_DEFAULTS,
+            **_cosmics.COSMICS_DEFAULTS,
         )
 
     rows = {

@@ -1,0 +1,506 @@
+"""Cosmic rays: LACosmic through astroscrappy, with a measured noise model and refinements.
+
+`detect` is what `~stdpipe_ccd.make_mask` runs with ``mask_cosmics=True``;
+each refinement is one short function, with its thresholds beside it.
+"""
+
+import inspect
+
+import numpy as np
+from scipy import ndimage
+
+from ._sky import SkyModel
+
+__all__ = ["COSMICS_DEFAULTS", "detect"]
+
+#: astroscrappy options that `make_mask` sets itself.
+COSMICS_DEFAULTS = {
+    "sigclip": 4.5,
+    "sigfrac": 0.3,
+    "objlim": 5.0,
+    "niter": 4,
+    "sepmed": True,
+    "cleantype": "meanmask",
+}
+_COSMICS_RESERVED = (
+    "indat",
+    "inmask",
+    "inbkg",
+    "invar",
+    "gain",
+    "readnoise",
+    "satlevel",
+    "verbose",
+)
+
+
+def detect(data, known, *, gain, readnoise, response, saturation, options):
+    """Boolean image of the cosmic rays among the pixels not ``known`` to be bad.
+
+    LACosmic runs with a noise model measured from the frame (and shaped by
+    the flat's ``response``); its detections are then refined.
+
+    LACosmic's Laplacian is noisy for rays a few sigma above the sky, so
+    sharp pixels it misses are added (`_add_sharp_events`), and so are faint
+    tracks that stand out along a line (`_add_faint_lines`); groups of pixels
+    that are star cores are dropped (`_drop_star_cores`, and
+    `_drop_faint_on_sources` for noise peaks on faint stars); the rest grow
+    into the weaker edges of their tracks (`_grow`), tracks found in pieces
+    are completed along their line (`_complete_tracks`) and faint rays get
+    their weak rim (`_widen_faint_groups`).
+    """
+    import astroscrappy
+
+    options = _cosmics_options(astroscrappy.detect_cosmics, options)
+    sky_model = SkyModel(data, known, response)
+    variance = sky_model.variance(data, known, gain=gain, readnoise=readnoise)
+    satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
+    cosmics, _ = astroscrappy.detect_cosmics(
+        data,
+        inmask=known,
+        invar=variance,
+        gain=gain,
+        readnoise=readnoise,
+        satlevel=satlevel,
+        **options,
+    )
+    cosmics &= ~known
+    sigma = np.sqrt(variance, out=variance)
+    del variance
+    sky = sky_model.level()
+    _add_sharp_events(cosmics, data, sky, sigma, known)
+    _add_faint_lines(cosmics, data, sky, sigma, known)
+    _drop_star_cores(cosmics, data, sky)
+    _drop_faint_on_sources(cosmics, data, sky, sigma)
+    _grow(cosmics, data, sky, sigma, known)
+    _complete_tracks(cosmics, data, sky, sigma, known)
+    _widen_faint_groups(cosmics, data, sky, sigma, known)
+    return cosmics
+
+
+#: a pixel this many sigma above the sky is a candidate sharp event
+SHARP_SIGMA = 3.5
+#: ... and is sharp if its 8 neighbours hold less than this times its excess
+#: (a star with FWHM >= 2.7 pixels puts at least 4 times its core there)
+SHARP_NEIGHBOURS = 3.0
+#: ... and, if fainter than FAINT_SIGMA, the median of the ring two pixels out
+#: is less than this many sigma above the sky
+SHARP_RING_SIGMA = 0.75
+#: a detection is on a smooth source if its 5 x 5 median exceeds the sky by
+#: this fraction of the pixel's own excess (star cores: 0.3 or more; rays: about 0)
+SMOOTH_FRACTION = 0.2
+#: growth adds neighbours this many sigma above their own 5 x 5 median ...
+GROW_SIGMA = 1.75
+#: ... for this many steps of one pixel
+GROW_STEPS = 3
+#: the dimmest neighbour of a star core keeps at least this fraction of its excess
+STAR_MIN_NEIGHBOUR = 0.2
+#: flagged groups longer than this (pixels), and thin or sparse, are tracks, not star cores
+STAR_CORE_EXTENT = 7
+#: detections fainter than this (sigma above the sky) must also not sit on a smooth source
+FAINT_SIGMA = 10.0
+#: a brighter flagged pixel is a star's if its 5 x 5 median exceeds the sky by this
+#: fraction of its excess (star pixels beside a ray: about 0.5; a track's edge: 0.25)
+STAR_PIXEL_FRACTION = 0.4
+_NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+
+
+#: pixels per block of the search for candidates (its temporaries stay in the cache)
+CANDIDATE_BLOCK = 1 << 18
+
+
+def _pixels_above(data, sky, sigma, nsigma, known):
+    """Rows and columns of unmasked pixels ``nsigma`` above the sky, one pixel in from the edges.
+
+    Block by block, so that the temporary arrays stay small and in the cache.
+    """
+    ny, nx = data.shape
+    rows = max(CANDIDATE_BLOCK // max(nx, 1), 1)
+    found_y, found_x = [], []
+    for start in range(1, ny - 1, rows):
+        stop = min(start + rows, ny - 1)
+        above = data[start:stop] - sky[start:stop] > nsigma * sigma[start:stop]
+        above &= ~known[start:stop]
+        above[:, [0, -1]] = False
+        iy, ix = _flagged(above)
+        found_y.append(iy + start)
+        found_x.append(ix)
+    return np.concatenate(found_y), np.concatenate(found_x)
+
+
+def _add_sharp_events(cosmics, data, sky, sigma, known):
+    """Flag local maxima well above the sky whose neighbours hold too little light for a star.
+
+    A noise peak on a faint star can pass that test; the ring two pixels out
+    is lit around a star, while a track crosses it in two places only.
+    """
+    iy, ix = _pixels_above(data, sky, sigma, SHARP_SIGMA, known)
+    centre = data[iy, ix]
+    excess = centre - sky[iy, ix]
+    around = np.zeros_like(excess)
+    sharp = np.ones(iy.size, dtype=bool)
+    for dy, dx in _NEIGHBOURS:
+        neighbour = data[iy + dy, ix + dx]
+        around += neighbour - sky[iy, ix]
+        sharp &= (neighbour <= centre) & ~known[iy + dy, ix + dx]
+    sharp &= around < SHARP_NEIGHBOURS * excess
+    faint = np.flatnonzero(sharp & (excess < FAINT_SIGMA * sigma[iy, ix]))
+    ring = _ring_median(data, iy[faint], ix[faint]) - sky[iy[faint], ix[faint]]
+    sharp[faint] = ring < SHARP_RING_SIGMA * sigma[iy[faint], ix[faint]]
+    cosmics[iy[sharp], ix[sharp]] = True
+
+
+#: a pixel this many sigma above the sky may lie on a faint track ...
+LINE_SIGMA = 2.5
+#: ... if it and its two neighbours along one of 4 directions sum to this many
+#: sigma, and to this many more than it and its neighbours across
+LINE_SUM = 8.0
+LINE_CONTRAST = 4.0
+#: ... and both neighbours along the line are this many sigma above the sky
+LINE_END_SIGMA = 1.0
+#: ... and its 5 x 5 median is less than this many sigma above the sky
+LINE_MEDIAN_SIGMA = 0.5
+_DIRECTIONS = [(0, 1), (1, 0), (1, 1), (1, -1)]
+
+
+def _add_faint_lines(cosmics, data, sky, sigma, known):
+    """Flag pixels of tracks too faint per pixel for LACosmic, but bright along a line.
+
+    Three pixels in a row of a track add up; across it they stay dark. The
+    edge of a faint star can look the same, but it lifts its 5 x 5 median.
+    """
+    iy, ix = _pixels_above(data, sky, sigma, LINE_SIGMA, known)
+    iy, ix = iy[~cosmics[iy, ix]], ix[~cosmics[iy, ix]]
+    level, scale = sky[iy, ix], sigma[iy, ix]
+    centre = (data[iy, ix] - level) / scale
+    pairs, lit = np.empty((4, iy.size), np.float32), np.empty((4, iy.size), bool)
+    for k, (dy, dx) in enumerate(_DIRECTIONS):
+        ahead = (data[iy + dy, ix + dx] - level) / scale
+        behind = (data[iy - dy, ix - dx] - level) / scale
+        pairs[k] = ahead + behind
+        # both ends lit: inside a track, not on the edge of a star looking inwards
+        lit[k] = np.minimum(ahead, behind) >= LINE_END_SIGMA
+    along = np.where(lit, pairs, -np.inf)
+    k = np.argmax(along, axis=0)
+    column = np.arange(iy.size)
+    best = centre + along[k, column]
+    contrast = along[k, column] - pairs[k ^ 1, column]  # directions 0/1 and 2/3 are across
+    line = np.flatnonzero((best >= LINE_SUM) & (contrast >= LINE_CONTRAST))
+    # the 5 x 5 median must see only valid pixels
+    line = line[~_near_known(known, iy[line], ix[line])]
+    iy, ix = iy[line], ix[line]
+    # not on any source: a short track barely lifts the 5 x 5 median, a faint star does
+    clear = _box_median(data, iy, ix) - sky[iy, ix] < LINE_MEDIAN_SIGMA * sigma[iy, ix]
+    cosmics[iy[clear], ix[clear]] = True
+
+
+def _flagged(mask):
+    """Rows and columns of the True pixels of a 2-D mask (faster than `numpy.nonzero`)."""
+    return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
+def _near_known(known, iy, ix, half=2):
+    """Whether any pixel of the (2 half + 1)^2 box around each pixel is already masked."""
+    ny, nx = known.shape
+    near = np.zeros(iy.size, dtype=bool)
+    for dy in range(-half, half + 1):
+        for dx in range(-half, half + 1):
+            near |= known[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)]
+    return near
+
+
+#: the 16 pixels two steps away from a pixel, around its 5 x 5 box
+_RING2 = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2]
+
+
+def _ring_median(data, iy, ix):
+    """Median of the outer ring of the 5 x 5 box around each pixel (clipped at the edges)."""
+    ny, nx = data.shape
+    ring = [data[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)] for dy, dx in _RING2]
+    return np.median(ring, axis=0)
+
+
+def _box_median(data, iy, ix, half=2):
+    """Median of the (2 half + 1)^2 box around each pixel (clipped at the image edges)."""
+    ny, nx = data.shape
+    offsets = np.arange(-half, half + 1)
+    rows = np.clip(iy[:, None, None] + offsets[None, :, None], 0, ny - 1)
+    cols = np.clip(ix[:, None, None] + offsets[None, None, :], 0, nx - 1)
+    return np.median(data[rows, cols].reshape(iy.size, offsets.size**2), axis=1)
+
+
+def _on_smooth_source(data, sky, sigma, iy, ix, fraction=SMOOTH_FRACTION):
+    """Whether each pixel sits on a smooth source, and its excess over its 5 x 5 median.
+
+    On a source, the 5 x 5 median exceeds the sky by more than ``fraction``
+    (a number or one per pixel) of the pixel's own excess.
+    """
+    local = _box_median(data, iy, ix)
+    smooth = local - sky[iy, ix]
+    # the median of 25 pixels scatters by about a quarter of one pixel's sigma
+    on_source = (smooth > fraction * (data[iy, ix] - sky[iy, ix])) & (smooth > 0.75 * sigma[iy, ix])
+    return on_source, data[iy, ix] - local
+
+
+def _drop_star_cores(cosmics, data, sky):
+    """Unflag groups of pixels whose brightest pixel has a star's light around it.
+
+    The 8 neighbours of a star core hold at least 4 times its excess over the
+    sky; those of a cosmic ray, even one on a star's wing, hold much less.
+    """
+    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
+    if not count:
+        return
+    flagged = _flagged(cosmics)
+    iy, ix = _group_peaks(data, labels, flagged)
+    ny, nx = data.shape
+    neighbours = (
+        np.array(
+            [
+                data[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)]
+                for dy, dx in _NEIGHBOURS
+            ]
+        )
+        - sky[iy, ix]
+    )
+    excess = data[iy, ix] - sky[iy, ix]
+    # a star lights all its neighbours; a track leaves dark pixels across it
+    star = (neighbours.sum(axis=0) >= SHARP_NEIGHBOURS * excess) & (
+        neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess
+    )
+    star &= ~_is_track(labels[flagged], *flagged, count)
+    cosmics &= np.concatenate([[False], ~star])[labels]
+
+
+def _is_track(group, iy, ix, count):
+    """Whether each group (labels 1..count of pixels ``iy, ix``) is shaped like a track.
+
+    A star core keeps its flags within a compact blob; a track, even one that
+    crosses another track or a star, stretches out of it: long, and thin or sparse.
+    """
+    sizes = []
+    for coordinate in (iy, ix):
+        low, high = np.full(count, coordinate.max()), np.zeros(count, dtype=coordinate.dtype)
+        np.minimum.at(low, group - 1, coordinate)
+        np.maximum.at(high, group - 1, coordinate)
+        sizes.append(high - low + 1)
+    longest, shortest = np.maximum(*sizes), np.minimum(*sizes)
+    fill = np.bincount(group - 1, minlength=count) / (longest * shortest)
+    return (longest > STAR_CORE_EXTENT) & ((longest >= 3 * shortest) | (fill < 0.4))
+
+
+def _group_peaks(data, labels, flagged):
+    """Row and column of the brightest pixel of each labelled group, in label order."""
+    iy, ix = flagged
+    group = labels[iy, ix]
+    order = np.lexsort((data[iy, ix], group))  # by group, brightest last
+    last = np.flatnonzero(np.diff(group[order], append=group.max() + 1))
+    return iy[order[last]], ix[order[last]]
+
+
+def _drop_faint_on_sources(cosmics, data, sky, sigma):
+    """Unflag pixels of smooth sources: noise peaks on faint stars, star pixels beside a ray.
+
+    Noise in a faint star's neighbours defeats `_drop_star_cores`, and a
+    group whose brightest pixel is a ray can hold star pixels that LACosmic
+    added around it; their 5 x 5 median gives them away. Faint detections
+    use `SMOOTH_FRACTION`; brighter ones `STAR_PIXEL_FRACTION`, above what the
+    weak edge of a bright track shows.
+    """
+    iy, ix = _flagged(cosmics)
+    faint = data[iy, ix] - sky[iy, ix] < FAINT_SIGMA * sigma[iy, ix]
+    fraction = np.where(faint, SMOOTH_FRACTION, STAR_PIXEL_FRACTION)
+    on_source, _ = _on_smooth_source(data, sky, sigma, iy, ix, fraction)
+    cosmics[iy[on_source], ix[on_source]] = False
+
+
+def _grow(cosmics, data, sky, sigma, known):
+    """Add neighbours of flagged pixels that stand out of their own 5 x 5 median (track edges).
+
+    Each step tests only the neighbours of the pixels added by the step before.
+    """
+    flat_cosmics = cosmics.ravel()
+    frontier = np.flatnonzero(flat_cosmics)
+    for _ in range(GROW_STEPS):
+        iy, ix = _free_neighbours(frontier, cosmics, known)
+        on_source, sharpness = _on_smooth_source(data, sky, sigma, iy, ix)
+        keep = ~on_source & (sharpness > GROW_SIGMA * sigma[iy, ix])
+        frontier = np.ravel_multi_index((iy[keep], ix[keep]), data.shape)
+        if not frontier.size:
+            break
+        flat_cosmics[frontier] = True
+
+
+def _free_neighbours(index, cosmics, known):
+    """Rows and columns of the neighbours of flat pixel ``index`` not flagged or known yet."""
+    ny, nx = cosmics.shape
+    offsets = np.array(_NEIGHBOURS)
+    rows = (index // nx)[:, None] + offsets[None, :, 0]
+    cols = (index % nx)[:, None] + offsets[None, :, 1]
+    inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+    candidate = np.unique(rows[inside] * nx + cols[inside])
+    candidate = candidate[~cosmics.ravel()[candidate] & ~known.ravel()[candidate]]
+    return np.divmod(candidate, nx)
+
+
+#: flagged groups this long (pixels) and this elongated (ratio of the spreads
+#: along and across their axis) are tracks, completed along their line
+TRACK_MIN_LENGTH = 4
+TRACK_ELONGATION = 3.0
+#: ... and no wider than this spread (pixel^2) across it (not two tracks in a V)
+TRACK_SPREAD = 0.5
+#: a track is followed past its flagged ends while the pixels on its line,
+#: in windows of this many, stand out of the ring two pixels out by this many sigma
+TRACK_WINDOW = 4
+TRACK_FOLLOW_SIGMA = 1.0
+#: ... for at most this many pixels at each end
+TRACK_FOLLOW_MAX = 40
+#: pixels whose centres lie this close to a track's line share its charge ...
+TRACK_HALF_WIDTH = 1.0
+#: ... unless the ring two pixels out is this many sigma above the sky (a star)
+TRACK_SOURCE_SIGMA = 1.0
+
+
+def _complete_tracks(cosmics, data, sky, sigma, known):
+    """Flag the whole line of each track found in part.
+
+    The charge of a faint track is shared between the pixels along it, so
+    LACosmic and `_grow` find it in pieces. Each elongated group is followed
+    along its axis past its ends (over gaps shorter than `TRACK_WINDOW`) and
+    the pixels within `TRACK_HALF_WIDTH` of its line are flagged, unless they
+    belong to a smooth source the track crosses.
+    """
+    centre, axis, start, end = _track_lines(cosmics)
+    if not len(centre):
+        return
+    start -= _follow(data, sky, sigma, known, centre, -axis, -start)
+    end += _follow(data, sky, sigma, known, centre, axis, end)
+    normal = axis[:, ::-1] * [-1, 1]
+    pixels = []
+    for c, a, n, t0, t1 in zip(centre, axis, normal, start, end, strict=True):
+        # pixels whose centres lie within TRACK_HALF_WIDTH of the segment
+        t = np.arange(t0, t1 + 0.25, 0.5)
+        s = np.arange(-2, 3) * 0.5 * (TRACK_HALF_WIDTH + 0.5)
+        points = np.rint(c + t[:, None, None] * a + s[None, :, None] * n).reshape(-1, 2)
+        across, along = (points - c) @ n, (points - c) @ a
+        near = (np.abs(across) <= TRACK_HALF_WIDTH) & (along >= t0 - 0.5) & (along <= t1 + 0.5)
+        pixels.append(points[near].astype(np.intp))
+    ny, nx = data.shape
+    iy, ix = np.concatenate(pixels).T
+    inside = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
+    index = np.unique(iy[inside] * nx + ix[inside])
+    index = index[~known.ravel()[index] & ~cosmics.ravel()[index]]
+    iy, ix = np.divmod(index, nx)
+    # the track lifts the 5 x 5 median of its own pixels; the ring around it, less
+    on_source = _ring_median(data, iy, ix) - sky[iy, ix] > TRACK_SOURCE_SIGMA * sigma[iy, ix]
+    cosmics[iy[~on_source], ix[~on_source]] = True
+
+
+def _track_lines(cosmics):
+    """Centre, unit axis (dy, dx) and extent along it of each elongated flagged group."""
+    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
+    iy, ix = _flagged(cosmics)
+    group = labels[iy, ix] - 1
+    size = np.bincount(group, minlength=count)
+    centre = np.column_stack([np.bincount(group, c, count) / size for c in (iy, ix)])
+    dy, dx = iy - centre[group, 0], ix - centre[group, 1]
+    syy, sxx, sxy = (np.bincount(group, p, count) / size for p in (dy * dy, dx * dx, dy * dx))
+    # the eigenvalues and major axis of each group's 2 x 2 covariance
+    mean, root = (syy + sxx) / 2, np.hypot((syy - sxx) / 2, sxy)
+    along_spread, across_spread = mean + root, mean - root
+    angle = np.arctan2(2 * sxy, syy - sxx) / 2
+    axis = np.column_stack([np.cos(angle), np.sin(angle)])
+    along = dy * axis[group, 0] + dx * axis[group, 1]
+    start, end = np.full(count, np.inf), np.full(count, -np.inf)
+    np.minimum.at(start, group, along)
+    np.maximum.at(end, group, along)
+    # a one-pixel-wide line still spreads 1/12 pixel^2 across
+    line = (
+        (end - start + 1 >= TRACK_MIN_LENGTH)
+        & (across_spread <= TRACK_SPREAD)
+        & (along_spread >= TRACK_ELONGATION**2 * np.maximum(across_spread, 1 / 12))
+    )
+    return centre[line], axis[line], start[line], end[line]
+
+
+def _follow(data, sky, sigma, known, centre, axis, end):
+    """How far (pixels) each track goes on past ``centre + end * axis`` along ``axis``.
+
+    Most tracks stop at once, so the steps are scored a few at a time, and
+    only for the tracks still going.
+    """
+    reach = np.full(len(centre), float(TRACK_FOLLOW_MAX))
+    going = np.arange(len(centre))
+    for first in range(1, TRACK_FOLLOW_MAX + 1, TRACK_WINDOW):
+        steps = np.arange(first, first + 2 * TRACK_WINDOW - 1)
+        score = _line_score(data, sky, sigma, known, centre[going], axis[going], end[going], steps)
+        # the mean of the TRACK_WINDOW steps from each step on
+        window = np.lib.stride_tricks.sliding_window_view(score, TRACK_WINDOW, axis=1).mean(axis=2)
+        stop = window < TRACK_FOLLOW_SIGMA
+        stopped = stop.any(axis=1)
+        reach[going[stopped]] = first - 1 + np.argmax(stop[stopped], axis=1)
+        going = going[~stopped]
+        if not going.size:
+            break
+    return np.minimum(reach, TRACK_FOLLOW_MAX)
+
+
+def _line_score(data, sky, sigma, known, centre, axis, end, steps):
+    """Excess over the ring two pixels out, in sigma, of the pixels ``steps`` past each end."""
+    points = centre[:, None, :] + (end[:, None] + steps[None, :])[..., None] * axis[:, None, :]
+    iy, ix = np.rint(points).astype(np.intp).transpose(2, 0, 1)
+    ny, nx = data.shape
+    inside = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
+    iy, ix = np.clip(iy, 0, ny - 1), np.clip(ix, 0, nx - 1)
+    local = _ring_median(data, iy.ravel(), ix.ravel()).reshape(iy.shape)
+    score = (data[iy, ix] - local) / sigma[iy, ix]
+    # a track is not followed off the image, into masked pixels or into a source
+    on_source = local - sky[iy, ix] > TRACK_SOURCE_SIGMA * sigma[iy, ix]
+    score[~inside | known[iy, ix] | on_source] = -np.inf
+    return score
+
+
+#: a faint group (brightest pixel below FAINT_SIGMA) of at least two pixels whose
+#: pixels add up to this many sigma (sum over square root of their number) ...
+WIDEN_TOTAL = 5.5
+#: ... is widened by the neighbours of its pixels above SHARP_SIGMA that stand
+#: this many sigma out of their 5 x 5 median
+WIDEN_SIGMA = 0.5
+
+
+def _widen_faint_groups(cosmics, data, sky, sigma, known):
+    """Flag the weak rim of faint rays that are certain.
+
+    A faint short track is two pixels wide and its charge is shared out, so
+    its rim is only a sigma or two above the sky: too little for `_grow`
+    from any seed, but enough beside the core of a group that is a ray for sure.
+    """
+    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
+    iy, ix = _flagged(cosmics)
+    group = labels[iy, ix] - 1
+    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
+    size = np.bincount(group, minlength=count)
+    peak = np.full(count, -np.inf)
+    np.maximum.at(peak, group, z)
+    total = np.bincount(group, z, count) / np.sqrt(size)
+    certain = (size >= 2) & (peak < FAINT_SIGMA) & (total >= WIDEN_TOTAL)
+    core = certain[group] & (z > SHARP_SIGMA)
+    index = np.ravel_multi_index((iy[core], ix[core]), data.shape)
+    ry, rx = _free_neighbours(index, cosmics, known)
+    on_source, sharpness = _on_smooth_source(data, sky, sigma, ry, rx)
+    add = ~on_source & (sharpness > WIDEN_SIGMA * sigma[ry, rx])
+    cosmics[ry[add], rx[add]] = True
+
+
+def _cosmics_options(function, options):
+    """Merge user options into the defaults, rejecting names ``function`` does not take."""
+    options = dict(options or {})
+    allowed = set(inspect.signature(function).parameters) - set(_COSMICS_RESERVED)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        msg = (
+            f"cosmics_options has unknown astroscrappy option(s) {unknown}; "
+            f"allowed are {sorted(allowed)}"
+        )
+        raise TypeError(msg)
+    return {**COSMICS_DEFAULTS, **options}
