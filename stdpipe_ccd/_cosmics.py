@@ -173,19 +173,18 @@ def _add_faint_lines(cosmics, data, sky, sigma, known):
     iy, ix = iy[~cosmics[iy, ix]], ix[~cosmics[iy, ix]]
     level, scale = sky[iy, ix], sigma[iy, ix]
     centre = (data[iy, ix] - level) / scale
-    pairs, darker = np.empty((2, 4, iy.size), np.float32)
+    pairs, lit = np.empty((4, iy.size), np.float32), np.empty((4, iy.size), bool)
     for k, (dy, dx) in enumerate(_DIRECTIONS):
         ahead = (data[iy + dy, ix + dx] - level) / scale
         behind = (data[iy - dy, ix - dx] - level) / scale
         pairs[k] = ahead + behind
-        darker[k] = np.minimum(ahead, behind)
-    # both ends lit: inside a track, not on the edge of a star looking inwards
-    along = np.where(darker >= LINE_END_SIGMA, pairs, -np.inf)
+        # both ends lit: inside a track, not on the edge of a star looking inwards
+        lit[k] = np.minimum(ahead, behind) >= LINE_END_SIGMA
+    along = np.where(lit, pairs, -np.inf)
     k = np.argmax(along, axis=0)
     column = np.arange(iy.size)
     best = centre + along[k, column]
-    # across a track two pixels wide, one side is lit too: the darker side tells
-    contrast = along[k, column] - 2 * darker[k ^ 1, column]  # directions 0/1 and 2/3 are across
+    contrast = along[k, column] - pairs[k ^ 1, column]  # directions 0/1 and 2/3 are across
     line = np.flatnonzero((best >= LINE_SUM) & (contrast >= LINE_CONTRAST))
     # the 5 x 5 median must see only valid pixels
     line = line[~_near_known(known, iy[line], ix[line])]
