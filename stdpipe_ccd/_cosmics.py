@@ -68,8 +68,10 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     sigma = np.sqrt(variance, out=variance)
     del variance
     sky = sky_model.level()
-    _add_sharp_events(cosmics, data, sky, sigma, known)
-    _add_faint_lines(cosmics, data, sky, sigma, known)
+    # one search serves both: sharp events are the candidates above SHARP_SIGMA
+    candidates = _pixels_above(data, sky, sigma, LINE_SIGMA, known)
+    _add_sharp_events(cosmics, data, sky, sigma, known, candidates)
+    _add_faint_lines(cosmics, data, sky, sigma, known, candidates)
     _drop_star_cores(cosmics, data, sky)
     _drop_faint_on_sources(cosmics, data, sky, sigma)
     _grow(cosmics, data, sky, sigma, known)
@@ -128,13 +130,15 @@ def _pixels_above(data, sky, sigma, nsigma, known):
     return np.concatenate(found_y), np.concatenate(found_x)
 
 
-def _add_sharp_events(cosmics, data, sky, sigma, known):
+def _add_sharp_events(cosmics, data, sky, sigma, known, candidates):
     """Flag local maxima well above the sky whose neighbours hold too little light for a star.
 
     A noise peak on a faint star can pass that test; the ring two pixels out
     is lit around a star, while a track crosses it in two places only.
     """
-    iy, ix = _pixels_above(data, sky, sigma, SHARP_SIGMA, known)
+    iy, ix = candidates
+    bright = data[iy, ix] - sky[iy, ix] > SHARP_SIGMA * sigma[iy, ix]
+    iy, ix = iy[bright], ix[bright]
     centre = data[iy, ix]
     excess = centre - sky[iy, ix]
     around = np.zeros_like(excess)
@@ -163,13 +167,13 @@ LINE_MEDIAN_SIGMA = 0.5
 _DIRECTIONS = [(0, 1), (1, 0), (1, 1), (1, -1)]
 
 
-def _add_faint_lines(cosmics, data, sky, sigma, known):
+def _add_faint_lines(cosmics, data, sky, sigma, known, candidates):
     """Flag pixels of tracks too faint per pixel for LACosmic, but bright along a line.
 
     Three pixels in a row of a track add up; across it they stay dark. The
     edge of a faint star can look the same, but it lifts its 5 x 5 median.
     """
-    iy, ix = _pixels_above(data, sky, sigma, LINE_SIGMA, known)
+    iy, ix = candidates
     iy, ix = iy[~cosmics[iy, ix]], ix[~cosmics[iy, ix]]
     level, scale = sky[iy, ix], sigma[iy, ix]
     centre = (data[iy, ix] - level) / scale
@@ -199,34 +203,36 @@ def _flagged(mask):
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
 
 
-def _near_known(known, iy, ix, half=2):
-    """Whether any pixel of the (2 half + 1)^2 box around each pixel is already masked."""
-    ny, nx = known.shape
-    near = np.zeros(iy.size, dtype=bool)
-    for dy in range(-half, half + 1):
-        for dx in range(-half, half + 1):
-            near |= known[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)]
-    return near
+def _near_known(known, iy, ix):
+    """Whether any pixel of the 5 x 5 box around each pixel is already masked."""
+    return _around(known, iy, ix, _BOX2).any(axis=1)
 
 
-#: the 16 pixels two steps away from a pixel, around its 5 x 5 box
-_RING2 = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2]
+#: the 25 pixels of the 5 x 5 box around a pixel, and the 16 of its outer ring
+_BOX2 = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+_RING2 = [(dy, dx) for dy, dx in _BOX2 if max(abs(dy), abs(dx)) == 2]
+
+
+def _around(array, iy, ix, offsets):
+    """Values of ``array`` at ``offsets`` around each pixel, clipped at the image edges.
+
+    The result has one row per pixel and one column per offset.
+    """
+    ny, nx = array.shape
+    dy, dx = np.array(offsets).T
+    rows = np.clip(iy[:, None] + dy, 0, ny - 1)
+    cols = np.clip(ix[:, None] + dx, 0, nx - 1)
+    return array[rows, cols]
 
 
 def _ring_median(data, iy, ix):
-    """Median of the outer ring of the 5 x 5 box around each pixel (clipped at the edges)."""
-    ny, nx = data.shape
-    ring = [data[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)] for dy, dx in _RING2]
-    return np.median(ring, axis=0)
+    """Median of the outer ring of the 5 x 5 box around each pixel."""
+    return np.median(_around(data, iy, ix, _RING2), axis=1)
 
 
-def _box_median(data, iy, ix, half=2):
-    """Median of the (2 half + 1)^2 box around each pixel (clipped at the image edges)."""
-    ny, nx = data.shape
-    offsets = np.arange(-half, half + 1)
-    rows = np.clip(iy[:, None, None] + offsets[None, :, None], 0, ny - 1)
-    cols = np.clip(ix[:, None, None] + offsets[None, None, :], 0, nx - 1)
-    return np.median(data[rows, cols].reshape(iy.size, offsets.size**2), axis=1)
+def _box_median(data, iy, ix):
+    """Median of the 5 x 5 box around each pixel."""
+    return np.median(_around(data, iy, ix, _BOX2), axis=1)
 
 
 def _on_smooth_source(data, sky, sigma, iy, ix, fraction=SMOOTH_FRACTION):
