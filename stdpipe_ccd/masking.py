@@ -174,7 +174,7 @@ def make_mask(
         flags=image.flags,
         psf=getattr(ccd, "psf", None),
     )
-    total = int(np.count_nonzero(image.mask))
+    total = image.total
     logger.info(
         "masked %d pixels: %s", total, ", ".join(f"{k} {v}" for k, v in image.counts.items() if v)
     )
@@ -199,22 +199,43 @@ class _FlagImage:
         self.flags = np.zeros(shape, dtype=FLAGS_DTYPE)
         self.mask = np.zeros(shape, dtype=bool)
         self.counts = dict.fromkeys((flag.name for flag in MaskFlag), 0)
+        # pixels masked for any reason, kept while that is cheap; None: count at the end
+        self._total = 0
 
     def add(self, flag, where):
         """Flag the pixels where the boolean image ``where`` is True."""
         np.bitwise_or(self.flags, FLAGS_DTYPE.type(flag), out=self.flags, where=where)
         self.mask |= where
         self.counts[flag.name] += int(np.count_nonzero(where))
+        self._total = None
 
-    def add_at(self, flag, rows, cols):
-        """Flag the pixels at the given indices (each once)."""
-        self.flags[rows, cols] |= FLAGS_DTYPE.type(flag)
-        self.mask[rows, cols] = True
-        self.counts[flag.name] += len(rows)
+    def add_at(self, flag, index, *, fresh):
+        """Flag the pixels at flat ``index`` (each once); ``fresh`` of them were not masked."""
+        self.flags.ravel()[index] |= FLAGS_DTYPE.type(flag)
+        self.mask.ravel()[index] = True
+        self.counts[flag.name] += len(index)
+        if self._total is not None:
+            self._total += fresh
+
+    def add_region(self, flag, part):
+        """Flag every pixel of the slice ``part``."""
+        region = self.mask[part]
+        if self._total is not None:
+            self._total += region.size - int(np.count_nonzero(region))
+        self.flags[part] |= FLAGS_DTYPE.type(flag)
+        region[...] = True
+        self.counts[flag.name] += region.size
 
     def has(self, flag):
         """Boolean image of the pixels that carry ``flag``."""
         return (self.flags & flag) != 0
+
+    @property
+    def total(self):
+        """Pixels masked for any reason."""
+        if self._total is None:
+            self._total = int(np.count_nonzero(self.mask))
+        return self._total
 
 
 # --- checks -----------------------------------------------------------------
@@ -257,46 +278,47 @@ def _quantity_value(value, unit, name):
 
 # --- the reasons --------------------------------------------------------------
 
-#: pixels per block in `_mask_nonfinite_and_saturated`: small enough (1 MB of
-#: float32) to stay in the CPU cache while several tests run over it
-BLOCK_PIXELS = 1 << 18
+#: pixels per block in `_mask_nonfinite_and_saturated`: small enough (2 MB of
+#: float32) to stay in the CPU cache while two tests run over it
+BLOCK_PIXELS = 1 << 19
 
 
 def _mask_nonfinite_and_saturated(data, level, image):
-    """Flag NaN/inf pixels and pixels at or above ``level``, block by block.
+    """Flag NaN/inf pixels and pixels at or above ``level``.
 
     One test, ``not |value| < level``, catches NaN, both infinities and
-    saturation while a block sits in the CPU cache; the few pixels that fail
-    it are then classified one by one (very negative values get no flag).
-    It runs first, on a mask that is still all False.
+    saturation while a block of rows sits in the CPU cache; the few pixels
+    that fail it are then classified together (very negative values get no
+    flag). It runs first, on a mask that is still all False.
     """
     if data.dtype.kind != "f":
         if level is not None:
             image.add(MaskFlag.SATURATED, data >= level)
         return
-    top = np.inf if level is None else level
-    rows = max(BLOCK_PIXELS // max(data.shape[1], 1), 1)
-    buffer = np.empty((rows, data.shape[1]), dtype=data.dtype)
-    good_buffer = np.empty((rows, data.shape[1]), dtype=bool)
+    index = _failing(data, np.inf if level is None else level)
+    values = data[np.divmod(index, data.shape[1])]
+    nonfinite = ~np.isfinite(values)
+    image.add_at(MaskFlag.NONFINITE, index[nonfinite], fresh=int(np.count_nonzero(nonfinite)))
+    if level is not None:
+        saturated = values >= level  # +inf is both
+        fresh = int(np.count_nonzero(saturated & ~nonfinite))
+        image.add_at(MaskFlag.SATURATED, index[saturated], fresh=fresh)
+
+
+def _failing(data, top):
+    """Flat indices of the pixels of ``data`` (2D, float) that fail ``|value| < top``."""
+    ncols = data.shape[1]
+    rows = max(BLOCK_PIXELS // max(ncols, 1), 1)
+    magnitude = np.empty((rows, ncols), dtype=data.dtype)
+    good = np.empty((rows, ncols), dtype=bool)
+    found = [np.zeros(0, dtype=np.intp)]
     for start in range(0, data.shape[0], rows):
         block = data[start : start + rows]
         size = block.shape[0]
-        magnitude = np.abs(block, out=buffer[:size])
-        good = np.less(magnitude, top, out=good_buffer[:size])
-        if good.all():
-            continue  # the mask is still all False here: nothing to write
-        index = _false_at(good.ravel())
-        values = block.ravel()[index]
-        nonfinite = ~np.isfinite(values)
-        saturated = values >= level if level is not None else np.zeros(index.size, dtype=bool)
-        code = np.where(nonfinite, MaskFlag.NONFINITE, 0) | np.where(
-            saturated, MaskFlag.SATURATED, 0
-        )
-        index, code = index[code != 0], code[code != 0]
-        image.flags[start : start + rows].ravel()[index] = code
-        image.mask[start : start + rows].ravel()[index] = True
-        image.counts[MaskFlag.NONFINITE.name] += int(nonfinite.sum())
-        image.counts[MaskFlag.SATURATED.name] += int(saturated.sum())
+        np.abs(block, out=magnitude[:size])
+        np.less(magnitude[:size], top, out=good[:size])
+        found.append(_false_at(good[:size].ravel()) + start * ncols)
+    return np.concatenate(found)
 
 
 _ALL_TRUE = np.frombuffer(np.ones(8, dtype=bool).tobytes(), dtype=np.uint64)[0]
@@ -320,12 +342,8 @@ def _mask_outside_datasec(meta, image):
     if region is None:
         return
     (y0, y1), (x0, x1) = region
-    ny, nx = image.flags.shape
-    bit = FLAGS_DTYPE.type(MaskFlag.OUTSIDE_DATASEC)
     for part in (np.s_[:y0], np.s_[y1:], np.s_[y0:y1, :x0], np.s_[y0:y1, x1:]):
-        image.flags[part] |= bit
-        image.mask[part] = True
-    image.counts[MaskFlag.OUTSIDE_DATASEC.name] += ny * nx - (y1 - y0) * (x1 - x0)
+        image.add_region(MaskFlag.OUTSIDE_DATASEC, part)
 
 
 def _saturation_level(ccd, saturation):

@@ -473,6 +473,20 @@ def test_nonfinite_and_saturated_classified(level):
     assert set(zip(*np.nonzero(result.mask))) == nonfinite | saturated
     assert result.meta["MSKNFIN"] == 3
     assert result.meta["MSKSAT"] == len(saturated) * bool(level)
+    assert result.meta["MSKTOTAL"] == np.count_nonzero(result.mask)
+
+
+def test_total_counts_each_pixel_once():
+    """Bad values in the overscan carry two reasons but count once in MSKTOTAL."""
+    ccd = small({"DATASEC": "[1:100,3:58]", "SATURATE": 500.0})
+    ccd.data[0, 0] = np.nan  # below the section
+    ccd.data[10, 110] = np.inf  # beside it: three reasons
+    ccd.data[20, 115] = 600.0
+    ccd.data[30, 30] = 600.0  # inside
+    result = make_mask(ccd)
+    assert result.meta["MSKDSEC"] == 60 * 120 - 100 * 56
+    assert result.meta["MSKSAT"] == 3
+    assert result.meta["MSKTOTAL"] == np.count_nonzero(result.mask) == 60 * 120 - 100 * 56 + 1
 
 
 def test_integer_raw_frame():
