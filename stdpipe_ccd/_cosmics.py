@@ -235,14 +235,34 @@ def _box_median(data, iy, ix):
     return np.median(_around(data, iy, ix, _BOX2), axis=1)
 
 
-def _on_smooth_source(data, sky, sigma, iy, ix, fraction=SMOOTH_FRACTION):
+def _box_medians(data, iy, ix, exclude):
+    """Median of the 5 x 5 box around each pixel, with and without the pixels ``exclude``-d."""
+    values = _around(data, iy, ix, _BOX2)
+    median = np.median(values, axis=1)
+    without = median.copy()
+    if exclude is None:
+        return median, without
+    left_out = _around(exclude, iy, ix, _BOX2)
+    some = np.flatnonzero(left_out.any(axis=1))
+    if some.size:
+        # NaN sorts last, so the n values kept lead each sorted row
+        kept = np.sort(np.where(left_out[some], np.nan, values[some]), axis=1)
+        n = len(_BOX2) - left_out[some].sum(axis=1)
+        middle = np.column_stack([(n - 1) // 2, n // 2]).clip(0)
+        without[some] = np.take_along_axis(kept, middle, axis=1).mean(axis=1)
+    return median, without
+
+
+def _on_smooth_source(data, sky, sigma, rays, iy, ix, fraction=SMOOTH_FRACTION):
     """Whether each pixel sits on a smooth source, and its excess over its 5 x 5 median.
 
     On a source, the 5 x 5 median exceeds the sky by more than ``fraction``
-    (a number or one per pixel) of the pixel's own excess.
+    (a number or one per pixel) of the pixel's own excess. The pixels
+    flagged as ``rays`` (if given) are left out of that median: a ray beside
+    another does not sit on a source.
     """
-    local = _box_median(data, iy, ix)
-    smooth = local - sky[iy, ix]
+    local, without_rays = _box_medians(data, iy, ix, rays)
+    smooth = without_rays - sky[iy, ix]
     # the median of 25 pixels scatters by about a quarter of one pixel's sigma
     on_source = (smooth > fraction * (data[iy, ix] - sky[iy, ix])) & (smooth > 0.75 * sigma[iy, ix])
     return on_source, data[iy, ix] - local
@@ -316,20 +336,31 @@ def _drop_faint_on_sources(cosmics, data, sky, sigma):
     iy, ix = _flagged(cosmics)
     faint = data[iy, ix] - sky[iy, ix] < FAINT_SIGMA * sigma[iy, ix]
     fraction = np.where(faint, SMOOTH_FRACTION, STAR_PIXEL_FRACTION)
-    on_source, _ = _on_smooth_source(data, sky, sigma, iy, ix, fraction)
+    on_source, _ = _on_smooth_source(data, sky, sigma, None, iy, ix, fraction)
     cosmics[iy[on_source], ix[on_source]] = False
+    # a ray beside another ray sees it in its 5 x 5 median: look again without the rays kept
+    again = np.flatnonzero(on_source)
+    iy, ix = iy[again], ix[again]
+    on_source, _ = _on_smooth_source(data, sky, sigma, cosmics, iy, ix, fraction[again])
+    cosmics[iy[~on_source], ix[~on_source]] = True
 
 
 def _grow(cosmics, data, sky, sigma, known):
     """Add neighbours of flagged pixels that stand out of their own 5 x 5 median (track edges).
 
     Each step tests only the neighbours of the pixels added by the step before.
+    A bright ray (above `FAINT_SIGMA`) is no source for the pixels beside it;
+    a faint detection may be a noise peak on a star, so it counts.
     """
     flat_cosmics = cosmics.ravel()
     frontier = np.flatnonzero(flat_cosmics)
+    iy, ix = np.divmod(frontier, data.shape[1])
+    bright = frontier[data[iy, ix] - sky[iy, ix] >= FAINT_SIGMA * sigma[iy, ix]]
+    bright_rays = np.zeros_like(cosmics)
+    bright_rays.ravel()[bright] = True
     for _ in range(GROW_STEPS):
         iy, ix = _free_neighbours(frontier, cosmics, known)
-        on_source, sharpness = _on_smooth_source(data, sky, sigma, iy, ix)
+        on_source, sharpness = _on_smooth_source(data, sky, sigma, bright_rays, iy, ix)
         keep = ~on_source & (sharpness > GROW_SIGMA * sigma[iy, ix])
         frontier = np.ravel_multi_index((iy[keep], ix[keep]), data.shape)
         if not frontier.size:
@@ -493,7 +524,7 @@ def _widen_faint_groups(cosmics, data, sky, sigma, known):
     core = certain[group] & (z > SHARP_SIGMA)
     index = np.ravel_multi_index((iy[core], ix[core]), data.shape)
     ry, rx = _free_neighbours(index, cosmics, known)
-    on_source, sharpness = _on_smooth_source(data, sky, sigma, ry, rx)
+    on_source, sharpness = _on_smooth_source(data, sky, sigma, cosmics, ry, rx)
     add = ~on_source & (sharpness > WIDEN_SIGMA * sigma[ry, rx])
     cosmics[ry[add], rx[add]] = True
 

@@ -375,6 +375,27 @@ def test_faint_track_completed(frame):
     assert (cosmic & box & ~near).sum() <= 3
 
 
+def test_crossing_rays_both_flagged(frame):
+    """A faint ray that crosses a bright one is not taken for a source lit by it."""
+    ny, nx = frame.ccd.shape
+    data = frame.ccd.data.copy()
+    noise = datasets._sky_noise(frame.sky, 1.0)
+    faint_pixels = []  # the pixels of each faint ray with at least 20 % of its charge
+    for k, (x, y) in enumerate([(200.5, 150.5), (420.5, 700.5), (610.5, 330.5), (850.5, 880.5)]):
+        for level, angle in ((40 * noise, 0.3 + k), (8 * noise, 1.9 + k)):
+            iy, ix, values = datasets._track(x, y, 6.0, angle, level, (ny, nx), nx)
+            data[iy, ix] += values
+        strong = values >= 0.2 * level
+        faint_pixels.append((iy[strong], ix[strong]))
+    ccd = frame.ccd.copy()
+    ccd.data = data
+    cosmic = has(make_mask(ccd, mask_cosmics=True), MaskFlag.COSMIC_RAY)
+    # each faint ray is found (half its pixels, as scored), most of its pixels flagged
+    found = [cosmic[iy, ix].mean() for iy, ix in faint_pixels]
+    assert min(found) >= 0.5
+    assert np.mean(found) >= 0.7
+
+
 def test_cosmic_options_pass_through(frame):
     strict = make_mask(frame.ccd, mask_cosmics=True, cosmics_options={"sigclip": 8.0})
     default = make_mask(frame.ccd, mask_cosmics=True)
