@@ -44,9 +44,10 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     sharp pixels it misses are added (`_add_sharp_events`), and so are faint
     tracks that stand out along a line (`_add_faint_lines`); groups of pixels
     that are star cores are dropped (`_drop_star_cores`, and
-    `_drop_faint_on_sources` for noise peaks on faint stars); the rest grow
-    into the weaker edges of their tracks (`_grow`), tracks found in pieces
-    are completed along their line (`_complete_tracks`) and faint rays get
+    `_drop_faint_on_sources` for noise peaks on faint stars); faint tracks
+    two pixels wide are added (`_add_faint_bands`); the rest grow into the
+    weaker edges of their tracks (`_grow`), tracks found in pieces are
+    completed along their line (`_complete_tracks`) and faint rays get
     their weak rim (`_widen_faint_groups`).
     """
     import astroscrappy
@@ -74,6 +75,8 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     _add_faint_lines(cosmics, data, sky, sigma, known, candidates)
     _drop_star_cores(cosmics, data, sky)
     _drop_faint_on_sources(cosmics, data, sky, sigma)
+    # a band lifts its own 5 x 5 median: it has its own test against stars
+    _add_faint_bands(cosmics, data, sky, sigma, known, candidates)
     _grow(cosmics, data, sky, sigma, known)
     _complete_tracks(cosmics, data, sky, sigma, known)
     _widen_faint_groups(cosmics, data, sky, sigma, known)
@@ -198,6 +201,44 @@ def _add_faint_lines(cosmics, data, sky, sigma, known, candidates):
     cosmics[iy[clear], ix[clear]] = True
 
 
+#: two rows (or columns) of three pixels may hold a faint track that shares its
+#: charge between them, if they sum to this many sigma ...
+BAND_SUM = 11.0
+#: ... the rows on either side of them hold less than this fraction of that ...
+BAND_OUTER = 0.1
+#: ... and the median of those rows, five pixels long, is under LINE_MEDIAN_SIGMA
+#: (rows of the 5 x 5 box, 0 to 4, holding the band and on either side of it)
+_BAND_ROWS = [([2, 3], [1, 4]), ([1, 2], [0, 3])]
+
+
+def _add_faint_bands(cosmics, data, sky, sigma, known, candidates):
+    """Flag pixels of faint tracks two pixels wide, close to a row or a column.
+
+    `_add_faint_lines` takes the second row of such a track for light
+    across it; here the two rows are summed and compared with the rows
+    on either side, which a track leaves dark and a faint star does not.
+    """
+    iy, ix = candidates
+    iy, ix = iy[~cosmics[iy, ix]], ix[~cosmics[iy, ix]]
+    box = _around(data, iy, ix, _BOX2).reshape(-1, 5, 5) - sky[iy, ix, None, None]
+    box /= sigma[iy, ix, None, None]
+    band = np.zeros(iy.size, dtype=bool)
+    for z in (box, box.transpose(0, 2, 1)):  # rows, then columns
+        for lit, beside in _BAND_ROWS:
+            total = z[:, lit, 1:4].sum(axis=(1, 2))
+            outer = z[:, beside, 1:4].sum(axis=(1, 2))
+            ends = np.minimum(z[:, lit, 1].sum(axis=1), z[:, lit, 3].sum(axis=1))
+            # lit at both ends, as in `_add_faint_lines`
+            maybe = np.flatnonzero(
+                (total >= BAND_SUM) & (outer <= BAND_OUTER * total) & (ends >= 2 * LINE_END_SIGMA)
+            )
+            dark = np.median(z[maybe][:, beside].reshape(-1, 10), axis=1) < LINE_MEDIAN_SIGMA
+            band[maybe[dark]] = True
+    hit = np.flatnonzero(band)
+    hit = hit[~_near_known(known, iy[hit], ix[hit])]
+    cosmics[iy[hit], ix[hit]] = True
+
+
 def _flagged(mask):
     """Rows and columns of the True pixels of a 2-D mask (faster than `numpy.nonzero`)."""
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
@@ -235,22 +276,14 @@ def _box_median(data, iy, ix):
     return np.median(_around(data, iy, ix, _BOX2), axis=1)
 
 
-def _box_medians(data, iy, ix, exclude):
-    """Median of the 5 x 5 box around each pixel, with and without the pixels ``exclude``-d."""
+def _box_median_without(data, exclude, iy, ix):
+    """Median of the 5 x 5 box around each pixel, without the pixels where ``exclude`` is True."""
     values = _around(data, iy, ix, _BOX2)
-    median = np.median(values, axis=1)
-    without = median.copy()
-    if exclude is None:
-        return median, without
     left_out = _around(exclude, iy, ix, _BOX2)
-    some = np.flatnonzero(left_out.any(axis=1))
-    if some.size:
-        # NaN sorts last, so the n values kept lead each sorted row
-        kept = np.sort(np.where(left_out[some], np.nan, values[some]), axis=1)
-        n = len(_BOX2) - left_out[some].sum(axis=1)
-        middle = np.column_stack([(n - 1) // 2, n // 2]).clip(0)
-        without[some] = np.take_along_axis(kept, middle, axis=1).mean(axis=1)
-    return median, without
+    # pixels left out become -inf and +inf in turn, so the middle stays in place
+    # (for an odd number left out, the median is the upper of the two middle values)
+    fill = np.where(np.cumsum(left_out, axis=1) % 2, np.inf, -np.inf)
+    return np.median(np.where(left_out, fill, values), axis=1)
 
 
 def _on_smooth_source(data, sky, sigma, rays, iy, ix, fraction=SMOOTH_FRACTION):
@@ -261,10 +294,19 @@ def _on_smooth_source(data, sky, sigma, rays, iy, ix, fraction=SMOOTH_FRACTION):
     flagged as ``rays`` (if given) are left out of that median: a ray beside
     another does not sit on a source.
     """
-    local, without_rays = _box_medians(data, iy, ix, rays)
-    smooth = without_rays - sky[iy, ix]
-    # the median of 25 pixels scatters by about a quarter of one pixel's sigma
-    on_source = (smooth > fraction * (data[iy, ix] - sky[iy, ix])) & (smooth > 0.75 * sigma[iy, ix])
+    local = _box_median(data, iy, ix)
+    excess = data[iy, ix] - sky[iy, ix]
+    fraction = np.broadcast_to(fraction, excess.shape)
+
+    def lifted(median, i):
+        smooth = median - sky[iy[i], ix[i]]
+        # the median of 25 pixels scatters by about a quarter of one pixel's sigma
+        return (smooth > fraction[i] * excess[i]) & (smooth > 0.75 * sigma[iy[i], ix[i]])
+
+    on_source = lifted(local, slice(None))
+    if rays is not None:
+        again = np.flatnonzero(on_source)
+        on_source[again] = lifted(_box_median_without(data, rays, iy[again], ix[again]), again)
     return on_source, data[iy, ix] - local
 
 
@@ -354,18 +396,38 @@ def _grow(cosmics, data, sky, sigma, known):
     """
     flat_cosmics = cosmics.ravel()
     frontier = np.flatnonzero(flat_cosmics)
-    iy, ix = np.divmod(frontier, data.shape[1])
-    bright = frontier[data[iy, ix] - sky[iy, ix] >= FAINT_SIGMA * sigma[iy, ix]]
-    bright_rays = np.zeros_like(cosmics)
-    bright_rays.ravel()[bright] = True
+    bright_rays = _certain_rays(cosmics, data, sky, sigma)
     for _ in range(GROW_STEPS):
         iy, ix = _free_neighbours(frontier, cosmics, known)
+        # none stands GROW_SIGMA out of its median unless it is that far above the sky,
+        # less the scatter of a 5 x 5 median (a quarter sigma) three times over
+        above = data[iy, ix] - sky[iy, ix] > (GROW_SIGMA - 0.75) * sigma[iy, ix]
+        iy, ix = iy[above], ix[above]
         on_source, sharpness = _on_smooth_source(data, sky, sigma, bright_rays, iy, ix)
         keep = ~on_source & (sharpness > GROW_SIGMA * sigma[iy, ix])
         frontier = np.ravel_multi_index((iy[keep], ix[keep]), data.shape)
         if not frontier.size:
             break
         flat_cosmics[frontier] = True
+
+
+def _certain_rays(cosmics, data, sky, sigma):
+    """Image of the flagged pixels that are rays for sure.
+
+    They are bright (`FAINT_SIGMA`), or in a group of pixels whose summed
+    significance reaches `WIDEN_TOTAL`; a lone faint pixel may be a noise
+    peak on a star.
+    """
+    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
+    iy, ix = _flagged(cosmics)
+    group = labels[iy, ix] - 1
+    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
+    size = np.bincount(group, minlength=count)
+    total = np.bincount(group, z, count) / np.sqrt(size)
+    certain = (z >= FAINT_SIGMA) | ((size >= 2) & (total >= WIDEN_TOTAL))[group]
+    rays = np.zeros_like(cosmics)
+    rays[iy[certain], ix[certain]] = True
+    return rays
 
 
 def _free_neighbours(index, cosmics, known):
@@ -375,9 +437,12 @@ def _free_neighbours(index, cosmics, known):
     rows = (index // nx)[:, None] + offsets[None, :, 0]
     cols = (index % nx)[:, None] + offsets[None, :, 1]
     inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-    candidate = np.unique(rows[inside] * nx + cols[inside])
+    candidate = rows[inside] * nx + cols[inside]
     candidate = candidate[~cosmics.ravel()[candidate] & ~known.ravel()[candidate]]
-    return np.divmod(candidate, nx)
+    # each once, in order: marking an image and listing it beats sorting
+    marked = np.zeros(ny * nx, dtype=bool)
+    marked[candidate] = True
+    return np.divmod(np.flatnonzero(marked), nx)
 
 
 #: flagged groups this long (pixels) and this elongated (ratio of the spreads

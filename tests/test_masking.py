@@ -375,6 +375,28 @@ def test_faint_track_completed(frame):
     assert (cosmic & box & ~near).sum() <= 3
 
 
+def test_faint_tracks_two_rows_wide_found(frame):
+    """Short faint tracks that share their charge between two rows (or columns) are found.
+
+    Their pixels carry 1-4 sigma; a pixel-by-pixel search finds a third of them.
+    """
+    ny, nx = frame.ccd.shape
+    data = frame.ccd.data.copy()
+    level = 6 * datasets._sky_noise(frame.sky, 1.0)
+    starts = [(150, 200), (400, 620), (700, 260), (880, 840), (260, 880), (520, 120), (90, 480)]
+    rays = []
+    for k, (x, y) in enumerate([*starts, (610, 980)]):
+        angle = (0.05 if k % 2 else np.pi / 2 + 0.05) * (-1) ** (k // 2)
+        iy, ix, values = datasets._track(x + 0.5, y + 0.5, 5.0, angle, level, (ny, nx), nx)
+        data[iy, ix] += values
+        strong = values >= 0.2 * level
+        rays.append((iy[strong], ix[strong]))
+    ccd = frame.ccd.copy()
+    ccd.data = data
+    cosmic = has(make_mask(ccd, mask_cosmics=True), MaskFlag.COSMIC_RAY)
+    assert np.mean([cosmic[iy, ix].mean() for iy, ix in rays]) >= 0.5
+
+
 def test_crossing_rays_both_flagged(frame):
     """A faint ray that crosses a bright one is not taken for a source lit by it."""
     ny, nx = frame.ccd.shape
