@@ -472,7 +472,7 @@ def _complete_tracks(cosmics, data, sky, sigma, known):
     the pixels within `TRACK_HALF_WIDTH` of its line are flagged, unless they
     belong to a smooth source the track crosses.
     """
-    centre, axis, start, end = _track_lines(cosmics)
+    centre, axis, start, end = _track_lines(cosmics, data, sky, sigma)
     if not len(centre):
         return
     start -= _follow(data, sky, sigma, known, centre, -axis, -start)
@@ -498,15 +498,19 @@ def _complete_tracks(cosmics, data, sky, sigma, known):
     cosmics[iy[~on_source], ix[~on_source]] = True
 
 
-def _track_lines(cosmics):
+def _track_lines(cosmics, data, sky, sigma):
     """Centre, unit axis (dy, dx) and extent along it of each elongated flagged group."""
     labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
     iy, ix = _flagged(cosmics)
     group = labels[iy, ix] - 1
-    size = np.bincount(group, minlength=count)
-    centre = np.column_stack([np.bincount(group, c, count) / size for c in (iy, ix)])
+    # weighted by significance: the weak rim added around a track does not tilt its line
+    weight = np.clip((data[iy, ix] - sky[iy, ix]) / sigma[iy, ix], 1, None)
+    size = np.bincount(group, weight, count)
+    centre = np.column_stack([np.bincount(group, weight * c, count) / size for c in (iy, ix)])
     dy, dx = iy - centre[group, 0], ix - centre[group, 1]
-    syy, sxx, sxy = (np.bincount(group, p, count) / size for p in (dy * dy, dx * dx, dy * dx))
+    syy, sxx, sxy = (
+        np.bincount(group, weight * p, count) / size for p in (dy * dy, dx * dx, dy * dx)
+    )
     # the eigenvalues and major axis of each group's 2 x 2 covariance
     mean, root = (syy + sxx) / 2, np.hypot((syy - sxx) / 2, sxy)
     along_spread, across_spread = mean + root, mean - root
