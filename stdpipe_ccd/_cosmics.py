@@ -445,9 +445,10 @@ def _free_neighbours(index, cosmics, known):
     return np.divmod(np.flatnonzero(marked), nx)
 
 
-#: flagged groups this long (pixels) and this elongated (ratio of the spreads
-#: along and across their axis) are tracks, completed along their line
-TRACK_MIN_LENGTH = 4
+#: flagged groups this long (pixels; one more unless their summed significance
+#: reaches WIDEN_TOTAL) and this elongated (ratio of the spreads along and
+#: across their axis) are tracks, completed along their line
+TRACK_MIN_LENGTH = 3
 TRACK_ELONGATION = 3.0
 #: ... and no wider than this spread (pixel^2) across it (not two tracks in a V)
 TRACK_SPREAD = 0.5
@@ -504,7 +505,8 @@ def _track_lines(cosmics, data, sky, sigma):
     iy, ix = _flagged(cosmics)
     group = labels[iy, ix] - 1
     # weighted by significance: the weak rim added around a track does not tilt its line
-    weight = np.clip((data[iy, ix] - sky[iy, ix]) / sigma[iy, ix], 1, None)
+    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
+    weight = np.clip(z, 1, None)
     size = np.bincount(group, weight, count)
     centre = np.column_stack([np.bincount(group, weight * c, count) / size for c in (iy, ix)])
     dy, dx = iy - centre[group, 0], ix - centre[group, 1]
@@ -520,9 +522,13 @@ def _track_lines(cosmics, data, sky, sigma):
     start, end = np.full(count, np.inf), np.full(count, -np.inf)
     np.minimum.at(start, group, along)
     np.maximum.at(end, group, along)
+    # the shortest lines must be rays for sure (a star's edge can look like one)
+    pixels = np.bincount(group, minlength=count)
+    certain = np.bincount(group, z, count) / np.sqrt(pixels) >= WIDEN_TOTAL
+    length = end - start + 1
     # a one-pixel-wide line still spreads 1/12 pixel^2 across
     line = (
-        (end - start + 1 >= TRACK_MIN_LENGTH)
+        ((length >= TRACK_MIN_LENGTH + 1) | ((length >= TRACK_MIN_LENGTH) & certain))
         & (across_spread <= TRACK_SPREAD)
         & (along_spread >= TRACK_ELONGATION**2 * np.maximum(across_spread, 1 / 12))
     )
