@@ -224,9 +224,10 @@ def _add_faint_bands(cosmics, data, sky, sigma, known, candidates):
     box /= sigma[iy, ix, None, None]
     band = np.zeros(iy.size, dtype=bool)
     for z in (box, box.transpose(0, 2, 1)):  # rows, then columns
+        sums = z[:, :, 1:4].sum(axis=2)  # of the middle three pixels of each row
         for lit, beside in _BAND_ROWS:
-            total = z[:, lit, 1:4].sum(axis=(1, 2))
-            outer = z[:, beside, 1:4].sum(axis=(1, 2))
+            total = sums[:, lit[0]] + sums[:, lit[1]]
+            outer = sums[:, beside[0]] + sums[:, beside[1]]
             ends = np.minimum(z[:, lit, 1].sum(axis=1), z[:, lit, 3].sum(axis=1))
             # lit at both ends, as in `_add_faint_lines`
             maybe = np.flatnonzero(
@@ -478,18 +479,8 @@ def _complete_tracks(cosmics, data, sky, sigma, known):
         return
     start -= _follow(data, sky, sigma, known, centre, -axis, -start)
     end += _follow(data, sky, sigma, known, centre, axis, end)
-    normal = axis[:, ::-1] * [-1, 1]
-    pixels = []
-    for c, a, n, t0, t1 in zip(centre, axis, normal, start, end, strict=True):
-        # pixels whose centres lie within TRACK_HALF_WIDTH of the segment
-        t = np.arange(t0, t1 + 0.25, 0.5)
-        s = np.arange(-2, 3) * 0.5 * (TRACK_HALF_WIDTH + 0.5)
-        points = np.rint(c + t[:, None, None] * a + s[None, :, None] * n).reshape(-1, 2)
-        across, along = (points - c) @ n, (points - c) @ a
-        near = (np.abs(across) <= TRACK_HALF_WIDTH) & (along >= t0 - 0.5) & (along <= t1 + 0.5)
-        pixels.append(points[near].astype(np.intp))
+    iy, ix = _segment_pixels(centre, axis, start, end)
     ny, nx = data.shape
-    iy, ix = np.concatenate(pixels).T
     inside = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
     index = np.unique(iy[inside] * nx + ix[inside])
     index = index[~known.ravel()[index] & ~cosmics.ravel()[index]]
@@ -497,6 +488,28 @@ def _complete_tracks(cosmics, data, sky, sigma, known):
     # the track lifts the 5 x 5 median of its own pixels; the ring around it, less
     on_source = _ring_median(data, iy, ix) - sky[iy, ix] > TRACK_SOURCE_SIGMA * sigma[iy, ix]
     cosmics[iy[~on_source], ix[~on_source]] = True
+
+
+def _segment_pixels(centre, axis, start, end):
+    """Rows and columns of the pixels whose centres lie within `TRACK_HALF_WIDTH` of each segment.
+
+    Segment k runs from ``centre + start * axis`` to ``centre + end * axis``;
+    it is sampled every half pixel along and across.
+    """
+    count = np.ceil((end - start + 0.25) / 0.5).astype(np.intp)
+    track = np.repeat(np.arange(len(centre)), count)
+    t = start[track] + 0.5 * (np.arange(track.size) - np.repeat(np.cumsum(count) - count, count))
+    c, a = centre[track, None, :], axis[track, None, :]
+    n = a[..., ::-1] * [-1, 1]
+    s = np.arange(-2, 3)[None, :, None] * 0.5 * (TRACK_HALF_WIDTH + 0.5)
+    points = np.rint(c + t[:, None, None] * a + s * n)
+    across, along = ((points - c) * n).sum(axis=2), ((points - c) * a).sum(axis=2)
+    near = (
+        (np.abs(across) <= TRACK_HALF_WIDTH)
+        & (along >= start[track, None] - 0.5)
+        & (along <= end[track, None] + 0.5)
+    )
+    return points[near].astype(np.intp).T
 
 
 def _track_lines(cosmics, data, sky, sigma):
