@@ -69,14 +69,14 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     sigma = np.sqrt(variance, out=variance)
     del variance
     sky = sky_model.level()
-    # one search serves both: sharp events are the candidates above SHARP_SIGMA
-    candidates = _pixels_above(data, sky, sigma, LINE_SIGMA, known)
-    _add_sharp_events(cosmics, data, sky, sigma, known, candidates)
-    _add_faint_lines(cosmics, data, sky, sigma, known, candidates)
+    # one search and one look around them serve the sharp events, lines and bands
+    candidates = _Candidates(data, sky, sigma, known)
+    _add_sharp_events(cosmics, candidates)
+    _add_faint_lines(cosmics, candidates)
     _drop_star_cores(cosmics, data, sky)
     _drop_faint_on_sources(cosmics, data, sky, sigma)
     # a band lifts its own 5 x 5 median: it has its own test against stars
-    _add_faint_bands(cosmics, data, sky, sigma, known, candidates)
+    _add_faint_bands(cosmics, candidates)
     _grow(cosmics, data, sky, sigma, known)
     _complete_tracks(cosmics, data, sky, sigma, known)
     _widen_faint_groups(cosmics, data, sky, sigma, known)
@@ -133,28 +133,35 @@ def _pixels_above(data, sky, sigma, nsigma, known):
     return np.concatenate(found_y), np.concatenate(found_x)
 
 
-def _add_sharp_events(cosmics, data, sky, sigma, known, candidates):
+class _Candidates:
+    """Pixels `LINE_SIGMA` above the sky, with their 5 x 5 boxes, gathered once.
+
+    ``z`` holds each box in sigma above the sky at its centre, ``masked``
+    which of its pixels are known to be bad; columns follow `_BOX2`.
+    """
+
+    def __init__(self, data, sky, sigma, known):
+        self.iy, self.ix = iy, ix = _pixels_above(data, sky, sigma, LINE_SIGMA, known)
+        self.z = _around(data, iy, ix, _BOX2) - sky[iy, ix, None]
+        self.z /= sigma[iy, ix, None]
+        self.masked = _around(known, iy, ix, _BOX2)
+
+
+def _add_sharp_events(cosmics, candidates):
     """Flag local maxima well above the sky whose neighbours hold too little light for a star.
 
     A noise peak on a faint star can pass that test; the ring two pixels out
     is lit around a star, while a track crosses it in two places only.
     """
-    iy, ix = candidates
-    bright = data[iy, ix] - sky[iy, ix] > SHARP_SIGMA * sigma[iy, ix]
-    iy, ix = iy[bright], ix[bright]
-    centre = data[iy, ix]
-    excess = centre - sky[iy, ix]
-    around = np.zeros_like(excess)
-    sharp = np.ones(iy.size, dtype=bool)
-    for dy, dx in _NEIGHBOURS:
-        neighbour = data[iy + dy, ix + dx]
-        around += neighbour - sky[iy, ix]
-        sharp &= (neighbour <= centre) & ~known[iy + dy, ix + dx]
-    sharp &= around < SHARP_NEIGHBOURS * excess
-    faint = np.flatnonzero(sharp & (excess < FAINT_SIGMA * sigma[iy, ix]))
-    ring = _ring_median(data, iy[faint], ix[faint]) - sky[iy[faint], ix[faint]]
-    sharp[faint] = ring < SHARP_RING_SIGMA * sigma[iy[faint], ix[faint]]
-    cosmics[iy[sharp], ix[sharp]] = True
+    bright = np.flatnonzero(candidates.z[:, _CENTRE] > SHARP_SIGMA)
+    z, masked = candidates.z[bright], candidates.masked[bright]
+    centre = z[:, _CENTRE]
+    around = z[:, _NEIGHBOUR_INDEX]
+    sharp = ((around <= centre[:, None]) & ~masked[:, _NEIGHBOUR_INDEX]).all(axis=1)
+    sharp &= around.sum(axis=1) < SHARP_NEIGHBOURS * centre
+    faint = np.flatnonzero(sharp & (centre < FAINT_SIGMA))
+    sharp[faint] = np.median(z[faint][:, _RING2_INDEX], axis=1) < SHARP_RING_SIGMA
+    cosmics[candidates.iy[bright[sharp]], candidates.ix[bright[sharp]]] = True
 
 
 #: a pixel this many sigma above the sky may lie on a faint track ...
@@ -170,35 +177,31 @@ LINE_MEDIAN_SIGMA = 0.5
 _DIRECTIONS = [(0, 1), (1, 0), (1, 1), (1, -1)]
 
 
-def _add_faint_lines(cosmics, data, sky, sigma, known, candidates):
+def _add_faint_lines(cosmics, candidates):
     """Flag pixels of tracks too faint per pixel for LACosmic, but bright along a line.
 
     Three pixels in a row of a track add up; across it they stay dark. The
     edge of a faint star can look the same, but it lifts its 5 x 5 median.
     """
-    iy, ix = candidates
-    iy, ix = iy[~cosmics[iy, ix]], ix[~cosmics[iy, ix]]
-    level, scale = sky[iy, ix], sigma[iy, ix]
-    centre = (data[iy, ix] - level) / scale
-    pairs, lit = np.empty((4, iy.size), np.float32), np.empty((4, iy.size), bool)
+    free = np.flatnonzero(~cosmics[candidates.iy, candidates.ix])
+    z = candidates.z[free]
+    pairs, lit = np.empty((4, free.size), np.float32), np.empty((4, free.size), bool)
     for k, (dy, dx) in enumerate(_DIRECTIONS):
-        ahead = (data[iy + dy, ix + dx] - level) / scale
-        behind = (data[iy - dy, ix - dx] - level) / scale
+        ahead, behind = z[:, _box_index(dy, dx)], z[:, _box_index(-dy, -dx)]
         pairs[k] = ahead + behind
         # both ends lit: inside a track, not on the edge of a star looking inwards
         lit[k] = np.minimum(ahead, behind) >= LINE_END_SIGMA
     along = np.where(lit, pairs, -np.inf)
     k = np.argmax(along, axis=0)
-    column = np.arange(iy.size)
-    best = centre + along[k, column]
+    column = np.arange(free.size)
+    best = z[:, _CENTRE] + along[k, column]
     contrast = along[k, column] - pairs[k ^ 1, column]  # directions 0/1 and 2/3 are across
-    line = np.flatnonzero((best >= LINE_SUM) & (contrast >= LINE_CONTRAST))
+    line = free[(best >= LINE_SUM) & (contrast >= LINE_CONTRAST)]
     # the 5 x 5 median must see only valid pixels
-    line = line[~_near_known(known, iy[line], ix[line])]
-    iy, ix = iy[line], ix[line]
+    line = line[~candidates.masked[line].any(axis=1)]
     # not on any source: a short track barely lifts the 5 x 5 median, a faint star does
-    clear = _box_median(data, iy, ix) - sky[iy, ix] < LINE_MEDIAN_SIGMA * sigma[iy, ix]
-    cosmics[iy[clear], ix[clear]] = True
+    line = line[np.median(candidates.z[line], axis=1) < LINE_MEDIAN_SIGMA]
+    cosmics[candidates.iy[line], candidates.ix[line]] = True
 
 
 #: two rows (or columns) of three pixels may hold a faint track that shares its
@@ -211,18 +214,16 @@ BAND_OUTER = 0.1
 _BAND_ROWS = [([2, 3], [1, 4]), ([1, 2], [0, 3])]
 
 
-def _add_faint_bands(cosmics, data, sky, sigma, known, candidates):
+def _add_faint_bands(cosmics, candidates):
     """Flag pixels of faint tracks two pixels wide, close to a row or a column.
 
     `_add_faint_lines` takes the second row of such a track for light
     across it; here the two rows are summed and compared with the rows
     on either side, which a track leaves dark and a faint star does not.
     """
-    iy, ix = candidates
-    iy, ix = iy[~cosmics[iy, ix]], ix[~cosmics[iy, ix]]
-    box = _around(data, iy, ix, _BOX2).reshape(-1, 5, 5) - sky[iy, ix, None, None]
-    box /= sigma[iy, ix, None, None]
-    band = np.zeros(iy.size, dtype=bool)
+    free = np.flatnonzero(~cosmics[candidates.iy, candidates.ix])
+    box = candidates.z[free].reshape(-1, 5, 5)
+    band = np.zeros(free.size, dtype=bool)
     for z in (box, box.transpose(0, 2, 1)):  # rows, then columns
         sums = z[:, :, 1:4].sum(axis=2)  # of the middle three pixels of each row
         for lit, beside in _BAND_ROWS:
@@ -235,9 +236,9 @@ def _add_faint_bands(cosmics, data, sky, sigma, known, candidates):
             )
             dark = np.median(z[maybe][:, beside].reshape(-1, 10), axis=1) < LINE_MEDIAN_SIGMA
             band[maybe[dark]] = True
-    hit = np.flatnonzero(band)
-    hit = hit[~_near_known(known, iy[hit], ix[hit])]
-    cosmics[iy[hit], ix[hit]] = True
+    hit = free[band]
+    hit = hit[~candidates.masked[hit].any(axis=1)]
+    cosmics[candidates.iy[hit], candidates.ix[hit]] = True
 
 
 def _flagged(mask):
@@ -245,14 +246,19 @@ def _flagged(mask):
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
 
 
-def _near_known(known, iy, ix):
-    """Whether any pixel of the 5 x 5 box around each pixel is already masked."""
-    return _around(known, iy, ix, _BOX2).any(axis=1)
-
-
 #: the 25 pixels of the 5 x 5 box around a pixel, and the 16 of its outer ring
 _BOX2 = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
 _RING2 = [(dy, dx) for dy, dx in _BOX2 if max(abs(dy), abs(dx)) == 2]
+
+
+def _box_index(dy, dx):
+    """Column of offset ``(dy, dx)`` in values gathered with `_BOX2`."""
+    return (dy + 2) * 5 + dx + 2
+
+
+_CENTRE = _box_index(0, 0)
+_NEIGHBOUR_INDEX = [_box_index(dy, dx) for dy, dx in _NEIGHBOURS]
+_RING2_INDEX = [_box_index(dy, dx) for dy, dx in _RING2]
 
 
 def _around(array, iy, ix, offsets):
