@@ -398,24 +398,39 @@ def _grow(cosmics, data, sky, sigma, known):
     """Add neighbours of flagged pixels that stand out of their own 5 x 5 median (track edges).
 
     Each step tests only the neighbours of the pixels added by the step before.
-    A bright ray (above `FAINT_SIGMA`) is no source for the pixels beside it;
-    a faint detection may be a noise peak on a star, so it counts.
+    A ray that is certain (`_certain_rays`) is no source for the pixels beside
+    it; a lone faint detection may be a noise peak on a star, so it counts.
     """
     flat_cosmics = cosmics.ravel()
     frontier = np.flatnonzero(flat_cosmics)
-    bright_rays = _certain_rays(cosmics, data, sky, sigma)
+    certain = _certain_rays(cosmics, data, sky, sigma)
     for _ in range(GROW_STEPS):
         iy, ix = _free_neighbours(frontier, cosmics, known)
         # none stands GROW_SIGMA out of its median unless it is that far above the sky,
         # less the scatter of a 5 x 5 median (a quarter sigma) three times over
         above = data[iy, ix] - sky[iy, ix] > (GROW_SIGMA - 0.75) * sigma[iy, ix]
         iy, ix = iy[above], ix[above]
-        on_source, sharpness = _on_smooth_source(data, sky, sigma, bright_rays, iy, ix)
+        on_source, sharpness = _on_smooth_source(data, sky, sigma, certain, iy, ix)
         keep = ~on_source & (sharpness > GROW_SIGMA * sigma[iy, ix])
         frontier = np.ravel_multi_index((iy[keep], ix[keep]), data.shape)
         if not frontier.size:
             break
         flat_cosmics[frontier] = True
+
+
+def _group_significance(cosmics, data, sky, sigma):
+    """Return flagged pixels, their group and significance, and each group's size and sum.
+
+    Groups are 8-connected; a group's sum is the significance of its pixels
+    added up, over the square root of their number.
+    """
+    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
+    iy, ix = _flagged(cosmics)
+    group = labels[iy, ix] - 1
+    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
+    size = np.bincount(group, minlength=count)
+    total = np.bincount(group, z, count) / np.sqrt(size)
+    return iy, ix, group, z, size, total
 
 
 def _certain_rays(cosmics, data, sky, sigma):
@@ -425,12 +440,7 @@ def _certain_rays(cosmics, data, sky, sigma):
     significance reaches `WIDEN_TOTAL`; a lone faint pixel may be a noise
     peak on a star.
     """
-    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
-    iy, ix = _flagged(cosmics)
-    group = labels[iy, ix] - 1
-    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
-    size = np.bincount(group, minlength=count)
-    total = np.bincount(group, z, count) / np.sqrt(size)
+    iy, ix, group, z, size, total = _group_significance(cosmics, data, sky, sigma)
     certain = (z >= FAINT_SIGMA) | ((size >= 2) & (total >= WIDEN_TOTAL))[group]
     rays = np.zeros_like(cosmics)
     rays[iy[certain], ix[certain]] = True
@@ -520,11 +530,9 @@ def _segment_pixels(centre, axis, start, end):
 
 def _track_lines(cosmics, data, sky, sigma):
     """Centre, unit axis (dy, dx) and extent along it of each elongated flagged group."""
-    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
-    iy, ix = _flagged(cosmics)
-    group = labels[iy, ix] - 1
+    iy, ix, group, z, pixels, total = _group_significance(cosmics, data, sky, sigma)
+    count = pixels.size
     # weighted by significance: the weak rim added around a track does not tilt its line
-    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
     weight = np.clip(z, 1, None)
     size = np.bincount(group, weight, count)
     centre = np.column_stack([np.bincount(group, weight * c, count) / size for c in (iy, ix)])
@@ -542,8 +550,7 @@ def _track_lines(cosmics, data, sky, sigma):
     np.minimum.at(start, group, along)
     np.maximum.at(end, group, along)
     # the shortest lines must be rays for sure (a star's edge can look like one)
-    pixels = np.bincount(group, minlength=count)
-    certain = np.bincount(group, z, count) / np.sqrt(pixels) >= WIDEN_TOTAL
+    certain = total >= WIDEN_TOTAL
     length = end - start + 1
     # a one-pixel-wide line still spreads 1/12 pixel^2 across
     line = (
@@ -606,14 +613,9 @@ def _widen_faint_groups(cosmics, data, sky, sigma, known):
     its rim is only a sigma or two above the sky: too little for `_grow`
     from any seed, but enough beside the core of a group that is a ray for sure.
     """
-    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
-    iy, ix = _flagged(cosmics)
-    group = labels[iy, ix] - 1
-    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
-    size = np.bincount(group, minlength=count)
-    peak = np.full(count, -np.inf)
+    iy, ix, group, z, size, total = _group_significance(cosmics, data, sky, sigma)
+    peak = np.full(size.size, -np.inf)
     np.maximum.at(peak, group, z)
-    total = np.bincount(group, z, count) / np.sqrt(size)
     certain = (size >= 2) & (peak < FAINT_SIGMA) & (total >= WIDEN_TOTAL)
     core = certain[group] & (z > SHARP_SIGMA)
     index = np.ravel_multi_index((iy[core], ix[core]), data.shape)

@@ -353,18 +353,30 @@ def test_noise_model_follows_the_flat(frame, flat):
     assert np.percentile(np.abs(sigma / truth - 1), 99) < 0.12
 
 
-def test_faint_track_completed(frame):
-    """A long track under 4 sigma per pixel above the sky is flagged along its whole line."""
+def cosmics_with_tracks(frame, tracks):
+    """Cosmic-ray flags of ``frame`` with extra tracks, and each track's pixels.
+
+    ``tracks`` holds ``(x, y, length, angle, level)``, the level in sky sigma
+    per pixel of track; a track's pixels are those with 20 % of its level or more.
+    """
     ny, nx = frame.ccd.shape
     data = frame.ccd.data.copy()
-    level = 4 * datasets._sky_noise(frame.sky, 1.0)
-    iy, ix, values = datasets._track(300.0, 520.0, 90.0, 0.5, level, (ny, nx), nx)
-    data[iy, ix] += values
+    noise = datasets._sky_noise(frame.sky, 1.0)
+    pixels = []
+    for x, y, length, angle, level in tracks:
+        iy, ix, values = datasets._track(x, y, length, angle, level * noise, (ny, nx), nx)
+        data[iy, ix] += values
+        strong = values >= 0.2 * level * noise
+        pixels.append((iy[strong], ix[strong]))
     ccd = frame.ccd.copy()
     ccd.data = data
-    cosmic = has(make_mask(ccd, mask_cosmics=True), MaskFlag.COSMIC_RAY)
-    strong = values >= 0.2 * level
-    assert cosmic[iy[strong], ix[strong]].mean() >= 0.9
+    return has(make_mask(ccd, mask_cosmics=True), MaskFlag.COSMIC_RAY), pixels
+
+
+def test_faint_track_completed(frame):
+    """A long track under 4 sigma per pixel above the sky is flagged along its whole line."""
+    cosmic, [(iy, ix)] = cosmics_with_tracks(frame, [(300.0, 520.0, 90.0, 0.5, 4)])
+    assert cosmic[iy, ix].mean() >= 0.9
     # nothing is flagged beside it, beyond a pixel or two at its ends and the
     # 3.5 sigma noise peaks (one per 5000 pixels)
     box = np.zeros_like(cosmic)
@@ -380,40 +392,24 @@ def test_faint_tracks_two_rows_wide_found(frame):
 
     Their pixels carry 1-4 sigma; a pixel-by-pixel search finds a third of them.
     """
-    ny, nx = frame.ccd.shape
-    data = frame.ccd.data.copy()
-    level = 6 * datasets._sky_noise(frame.sky, 1.0)
     starts = [(150, 200), (400, 620), (700, 260), (880, 840), (260, 880), (520, 120), (90, 480)]
-    rays = []
-    for k, (x, y) in enumerate([*starts, (610, 980)]):
-        angle = (0.05 if k % 2 else np.pi / 2 + 0.05) * (-1) ** (k // 2)
-        iy, ix, values = datasets._track(x + 0.5, y + 0.5, 5.0, angle, level, (ny, nx), nx)
-        data[iy, ix] += values
-        strong = values >= 0.2 * level
-        rays.append((iy[strong], ix[strong]))
-    ccd = frame.ccd.copy()
-    ccd.data = data
-    cosmic = has(make_mask(ccd, mask_cosmics=True), MaskFlag.COSMIC_RAY)
+    tracks = [
+        (x + 0.5, y + 0.5, 5.0, (0.05 if k % 2 else np.pi / 2 + 0.05) * (-1) ** (k // 2), 6)
+        for k, (x, y) in enumerate([*starts, (610, 980)])
+    ]
+    cosmic, rays = cosmics_with_tracks(frame, tracks)
     assert np.mean([cosmic[iy, ix].mean() for iy, ix in rays]) >= 0.5
 
 
 def test_crossing_rays_both_flagged(frame):
     """A faint ray that crosses a bright one is not taken for a source lit by it."""
-    ny, nx = frame.ccd.shape
-    data = frame.ccd.data.copy()
-    noise = datasets._sky_noise(frame.sky, 1.0)
-    faint_pixels = []  # the pixels of each faint ray with at least 20 % of its charge
-    for k, (x, y) in enumerate([(200.5, 150.5), (420.5, 700.5), (610.5, 330.5), (850.5, 880.5)]):
-        for level, angle in ((40 * noise, 0.3 + k), (8 * noise, 1.9 + k)):
-            iy, ix, values = datasets._track(x, y, 6.0, angle, level, (ny, nx), nx)
-            data[iy, ix] += values
-        strong = values >= 0.2 * level
-        faint_pixels.append((iy[strong], ix[strong]))
-    ccd = frame.ccd.copy()
-    ccd.data = data
-    cosmic = has(make_mask(ccd, mask_cosmics=True), MaskFlag.COSMIC_RAY)
+    centres = [(200.5, 150.5), (420.5, 700.5), (610.5, 330.5), (850.5, 880.5)]
+    tracks = []
+    for k, (x, y) in enumerate(centres):
+        tracks += [(x, y, 6.0, 0.3 + k, 40), (x, y, 6.0, 1.9 + k, 8)]
+    cosmic, rays = cosmics_with_tracks(frame, tracks)
     # each faint ray is found (half its pixels, as scored), most of its pixels flagged
-    found = [cosmic[iy, ix].mean() for iy, ix in faint_pixels]
+    found = [cosmic[iy, ix].mean() for iy, ix in rays[1::2]]
     assert min(found) >= 0.5
     assert np.mean(found) >= 0.7
 
