@@ -209,13 +209,13 @@ class _FlagImage:
         self.counts[flag.name] += int(np.count_nonzero(where))
         self._total = None
 
-    def add_at(self, flag, index, *, fresh):
-        """Flag the pixels at flat ``index`` (each once); ``fresh`` of them were not masked."""
+    def add_at(self, flag, index):
+        """Flag the pixels at flat ``index`` (each once)."""
+        if self._total is not None:
+            self._total += len(index) - int(np.count_nonzero(self.mask.ravel()[index]))
         self.flags.ravel()[index] |= FLAGS_DTYPE.type(flag)
         self.mask.ravel()[index] = True
         self.counts[flag.name] += len(index)
-        if self._total is not None:
-            self._total += fresh
 
     def add_region(self, flag, part):
         """Flag every pixel of the slice ``part``."""
@@ -297,12 +297,9 @@ def _mask_nonfinite_and_saturated(data, level, image):
         return
     index = _failing(data, np.inf if level is None else level)
     values = data[np.divmod(index, data.shape[1])]
-    nonfinite = ~np.isfinite(values)
-    image.add_at(MaskFlag.NONFINITE, index[nonfinite], fresh=int(np.count_nonzero(nonfinite)))
+    image.add_at(MaskFlag.NONFINITE, index[~np.isfinite(values)])
     if level is not None:
-        saturated = values >= level  # +inf is both
-        fresh = int(np.count_nonzero(saturated & ~nonfinite))
-        image.add_at(MaskFlag.SATURATED, index[saturated], fresh=fresh)
+        image.add_at(MaskFlag.SATURATED, index[values >= level])  # +inf is both
 
 
 def _failing(data, top):

@@ -392,10 +392,12 @@ def test_faint_tracks_two_rows_wide_found(frame):
 
     Their pixels carry 1-4 sigma; a pixel-by-pixel search finds a third of them.
     """
-    starts = [(150, 200), (400, 620), (700, 260), (880, 840), (260, 880), (520, 120), (90, 480)]
+    centres = [(150, 200), (400, 620), (700, 260), (880, 840)]
+    centres += [(260, 880), (520, 120), (90, 480), (610, 980)]
+    # near columns and rows in turn, leaning either way; centred between two pixels
     tracks = [
         (x + 0.5, y + 0.5, 5.0, (0.05 if k % 2 else np.pi / 2 + 0.05) * (-1) ** (k // 2), 6)
-        for k, (x, y) in enumerate([*starts, (610, 980)])
+        for k, (x, y) in enumerate(centres)
     ]
     cosmic, rays = cosmics_with_tracks(frame, tracks)
     assert np.mean([cosmic[iy, ix].mean() for iy, ix in rays]) >= 0.5
