@@ -7,7 +7,6 @@ each refinement is one short function, with its thresholds beside it.
 import inspect
 
 import numpy as np
-from scipy import ndimage
 
 from ._sky import SkyModel
 
@@ -142,9 +141,9 @@ class _Candidates:
 
     def __init__(self, data, sky, sigma, known):
         self.iy, self.ix = iy, ix = _pixels_above(data, sky, sigma, LINE_SIGMA, known)
-        self.z = _around(data, iy, ix, _BOX2) - sky[iy, ix, None]
+        self.z, self.masked = _gather_around([data, known], iy, ix, _BOX2)
+        self.z -= sky[iy, ix, None]
         self.z /= sigma[iy, ix, None]
-        self.masked = _around(known, iy, ix, _BOX2)
 
 
 def _add_sharp_events(cosmics, candidates):
@@ -154,13 +153,13 @@ def _add_sharp_events(cosmics, candidates):
     is lit around a star, while a track crosses it in two places only.
     """
     bright = np.flatnonzero(candidates.z[:, _CENTRE] > SHARP_SIGMA)
-    z, masked = candidates.z[bright], candidates.masked[bright]
+    z, masked = candidates.z.take(bright, axis=0), candidates.masked.take(bright, axis=0)
     centre = z[:, _CENTRE]
     around = z[:, _NEIGHBOUR_INDEX]
     sharp = ((around <= centre[:, None]) & ~masked[:, _NEIGHBOUR_INDEX]).all(axis=1)
     sharp &= around.sum(axis=1) < SHARP_NEIGHBOURS * centre
     faint = np.flatnonzero(sharp & (centre < FAINT_SIGMA))
-    sharp[faint] = np.median(z[faint][:, _RING2_INDEX], axis=1) < SHARP_RING_SIGMA
+    sharp[faint] = _row_median(z[faint][:, _RING2_INDEX]) < SHARP_RING_SIGMA
     cosmics[candidates.iy[bright[sharp]], candidates.ix[bright[sharp]]] = True
 
 
@@ -184,7 +183,7 @@ def _add_faint_lines(cosmics, candidates):
     edge of a faint star can look the same, but it lifts its 5 x 5 median.
     """
     free = np.flatnonzero(~cosmics[candidates.iy, candidates.ix])
-    z = candidates.z[free]
+    z = candidates.z.take(free, axis=0)
     pairs, lit = np.empty((4, free.size), np.float32), np.empty((4, free.size), bool)
     for k, (dy, dx) in enumerate(_DIRECTIONS):
         ahead, behind = z[:, _box_index(dy, dx)], z[:, _box_index(-dy, -dx)]
@@ -200,7 +199,7 @@ def _add_faint_lines(cosmics, candidates):
     # the 5 x 5 median must see only valid pixels
     line = line[~candidates.masked[line].any(axis=1)]
     # not on any source: a short track barely lifts the 5 x 5 median, a faint star does
-    line = line[np.median(candidates.z[line], axis=1) < LINE_MEDIAN_SIGMA]
+    line = line[_row_median(candidates.z[line]) < LINE_MEDIAN_SIGMA]
     cosmics[candidates.iy[line], candidates.ix[line]] = True
 
 
@@ -222,19 +221,19 @@ def _add_faint_bands(cosmics, candidates):
     on either side, which a track leaves dark and a faint star does not.
     """
     free = np.flatnonzero(~cosmics[candidates.iy, candidates.ix])
-    box = candidates.z[free].reshape(-1, 5, 5)
+    box = candidates.z.take(free, axis=0).reshape(-1, 5, 5)
     band = np.zeros(free.size, dtype=bool)
     for z in (box, box.transpose(0, 2, 1)):  # rows, then columns
-        sums = z[:, :, 1:4].sum(axis=2)  # of the middle three pixels of each row
+        sums = z[:, :, 1] + z[:, :, 2] + z[:, :, 3]  # the middle three pixels of each row
         for lit, beside in _BAND_ROWS:
             total = sums[:, lit[0]] + sums[:, lit[1]]
             outer = sums[:, beside[0]] + sums[:, beside[1]]
-            ends = np.minimum(z[:, lit, 1].sum(axis=1), z[:, lit, 3].sum(axis=1))
+            ends = np.minimum(z[:, lit[0], 1] + z[:, lit[1], 1], z[:, lit[0], 3] + z[:, lit[1], 3])
             # lit at both ends, as in `_add_faint_lines`
             maybe = np.flatnonzero(
                 (total >= BAND_SUM) & (outer <= BAND_OUTER * total) & (ends >= 2 * LINE_END_SIGMA)
             )
-            dark = np.median(z[maybe][:, beside].reshape(-1, 10), axis=1) < LINE_MEDIAN_SIGMA
+            dark = _row_median(z[maybe][:, beside].reshape(-1, 10)) < LINE_MEDIAN_SIGMA
             band[maybe[dark]] = True
     hit = free[band]
     hit = hit[~candidates.masked[hit].any(axis=1)]
@@ -261,26 +260,73 @@ _NEIGHBOUR_INDEX = [_box_index(dy, dx) for dy, dx in _NEIGHBOURS]
 _RING2_INDEX = [_box_index(dy, dx) for dy, dx in _RING2]
 
 
+#: pixels gathered at a time by `_around`: the flat indices of their boxes stay small
+GATHER_CHUNK = 1 << 15
+
+
 def _around(array, iy, ix, offsets):
     """Values of ``array`` at ``offsets`` around each pixel, clipped at the image edges.
 
     The result has one row per pixel and one column per offset.
     """
-    ny, nx = array.shape
+    return _gather_around([array], iy, ix, offsets)[0]
+
+
+def _gather_around(arrays, iy, ix, offsets):
+    """`_around` for several arrays of one shape, finding the indices once."""
+    flat = [array.ravel() for array in arrays]
+    gathered = [np.empty((len(iy), len(offsets)), dtype=array.dtype) for array in arrays]
+    for start in range(0, len(iy), GATHER_CHUNK):
+        part = slice(start, start + GATHER_CHUNK)
+        index = _indices_around(arrays[0].shape, iy[part], ix[part], offsets)
+        for values, out in zip(flat, gathered, strict=True):
+            np.take(values, index, out=out[part], mode="clip")  # "clip": unbuffered
+    return gathered
+
+
+def _indices_around(shape, iy, ix, offsets):
+    """Flat indices of the pixels at ``offsets`` around each pixel, clipped at the edges.
+
+    One gather with flat indices is several times faster than indexing
+    with rows and columns.
+    """
+    ny, nx = shape
+    iy, ix = np.asarray(iy, dtype=np.intp), np.asarray(ix, dtype=np.intp)
     dy, dx = np.array(offsets).T
-    rows = np.clip(iy[:, None] + dy, 0, ny - 1)
-    cols = np.clip(ix[:, None] + dx, 0, nx - 1)
-    return array[rows, cols]
+    index = (iy * nx + ix)[:, None] + (dy * nx + dx)
+    edge = np.flatnonzero(
+        (iy < -dy.min()) | (iy >= ny - dy.max()) | (ix < -dx.min()) | (ix >= nx - dx.max())
+    )
+    if edge.size:
+        rows = np.clip(iy[edge, None] + dy, 0, ny - 1)
+        index[edge] = rows * nx + np.clip(ix[edge, None] + dx, 0, nx - 1)
+    return index
+
+
+def _row_median(values):
+    """Median of each row of a 2-D array, NaN where the row holds a NaN, as `numpy.median`.
+
+    One partition at the middle: `numpy.median` also partitions for the
+    largest value to find NaN, which takes several times longer.
+    """
+    half = values.shape[1] // 2
+    if values.shape[1] % 2:
+        median = np.partition(values, half, axis=1)[:, half]
+    else:
+        middle = np.partition(values, [half - 1, half], axis=1)[:, half - 1 : half + 1]
+        median = middle.mean(axis=1, dtype=values.dtype)
+    median[np.isnan(values).any(axis=1)] = np.nan
+    return median
 
 
 def _ring_median(data, iy, ix):
     """Median of the outer ring of the 5 x 5 box around each pixel."""
-    return np.median(_around(data, iy, ix, _RING2), axis=1)
+    return _row_median(_around(data, iy, ix, _RING2))
 
 
 def _box_median(data, iy, ix):
     """Median of the 5 x 5 box around each pixel."""
-    return np.median(_around(data, iy, ix, _BOX2), axis=1)
+    return _row_median(_around(data, iy, ix, _BOX2))
 
 
 def _box_median_without(data, exclude, iy, ix):
@@ -290,7 +336,7 @@ def _box_median_without(data, exclude, iy, ix):
     # pixels left out become -inf and +inf in turn, so the middle stays in place
     # (for an odd number left out, the median is the upper of the two middle values)
     fill = np.where(np.cumsum(left_out, axis=1) % 2, np.inf, -np.inf)
-    return np.median(np.where(left_out, fill, values), axis=1)
+    return _row_median(np.where(left_out, fill, values))
 
 
 def _on_smooth_source(data, sky, sigma, rays, iy, ix, fraction=SMOOTH_FRACTION):
@@ -323,32 +369,32 @@ def _drop_star_cores(cosmics, data, sky):
     The 8 neighbours of a star core hold at least 4 times its excess over the
     sky; those of a cosmic ray, even one on a star's wing, hold much less.
     """
-    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
+    iy, ix, group, count = _groups(cosmics)
     if not count:
         return
-    flagged = _flagged(cosmics)
-    iy, ix = _group_peaks(data, labels, flagged)
+    py, px = _group_peaks(data, iy, ix, group)
     ny, nx = data.shape
     neighbours = (
         np.array(
             [
-                data[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)]
+                data[np.clip(py + dy, 0, ny - 1), np.clip(px + dx, 0, nx - 1)]
                 for dy, dx in _NEIGHBOURS
             ]
         )
-        - sky[iy, ix]
+        - sky[py, px]
     )
-    excess = data[iy, ix] - sky[iy, ix]
+    excess = data[py, px] - sky[py, px]
     # a star lights all its neighbours; a track leaves dark pixels across it
     star = (neighbours.sum(axis=0) >= SHARP_NEIGHBOURS * excess) & (
         neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess
     )
-    star &= ~_is_track(labels[flagged], *flagged, count)
-    cosmics &= np.concatenate([[False], ~star])[labels]
+    star &= ~_is_track(group, iy, ix, count)
+    drop = star[group]
+    cosmics[iy[drop], ix[drop]] = False
 
 
 def _is_track(group, iy, ix, count):
-    """Whether each group (labels 1..count of pixels ``iy, ix``) is shaped like a track.
+    """Whether each group (0 to count - 1, of pixels ``iy, ix``) is shaped like a track.
 
     A star core keeps its flags within a compact blob; a track, even one that
     crosses another track or a star, stretches out of it: long, and thin or sparse.
@@ -356,21 +402,50 @@ def _is_track(group, iy, ix, count):
     sizes = []
     for coordinate in (iy, ix):
         low, high = np.full(count, coordinate.max()), np.zeros(count, dtype=coordinate.dtype)
-        np.minimum.at(low, group - 1, coordinate)
-        np.maximum.at(high, group - 1, coordinate)
+        np.minimum.at(low, group, coordinate)
+        np.maximum.at(high, group, coordinate)
         sizes.append(high - low + 1)
     longest, shortest = np.maximum(*sizes), np.minimum(*sizes)
-    fill = np.bincount(group - 1, minlength=count) / (longest * shortest)
+    fill = np.bincount(group, minlength=count) / (longest * shortest)
     return (longest > STAR_CORE_EXTENT) & ((longest >= 3 * shortest) | (fill < 0.4))
 
 
-def _group_peaks(data, labels, flagged):
-    """Row and column of the brightest pixel of each labelled group, in label order."""
-    iy, ix = flagged
-    group = labels[iy, ix]
+def _group_peaks(data, iy, ix, group):
+    """Row and column of the brightest pixel of each group, in group order."""
     order = np.lexsort((data[iy, ix], group))  # by group, brightest last
     last = np.flatnonzero(np.diff(group[order], append=group.max() + 1))
     return iy[order[last]], ix[order[last]]
+
+
+#: the neighbours after a pixel in row order: enough to join 8-connected groups
+_AHEAD = [(0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+def _groups(mask):
+    """Find the 8-connected groups of the True pixels of ``mask``.
+
+    Returns the pixels' rows, columns and group (0 to count - 1), and the count.
+    The pixels are few, so a graph of them is joined instead of labelling
+    the whole image.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ny, nx = mask.shape
+    flat = mask.ravel()
+    index = np.flatnonzero(flat)
+    iy, ix = np.divmod(index, nx)
+    head, tail = [], []  # positions in ``index`` of the two pixels of each link
+    for dy, dx in _AHEAD:
+        inside = np.flatnonzero((iy + dy < ny) & (ix + dx >= 0) & (ix + dx < nx))
+        other = index[inside] + dy * nx + dx
+        linked = flat[other]
+        head.append(inside[linked])
+        tail.append(np.searchsorted(index, other[linked]))
+    head, tail = np.concatenate(head), np.concatenate(tail)
+    graph = coo_matrix((np.ones(head.size, dtype=np.int8), (head, tail)), (index.size,) * 2)
+    count, group = connected_components(graph, directed=False)
+    return iy, ix, group, count
 
 
 def _drop_faint_on_sources(cosmics, data, sky, sigma):
@@ -424,9 +499,7 @@ def _group_significance(cosmics, data, sky, sigma):
     Groups are 8-connected; a group's sum is the significance of its pixels
     added up, over the square root of their number.
     """
-    labels, count = ndimage.label(cosmics, np.ones((3, 3), dtype=bool))
-    iy, ix = _flagged(cosmics)
-    group = labels[iy, ix] - 1
+    iy, ix, group, count = _groups(cosmics)
     z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
     size = np.bincount(group, minlength=count)
     total = np.bincount(group, z, count) / np.sqrt(size)
@@ -519,7 +592,8 @@ def _segment_pixels(centre, axis, start, end):
     n = a[..., ::-1] * [-1, 1]
     s = np.arange(-2, 3)[None, :, None] * 0.5 * (TRACK_HALF_WIDTH + 0.5)
     points = np.rint(c + t[:, None, None] * a + s * n)
-    across, along = ((points - c) * n).sum(axis=2), ((points - c) * a).sum(axis=2)
+    dy, dx = points[..., 0] - c[..., 0], points[..., 1] - c[..., 1]
+    across, along = dy * n[..., 0] + dx * n[..., 1], dy * a[..., 0] + dx * a[..., 1]
     near = (
         (np.abs(across) <= TRACK_HALF_WIDTH)
         & (along >= start[track, None] - 0.5)

@@ -416,6 +416,26 @@ def test_crossing_rays_both_flagged(frame):
     assert np.mean(found) >= 0.7
 
 
+def test_fast_helpers_match_scipy_and_numpy():
+    """The sparse grouping and the one-partition median agree with ndimage.label and np.median."""
+    from stdpipe_ccd._cosmics import _groups, _row_median
+
+    rng = np.random.default_rng(5)
+    mask = rng.random((200, 300)) < 0.25  # many groups, some touching the edges
+    iy, ix, group, count = _groups(mask)
+    labels, expected = ndimage.label(mask, np.ones((3, 3), dtype=bool))
+    assert count == expected
+    # the same partition of the pixels, whatever the numbering
+    pairs = set(zip(labels[iy, ix].tolist(), group.tolist(), strict=True))
+    assert len(pairs) == count
+    assert _groups(np.zeros((5, 5), dtype=bool))[3] == 0
+
+    for width in (10, 16, 25):
+        values = rng.normal(size=(500, width)).astype(np.float32)
+        values[3, 4], values[7], values[9, ::2] = np.nan, np.inf, -np.inf
+        np.testing.assert_array_equal(_row_median(values), np.median(values, axis=1))
+
+
 def test_cosmic_options_pass_through(frame):
     strict = make_mask(frame.ccd, mask_cosmics=True, cosmics_options={"sigclip": 8.0})
     default = make_mask(frame.ccd, mask_cosmics=True)
