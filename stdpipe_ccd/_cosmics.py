@@ -171,8 +171,12 @@ LINE_SUM = 8.0
 LINE_CONTRAST = 4.0
 #: ... and both neighbours along the line are this many sigma above the sky
 LINE_END_SIGMA = 1.0
-#: ... and its 5 x 5 median is less than this many sigma above the sky
+#: ... and its 5 x 5 median is less than this many sigma above the sky,
 LINE_MEDIAN_SIGMA = 0.5
+#: ... or less than twice that (a track two pixels wide lifts it) for a pixel this
+#: many sigma above the sky, brighter than its neighbours off the line (a star's
+#: edge has its core there) and with the ring two pixels out under LINE_MEDIAN_SIGMA
+LINE_PEAK_SIGMA = 5.0
 _DIRECTIONS = [(0, 1), (1, 0), (1, 1), (1, -1)]
 
 
@@ -180,7 +184,9 @@ def _add_faint_lines(cosmics, candidates):
     """Flag pixels of tracks too faint per pixel for LACosmic, but bright along a line.
 
     Three pixels in a row of a track add up; across it they stay dark. The
-    edge of a faint star can look the same, but it lifts its 5 x 5 median.
+    edge of a faint star can look the same, but it lifts its 5 x 5 median
+    (a track two pixels wide does too, a little, so a pixel that peaks off
+    the line and leaves the ring two pixels out dark is allowed more).
     """
     free = np.flatnonzero(~cosmics[candidates.iy, candidates.ix])
     z = candidates.z.take(free, axis=0)
@@ -195,11 +201,18 @@ def _add_faint_lines(cosmics, candidates):
     column = np.arange(free.size)
     best = z[:, _CENTRE] + along[k, column]
     contrast = along[k, column] - pairs[k ^ 1, column]  # directions 0/1 and 2/3 are across
-    line = free[(best >= LINE_SUM) & (contrast >= LINE_CONTRAST)]
+    chosen = np.flatnonzero((best >= LINE_SUM) & (contrast >= LINE_CONTRAST))
     # the 5 x 5 median must see only valid pixels
-    line = line[~candidates.masked[line].any(axis=1)]
+    chosen = chosen[~candidates.masked[free[chosen]].any(axis=1)]
     # not on any source: a short track barely lifts the 5 x 5 median, a faint star does
-    line = line[_row_median(candidates.z[line]) < LINE_MEDIAN_SIGMA]
+    box = z[chosen]
+    median = _row_median(box)
+    centre = box[:, _CENTRE]
+    beside = box[np.arange(chosen.size)[:, None], _OFF_LINE_INDEX[k[chosen]]]
+    peak = (centre >= LINE_PEAK_SIGMA) & (centre >= beside.max(axis=1))
+    peak &= _row_median(box[:, _RING2_INDEX]) < LINE_MEDIAN_SIGMA
+    quiet = (median < LINE_MEDIAN_SIGMA) | (peak & (median < 2 * LINE_MEDIAN_SIGMA))
+    line = free[chosen[quiet]]
     cosmics[candidates.iy[line], candidates.ix[line]] = True
 
 
@@ -208,8 +221,11 @@ def _add_faint_lines(cosmics, candidates):
 BAND_SUM = 11.0
 #: ... the rows on either side of them hold less than this fraction of that ...
 BAND_OUTER = 0.1
-#: ... and the median of those rows, five pixels long, is under LINE_MEDIAN_SIGMA
-#: (rows of the 5 x 5 box, 0 to 4, holding the band and on either side of it)
+#: ... and the mean or the median of those rows, five pixels long, is under this
+#: many sigma (over 10 pixels of sky they scatter by 0.3 and 0.4 sigma; either may
+#: be lifted by chance, a faint star lifts both)
+BAND_SIDE_SIGMA = 0.5
+#: rows of the 5 x 5 box, 0 to 4, holding the band and on either side of it
 _BAND_ROWS = [([2, 3], [1, 4]), ([1, 2], [0, 3])]
 
 
@@ -233,7 +249,8 @@ def _add_faint_bands(cosmics, candidates):
             maybe = np.flatnonzero(
                 (total >= BAND_SUM) & (outer <= BAND_OUTER * total) & (ends >= 2 * LINE_END_SIGMA)
             )
-            dark = _row_median(z[maybe][:, beside].reshape(-1, 10)) < LINE_MEDIAN_SIGMA
+            side = z[maybe][:, beside].reshape(-1, 10)
+            dark = (side.mean(axis=1) < BAND_SIDE_SIGMA) | (_row_median(side) < BAND_SIDE_SIGMA)
             band[maybe[dark]] = True
     hit = free[band]
     hit = hit[~candidates.masked[hit].any(axis=1)]
@@ -258,6 +275,10 @@ def _box_index(dy, dx):
 _CENTRE = _box_index(0, 0)
 _NEIGHBOUR_INDEX = [_box_index(dy, dx) for dy, dx in _NEIGHBOURS]
 _RING2_INDEX = [_box_index(dy, dx) for dy, dx in _RING2]
+#: box columns (`_BOX2`) of the 6 neighbours off the line, for each direction
+_OFF_LINE_INDEX = np.array(
+    [[_box_index(*n) for n in _NEIGHBOURS if n not in (d, (-d[0], -d[1]))] for d in _DIRECTIONS]
+)
 
 
 #: pixels gathered at a time by `_around`: the flat indices of their boxes stay small

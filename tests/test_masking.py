@@ -403,6 +403,46 @@ def test_faint_tracks_two_rows_wide_found(frame):
     assert np.mean([cosmic[iy, ix].mean() for iy, ix in rays]) >= 0.5
 
 
+#: sigma above the sky around a real ray two pixels wide that lifted its 5 x 5
+#: median to 0.9 sigma (frame of 2048², seed 2), and around a faint star's edge
+#: (dense test field); the line test must take the first, not the second
+_TWO_WIDE_RAY = [
+    [-0.8, -0.6, -0.1, 0.4, -0.6, 0.9, -1.1, 0.5, 0.5],
+    [1.3, 0.4, 0.1, -0.0, -1.9, 0.8, -1.6, -0.6, -0.6],
+    [1.9, 0.8, -0.7, 0.8, -0.1, 2.0, -1.1, -0.6, -0.3],
+    [-1.2, -2.3, -0.3, 3.7, 0.8, -0.0, 1.2, 0.4, 0.2],
+    [0.0, 0.9, -0.8, 3.9, 6.1, 0.8, 1.0, -0.0, 0.4],
+    [-0.3, -0.9, 1.0, 0.2, 3.5, 5.7, 1.1, -0.3, 0.0],
+    [1.5, -0.8, 1.9, -1.0, -0.2, 3.5, 3.5, -0.4, 0.5],
+    [-0.9, 1.1, -0.3, 0.3, 0.8, 0.5, 0.6, 0.7, 0.8],
+    [0.2, 2.1, -1.2, 1.5, -0.7, -0.5, -1.5, 0.8, -1.9],
+]
+_FAINT_STAR = [
+    [0.7, 0.8, 0.4, 0.7, 2.3, -0.3, 1.6],
+    [1.2, 3.0, 0.7, 2.4, -0.1, -0.3, 2.4],
+    [0.2, 3.3, 3.7, 2.4, 3.4, 0.3, 0.4],
+    [0.1, 4.0, 3.5, 5.9, 2.7, 1.5, 0.0],
+    [1.1, 0.2, 2.9, 3.9, 0.6, 0.2, -1.4],
+    [1.8, 0.3, 0.2, 2.3, 0.1, -0.2, 0.0],
+    [-0.4, -0.0, 0.0, -0.6, 1.0, 0.5, -0.5],
+]
+
+
+def test_faint_line_two_pixels_wide_not_star_edge():
+    """A faint ray two pixels wide passes the line test although it lifts its 5 x 5 median."""
+    from stdpipe_ccd import _cosmics
+
+    image = np.zeros((40, 60), dtype=np.float32)
+    image[10:19, 10:19] = _TWO_WIDE_RAY
+    image[10:17, 40:47] = _FAINT_STAR
+    flat = np.ones_like(image)
+    candidates = _cosmics._Candidates(image, 0 * flat, flat, np.zeros(image.shape, dtype=bool))
+    cosmics = np.zeros(image.shape, dtype=bool)
+    _cosmics._add_faint_lines(cosmics, candidates)
+    assert cosmics[13:17, 13:17].any()  # the ray (its 6.1 and 5.7 sigma pixels)
+    assert not cosmics[:, 30:].any()  # the star
+
+
 def test_crossing_rays_both_flagged(frame):
     """A faint ray that crosses a bright one is not taken for a source lit by it."""
     centres = [(200.5, 150.5), (420.5, 700.5), (610.5, 330.5), (850.5, 880.5)]
