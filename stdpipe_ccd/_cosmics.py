@@ -571,8 +571,11 @@ TRACK_FOLLOW_SIGMA = 1.0
 TRACK_FOLLOW_MAX = 40
 #: pixels whose centres lie this close to a track's line share its charge ...
 TRACK_HALF_WIDTH = 1.0
-#: ... unless the ring two pixels out is this many sigma above the sky (a star)
+#: ... unless the ring two pixels out is this many sigma above the sky (a star),
 TRACK_SOURCE_SIGMA = 1.0
+#: ... and this fraction of the pixel's own excess (a bright track lights the ring
+#: of the track beside it)
+TRACK_RING_FRACTION = 0.25
 
 
 def _complete_tracks(cosmics, data, sky, sigma, known):
@@ -596,8 +599,15 @@ def _complete_tracks(cosmics, data, sky, sigma, known):
     index = index[~known.ravel()[index] & ~cosmics.ravel()[index]]
     iy, ix = np.divmod(index, nx)
     # the track lifts the 5 x 5 median of its own pixels; the ring around it, less
-    on_source = _ring_median(data, iy, ix) - sky[iy, ix] > TRACK_SOURCE_SIGMA * sigma[iy, ix]
+    on_source = _on_lit_ring(_ring_median(data, iy, ix), data, sky, sigma, iy, ix)
     cosmics[iy[~on_source], ix[~on_source]] = True
+
+
+def _on_lit_ring(ring, data, sky, sigma, iy, ix):
+    """Whether the ring median ``ring`` around pixels on a track's line shows a source there."""
+    lift = ring - sky[iy, ix]
+    excess = data[iy, ix] - sky[iy, ix]
+    return (lift > TRACK_SOURCE_SIGMA * sigma[iy, ix]) & (lift > TRACK_RING_FRACTION * excess)
 
 
 def _segment_pixels(centre, axis, start, end):
@@ -688,7 +698,7 @@ def _line_score(data, sky, sigma, known, centre, axis, end, steps):
     local = _ring_median(data, iy.ravel(), ix.ravel()).reshape(iy.shape)
     score = (data[iy, ix] - local) / sigma[iy, ix]
     # a track is not followed off the image, into masked pixels or into a source
-    on_source = local - sky[iy, ix] > TRACK_SOURCE_SIGMA * sigma[iy, ix]
+    on_source = _on_lit_ring(local, data, sky, sigma, iy, ix)
     score[~inside | known[iy, ix] | on_source] = -np.inf
     return score
 
