@@ -84,6 +84,7 @@ def _write_benchmark_tables():
                 ("method", "method (4096 x 4096)", "{}"),
                 ("seconds", "seconds", "{:.1f}"),
                 ("ratio_to_bare_call", "time / astroscrappy", "{:.2f}"),
+                ("ratio_to_own_call", "time / its own astroscrappy call", "{:.3f}"),
                 ("memory_ratio_to_bare_call", "memory / astroscrappy", "{:.2f}"),
             ],
         ),
