@@ -99,6 +99,8 @@ GROW_SIGMA = 1.75
 GROW_STEPS = 3
 #: the dimmest neighbour of a star core keeps at least this fraction of its excess
 STAR_MIN_NEIGHBOUR = 0.2
+#: the flags of a star core are dropped within this radius (pixels) of its peak
+STAR_CORE_RADIUS = 2.5
 #: flagged groups longer than this (pixels), and thin or sparse, are tracks, not star cores
 STAR_CORE_EXTENT = 7
 #: detections fainter than this (sigma above the sky) must also not sit on a smooth source
@@ -385,10 +387,12 @@ def _on_smooth_source(data, sky, sigma, rays, iy, ix, fraction=SMOOTH_FRACTION):
 
 
 def _drop_star_cores(cosmics, data, sky):
-    """Unflag groups of pixels whose brightest pixel has a star's light around it.
+    """Unflag the cores of groups of pixels whose brightest pixel has a star's light around it.
 
     The 8 neighbours of a star core hold at least 4 times its excess over the
     sky; those of a cosmic ray, even one on a star's wing, hold much less.
+    Pixels of the group beyond `STAR_CORE_RADIUS` stay flagged (a ray that
+    leaves the star); `_drop_faint_on_sources` tests them next.
     """
     iy, ix, group, count = _groups(cosmics)
     if not count:
@@ -410,7 +414,9 @@ def _drop_star_cores(cosmics, data, sky):
         neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess
     )
     star &= ~_is_track(group, iy, ix, count)
-    drop = star[group]
+    # a ray leaving the star keeps its pixels beyond the core
+    core = (iy - py[group]) ** 2 + (ix - px[group]) ** 2 <= STAR_CORE_RADIUS**2
+    drop = star[group] & core
     cosmics[iy[drop], ix[drop]] = False
 
 
