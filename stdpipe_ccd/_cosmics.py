@@ -47,7 +47,7 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     two pixels wide are added (`_add_faint_bands`); the rest grow into the
     weaker edges of their tracks (`_grow`), tracks found in pieces are
     completed along their line (`_complete_tracks`) and faint rays get
-    their weak rim (`_widen_faint_groups`).
+    their weak rim (`_widen_faint_groups`), from which growth runs once more.
     """
     import astroscrappy
 
@@ -77,8 +77,11 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     # a band lifts its own 5 x 5 median: it has its own test against stars
     _add_faint_bands(cosmics, candidates)
     _grow(cosmics, data, sky, sigma, known)
+    grown = cosmics.copy()
     _complete_tracks(cosmics, data, sky, sigma, known)
     _widen_faint_groups(cosmics, data, sky, sigma, known)
+    # the pixels added along lines and rims may reach parts of the track growth missed
+    _grow(cosmics, data, sky, sigma, known, seeds=cosmics & ~grown)
     return cosmics
 
 
@@ -496,7 +499,7 @@ def _drop_faint_on_sources(cosmics, data, sky, sigma):
     cosmics[iy[~on_source], ix[~on_source]] = True
 
 
-def _grow(cosmics, data, sky, sigma, known):
+def _grow(cosmics, data, sky, sigma, known, seeds=None):
     """Add neighbours of flagged pixels that stand out of their own 5 x 5 median (track edges).
 
     Each step tests only the neighbours of the pixels added by the step before.
@@ -504,7 +507,7 @@ def _grow(cosmics, data, sky, sigma, known):
     it; a lone faint detection may be a noise peak on a star, so it counts.
     """
     flat_cosmics = cosmics.ravel()
-    frontier = np.flatnonzero(flat_cosmics)
+    frontier = np.flatnonzero(flat_cosmics if seeds is None else seeds)
     certain = _certain_rays(cosmics, data, sky, sigma)
     for _ in range(GROW_STEPS):
         iy, ix = _free_neighbours(frontier, cosmics, known)
