@@ -502,7 +502,8 @@ def _drop_faint_on_sources(cosmics, data, sky, sigma):
 def _grow(cosmics, data, sky, sigma, known, seeds=None):
     """Add neighbours of flagged pixels that stand out of their own 5 x 5 median (track edges).
 
-    Each step tests only the neighbours of the pixels added by the step before.
+    Each step tests only the neighbours of the pixels added by the step before,
+    the first those of ``seeds`` (a boolean image; all flagged pixels if None).
     A ray that is certain (`_certain_rays`) is no source for the pixels beside
     it; a lone faint detection may be a noise peak on a star, so it counts.
     """
