@@ -401,20 +401,11 @@ def _drop_star_cores(cosmics, data, sky):
     if not count:
         return
     py, px = _group_peaks(data, iy, ix, group)
-    ny, nx = data.shape
-    neighbours = (
-        np.array(
-            [
-                data[np.clip(py + dy, 0, ny - 1), np.clip(px + dx, 0, nx - 1)]
-                for dy, dx in _NEIGHBOURS
-            ]
-        )
-        - sky[py, px]
-    )
+    neighbours = _around(data, py, px, _NEIGHBOURS) - sky[py, px, None]
     excess = data[py, px] - sky[py, px]
     # a star lights all its neighbours; a track leaves dark pixels across it
-    star = (neighbours.sum(axis=0) >= SHARP_NEIGHBOURS * excess) & (
-        neighbours.min(axis=0) >= STAR_MIN_NEIGHBOUR * excess
+    star = (neighbours.sum(axis=1) >= SHARP_NEIGHBOURS * excess) & (
+        neighbours.min(axis=1) >= STAR_MIN_NEIGHBOUR * excess
     )
     star &= ~_is_track(group, iy, ix, count)
     # a ray leaving the star keeps its pixels beyond the core
