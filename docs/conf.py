@@ -93,6 +93,7 @@ def _write_benchmark_tables():
             [
                 ("method", "method", "{}"),
                 ("size", "frame", "{}"),
+                ("rays", "rays", "{}"),
                 ("recall", "recall", "{:.3f}"),
                 ("recall_5sigma", "recall >= 5 sigma", "{:.3f}"),
                 ("precision", "precision (+-1 px)", "{:.3f}"),

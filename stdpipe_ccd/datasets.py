@@ -112,6 +112,7 @@ def make_frame(
     star_density=800.0,
     n_saturated=None,
     cosmic_density=300.0,
+    diffuse_cosmics=False,
     n_hot=None,
     vignetting=0.35,
     offset=(0.0, 0.0),
@@ -148,6 +149,13 @@ def make_frame(
         Cosmic rays per million pixels: 40 % single or double pixel hits,
         40 % short tracks (2-8 px) and 20 % long oblique tracks (20-120 px),
         deposits log-uniform between 80 and 8000 ADU per pixel of track.
+        A pixel that a track crosses gets the deposit times the length of
+        the track inside it.
+    diffuse_cosmics : bool, optional
+        Share each ray's charge bilinearly with the neighbouring pixels, as
+        charge diffusion does in thick CCDs: tracks turn two pixels wide,
+        their pixels fainter, and a double hit spreads one deposit over its
+        pixels. A harder population than the default.
     n_hot : int, optional
         Number of hot pixels. Default is 30 per million pixels.
     vignetting : float, optional
@@ -203,7 +211,7 @@ def make_frame(
     raw += rng.normal(0.0, READNOISE, shape)
 
     noise = _sky_noise(model, response)
-    cosmic_label, rays = _cosmic_rays(rng, raw, shape, data_nx, cosmic_density)
+    cosmic_label, rays = _cosmic_rays(rng, raw, shape, data_nx, cosmic_density, diffuse_cosmics)
     raw = np.minimum(raw, 65535.0 * GAIN)  # the ADC saturates too
 
     data = raw / GAIN / response
@@ -523,7 +531,7 @@ def _bleed(raw, full_well):
     return bled
 
 
-def _cosmic_rays(rng, raw, shape, data_nx, density):
+def _cosmic_rays(rng, raw, shape, data_nx, density, diffuse):
     """Deposit cosmic rays (electrons) into ``raw``; return the label image and the table."""
     ny, _ = shape
     n_rays = rng.poisson(density * ny * data_nx / 1e6)
@@ -534,12 +542,18 @@ def _cosmic_rays(rng, raw, shape, data_nx, density):
         level = 10 ** rng.uniform(np.log10(80.0), np.log10(8000.0))  # ADU per pixel of track
         x0, y0 = rng.uniform(3, data_nx - 3), rng.uniform(3, ny - 3)
         if kind == "point":
-            length = rng.choice([0.0, 1.0])
+            length = rng.choice([0.0, 1.0])  # a single or a double hit
         elif kind == "short":
             length = rng.uniform(2.0, 8.0)
         else:
             length = rng.uniform(20.0, 120.0)
-        ys, xs, values = _track(x0, y0, length, rng.uniform(0, np.pi), level, shape, data_nx)
+        angle = rng.uniform(0, np.pi)
+        if diffuse:
+            ys, xs, values = _track(x0, y0, length, angle, level, shape, data_nx)
+        elif length == 1.0:
+            ys, xs, values = _double_hit(x0, y0, angle, level)
+        else:
+            ys, xs, values = _crossed(x0, y0, length, angle, level, shape, data_nx)
         raw[ys, xs] += values * GAIN
         strong = (values >= 0.2 * level) & (label[ys, xs] == 0)
         label[ys[strong], xs[strong]] = ray_id
@@ -553,9 +567,26 @@ def _cosmic_rays(rng, raw, shape, data_nx, density):
     return label, Table(rows, dtype=[int, str, int, float, int, int])
 
 
+def _double_hit(x0, y0, angle, level):
+    """Two neighbouring pixels of ``level`` ADU each, the second one step along ``angle``."""
+    x, y = int(x0), int(y0)  # x0, y0 keep 3 px from the edges
+    dx, dy = round(np.cos(angle)), round(np.sin(angle))
+    return np.array([y, y + dy]), np.array([x, x + dx]), np.array([level, level])
+
+
+def _crossed(x0, y0, length, angle, level, shape, data_nx):
+    """Pixels a straight track crosses, each with ``level`` ADU per pixel of length in it."""
+    if length == 0:
+        return np.array([int(y0)]), np.array([int(x0)]), np.array([level])
+    steps = max(int(np.ceil(length * 16)), 2)  # samples at the centres of equal pieces
+    t = ((np.arange(steps) + 0.5) / steps - 0.5) * length
+    ix = np.floor(x0 + t * np.cos(angle)).astype(int)
+    iy = np.floor(y0 + t * np.sin(angle)).astype(int)
+    return _summed(iy, ix, np.full(steps, level * length / steps), shape, data_nx)
+
+
 def _track(x0, y0, length, angle, level, shape, data_nx):
     """Pixels and ADU deposits of a straight track, its charge shared bilinearly."""
-    ny, _ = shape
     if length == 0:
         return np.array([int(y0)]), np.array([int(x0)]), np.array([level])
     steps = max(int(length * 4), 2)
@@ -566,9 +597,14 @@ def _track(x0, y0, length, angle, level, shape, data_nx):
     px = np.concatenate([ix, ix + 1, ix, ix + 1])
     py = np.concatenate([iy, iy, iy + 1, iy + 1])
     weight = np.concatenate([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
-    keep = (py >= 0) & (py < ny) & (px >= 0) & (px < data_nx) & (weight > 0)
-    index, inverse = np.unique(py[keep] * data_nx + px[keep], return_inverse=True)
-    values = np.bincount(inverse, weights=weight[keep]) * level * length / steps
+    return _summed(py, px, weight * level * length / steps, shape, data_nx)
+
+
+def _summed(iy, ix, values, shape, data_nx):
+    """Sum ``values`` per pixel, leaving out pixels beyond the data area."""
+    keep = (iy >= 0) & (iy < shape[0]) & (ix >= 0) & (ix < data_nx) & (values > 0)
+    index, inverse = np.unique(iy[keep] * data_nx + ix[keep], return_inverse=True)
+    values = np.bincount(inverse, weights=values[keep])
     return index // data_nx, index % data_nx, values
 
 

@@ -61,6 +61,32 @@ def test_cosmic_ray_population(frame):
     assert (frame.cosmic_label[:, -datasets.OVERSCAN :] == 0).all()
 
 
+def test_cosmic_ray_deposits_per_pixel_of_track():
+    """A track gives each pixel it crosses its level times the length inside it."""
+    level, shape = 500.0, (40, 40)
+    ys, xs, values = datasets._crossed(10.25, 20.5, 12.0, 0.0, level, shape, 40)
+    assert set(ys) == {20} and list(xs) == list(range(4, 17))  # from x = 4.25 to 16.25
+    np.testing.assert_allclose(values, [0.75 * level, *[level] * 11, 0.25 * level])
+    ys, xs, values = datasets._crossed(20.0, 20.0, 14.0, np.pi / 4, level, shape, 40)
+    assert values.sum() == pytest.approx(14 * level)
+    assert values.max() == pytest.approx(np.sqrt(2) * level, rel=0.05)  # a pixel's diagonal
+    ys, xs, values = datasets._double_hit(20.7, 20.2, 0.1, level)
+    assert (list(ys), list(xs), list(values)) == ([20, 20], [20, 21], [level, level])
+
+
+def test_diffused_cosmic_rays_are_fainter():
+    """Diffusion keeps every ray (same seed) but spreads its charge over more pixels."""
+    sharp = datasets.make_frame((512, 512), seed=4).cosmic_rays
+    diffused = datasets.make_frame((512, 512), seed=4, diffuse_cosmics=True).cosmic_rays
+    assert list(sharp["kind"]) == list(diffused["kind"])
+    points = sharp["kind"] == "point"
+    assert set(sharp["npix"][points]) == {1, 2}
+    assert sharp["peak"][points].min() >= 80  # the lowest deposit
+    assert (diffused["npix"][points] > 2).any()
+    assert np.mean(diffused["peak"] < 0.9 * sharp["peak"]) > 0.4
+    assert np.mean(diffused["peak_snr"] >= 5) < np.mean(sharp["peak_snr"] >= 5)
+
+
 def test_dark_and_flat_match_the_lights(frame, dark, flat):
     hot = frame.hot_pixels
     assert (dark.data[hot["y"], hot["x"]] > 500).all()
