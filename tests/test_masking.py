@@ -280,9 +280,20 @@ def test_cosmic_rays_against_truth(frame, masked):
     scores = cosmic_scores(frame, masked)
     assert scores["n_rays"] > 200
     assert scores["star_cores"] == 0  # no star is a cosmic ray
-    assert scores["precision"] >= 0.97
-    assert scores["recall_5sigma"] >= 0.97
-    assert scores["recall"] >= 0.87
+    assert scores["precision"] >= 0.96
+    assert scores["recall_5sigma"] >= 0.99
+    assert scores["recall"] >= 0.95
+
+
+def test_diffused_cosmic_rays_against_truth(dark, flat):
+    """Rays two pixels wide with fainter pixels, as charge diffusion makes them."""
+    frame = datasets.make_frame((1024, 1024), seed=1, diffuse_cosmics=True)
+    result = make_mask(frame.ccd, mask_bleed=True, mask_cosmics=True, dark=dark, flat=flat)
+    scores = cosmic_scores(frame, result)
+    assert scores["star_cores"] == 0
+    assert scores["precision"] >= 0.96
+    assert scores["recall_5sigma"] >= 0.98
+    assert scores["recall"] >= 0.9  # 15 % peak below 5 sigma
 
 
 def test_cosmic_rays_beat_bare_astroscrappy(frame, masked):
