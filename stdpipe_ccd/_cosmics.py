@@ -44,7 +44,9 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     tracks that stand out along a line (`_add_faint_lines`); groups of pixels
     that are star cores are dropped (`_drop_star_cores`, and
     `_drop_faint_on_sources` for noise peaks on faint stars); faint tracks
-    two pixels wide are added (`_add_faint_bands`); the rest grow into the
+    two pixels wide are added (`_add_faint_bands`), and so are tracks that
+    diffusion blurred wider, but narrower than the stars (`_add_thin_tracks`);
+    the rest grow into the
     weaker edges of their tracks (`_grow`), tracks found in pieces are
     completed along their line (`_complete_tracks`) and faint rays get
     their weak rim (`_widen_faint_groups`), from which growth runs once more.
@@ -76,6 +78,7 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     _drop_faint_on_sources(cosmics, data, sky, sigma)
     # a band lifts its own 5 x 5 median: it has its own test against stars
     _add_faint_bands(cosmics, candidates)
+    _add_thin_tracks(cosmics, data, sky, sigma, known)
     _grow(cosmics, data, sky, sigma, known)
     grown = cosmics.copy()
     _complete_tracks(cosmics, data, sky, sigma, known)
@@ -729,6 +732,199 @@ def _widen_faint_groups(cosmics, data, sky, sigma, known):
     on_source, sharpness = _on_smooth_source(data, sky, sigma, cosmics, ry, rx)
     add = ~on_source & (sharpness > WIDEN_SIGMA * sigma[ry, rx])
     cosmics[ry[add], rx[add]] = True
+
+
+#: pixels this many sigma above the sky make the groups tested as thin tracks
+THIN_SIGMA = 3.0
+#: a thin track has at least this many of them ...
+THIN_MIN_PIXELS = 12
+#: ... is this many times longer than wide (square root of its moments' ratio) ...
+THIN_ELONGATION = 3.0
+#: ... and is narrower across its line than this fraction of the stars' width
+THIN_WIDTH_FRACTION = 0.75
+#: stars setting the width: round groups peaking this many sigma above the sky ...
+THIN_STAR_SIGMA = 20.0
+#: ... of which there must be this many (else no track is added this way);
+#: no more than THIN_MAX_STARS are measured
+THIN_MIN_STARS = 5
+THIN_MAX_STARS = 64
+#: widths are measured over this many pixels each side of a line or a star's centre ...
+THIN_REACH = 3
+#: ... in pieces of a line this long (pixels)
+THIN_SEGMENT = 8
+#: pixels of a thin piece this close to its line (pixels) are flagged
+THIN_HALF_WIDTH = 2.0
+#: groups of which earlier steps flagged more than this fraction are not tested
+THIN_FOUND_FRACTION = 0.1
+#: a peak in a thin group is a star's if three quarters of its ring two pixels
+#: out hold this fraction of its excess (stars with FWHM 3: about 0.2) and
+#: this many sigma
+THIN_STAR_RING = 0.1
+THIN_STAR_RING_SIGMA = 0.5
+
+
+def _add_thin_tracks(cosmics, data, sky, sigma, known):
+    """Flag long groups of pixels that are narrower than the stars (tracks blurred by diffusion).
+
+    LACosmic's fine-structure test takes a track two or three pixels wide
+    for a source. Every source on the sky is at least as wide as the PSF in
+    every direction, and the stars of the frame give that width, so a long
+    group narrower across its line is a track. Groups that touch masked
+    pixels (bleed trails, the overscan) are left alone.
+    """
+    above = np.zeros(data.shape, dtype=bool)
+    above[_pixels_above(data, sky, sigma, THIN_SIGMA, known)] = True
+    iy, ix, group, count = _groups(above)
+    if not count:
+        return
+    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
+    # weighted by the square: a faint star beside a short ray does not stretch it
+    centre, axis, elongation = _group_axes(iy, ix, group, np.clip(z, 0, None) ** 2, count)
+    size = np.bincount(group, minlength=count)
+    bright = np.bincount(group, z >= THIN_STAR_SIGMA, count) > 0
+    stars = (size >= 9) & (elongation < 1.5) & bright
+    found = np.bincount(group, cosmics[iy, ix], count) > THIN_FOUND_FRACTION * size
+    lines = (size >= THIN_MIN_PIXELS) & (elongation >= THIN_ELONGATION) & ~found
+    # only groups clear of masked pixels: a bleed trail is thin too
+    tested = np.flatnonzero((stars | lines)[group])
+    touching = _around(known, iy[tested], ix[tested], _NEIGHBOURS).any(axis=1)
+    stars[group[tested[touching]]] = lines[group[tested[touching]]] = False
+    star_width = _stars_width(data, sky, known, iy, ix, group, stars)
+    if star_width is None:
+        return
+    members = np.flatnonzero(lines[group])
+    members = members[np.argsort(group[members], kind="stable")]
+    for pixels in np.split(members, np.flatnonzero(np.diff(group[members])) + 1):
+        if not pixels.size:
+            continue
+        k, gy, gx = group[pixels[0]], iy[pixels], ix[pixels]
+        widths, piece, across = _thin_parts(
+            data, sky, sigma, known, above, gy, gx, centre[k], axis[k]
+        )
+        thin = widths[piece] < THIN_WIDTH_FRACTION * star_width
+        thin &= np.abs(across) <= THIN_HALF_WIDTH
+        thin &= ~_near_star_peak(data, sky, sigma, gy, gx)
+        cosmics[gy[thin], gx[thin]] = True
+
+
+def _near_star_peak(data, sky, sigma, iy, ix):
+    """Which pixels of a group lie within `STAR_CORE_RADIUS` of a star's peak in it.
+
+    A star that the line ends on or passes is a local maximum whose ring two
+    pixels out is lit all round; along a line, that ring is dark but where
+    the line crosses it, so its lower quartile is the sky.
+    """
+    peak = data[iy, ix] >= _around(data, iy, ix, _NEIGHBOURS).max(axis=1)
+    py, px = iy[peak], ix[peak]
+    quartile = np.partition(_around(data, py, px, _RING2), 3, axis=1)[:, 3] - sky[py, px]
+    excess = data[py, px] - sky[py, px]
+    star = (quartile > THIN_STAR_RING_SIGMA * sigma[py, px]) & (quartile > THIN_STAR_RING * excess)
+    py, px = py[star], px[star]
+    near = np.zeros(iy.size, dtype=bool)
+    for y, x in zip(py, px, strict=True):
+        near |= (iy - y) ** 2 + (ix - x) ** 2 <= STAR_CORE_RADIUS**2
+    return near
+
+
+def _stars_width(data, sky, known, iy, ix, group, stars):
+    """Median `_star_width` of up to `THIN_MAX_STARS` ``stars`` groups (None: too few)."""
+    chosen = np.flatnonzero(stars)
+    if chosen.size < THIN_MIN_STARS:
+        return None
+    chosen = chosen[np.linspace(0, chosen.size - 1, min(chosen.size, THIN_MAX_STARS)).astype(int)]
+    pixels = np.isin(group, chosen)
+    py, px = _group_peaks(data, iy[pixels], ix[pixels], group[pixels])
+    widths = [_star_width(data, sky, known, y, x) for y, x in zip(py, px, strict=True)]
+    widths = [width for width in widths if np.isfinite(width)]
+    return np.median(widths) if len(widths) >= THIN_MIN_STARS else None
+
+
+def _group_axes(iy, ix, group, weight, count):
+    """Weighted centre ``(y, x)``, long axis (unit ``(dy, dx)``) and elongation of each group."""
+    weight = np.clip(weight, 0, None)
+    total = np.bincount(group, weight, count)
+
+    def mean(values):
+        return np.bincount(group, weight * values, count) / total
+
+    my, mx = mean(iy), mean(ix)
+    dy, dx = iy - my[group], ix - mx[group]
+    syy, sxx, sxy = mean(dy * dy), mean(dx * dx), mean(dy * dx)
+    half, spread = (syy + sxx) / 2, np.hypot((sxx - syy) / 2, sxy)
+    long, short = half + spread, np.maximum(half - spread, 1e-12)
+    angle = 0.5 * np.arctan2(2 * sxy, sxx - syy)  # of the long axis, from the x axis
+    axis = np.column_stack([np.sin(angle), np.cos(angle)])
+    return np.column_stack([my, mx]), axis, np.sqrt(long / short)
+
+
+def _star_width(data, sky, known, y, x):
+    """Return the spread of a star's light across x and y, within `THIN_REACH` of its peak.
+
+    It is the standard deviation of the light summed over twice that reach
+    the other way, as a line's light is.
+    """
+    reach, along = THIN_REACH, 2 * THIN_REACH
+    ny, nx = data.shape
+    if not (along <= y < ny - along and along <= x < nx - along):
+        return np.nan
+    box = np.s_[y - along : y + along + 1, x - along : x + along + 1]
+    light = np.where(known[box], 0.0, data[box] - sky[box])
+    inner = slice(along - reach, along + reach + 1)
+    offsets = np.arange(-reach, reach + 1)
+    across_x = _spread(light[:, inner].sum(axis=0), offsets)
+    across_y = _spread(light[inner, :].sum(axis=1), offsets)
+    return np.sqrt((across_x + across_y) / 2)
+
+
+def _thin_parts(data, sky, sigma, known, above, iy, ix, centre, axis):
+    """Width of a group's line in pieces `THIN_SEGMENT` pixels long; each pixel's piece and offset.
+
+    Light within `THIN_REACH` of the line is measured across it piece by
+    piece, so that a star the line passes widens only its own piece; the
+    pixels of other groups are left out. A piece's width is pushed up by
+    twice its error, so that a faint piece is not thin by chance.
+    """
+    along = (iy - centre[0]) * axis[0] + (ix - centre[1]) * axis[1]
+    reach = THIN_REACH + 1
+    y0, y1 = max(iy.min() - reach, 0), min(iy.max() + reach + 1, data.shape[0])
+    x0, x1 = max(ix.min() - reach, 0), min(ix.max() + reach + 1, data.shape[1])
+    by, bx = np.mgrid[y0:y1, x0:x1]
+    t = (by - centre[0]) * axis[0] + (bx - centre[1]) * axis[1]
+    d = -(by - centre[0]) * axis[1] + (bx - centre[1]) * axis[0]
+    own = np.zeros(by.shape, dtype=bool)
+    own[iy - y0, ix - x0] = True
+    box = np.s_[y0:y1, x0:x1]
+    # other groups' pixels and masked ones carry no light of this line
+    light = np.where(known[box] | (above[box] & ~own), 0.0, data[box] - sky[box])
+    band = (t >= along.min()) & (t <= along.max()) & (np.abs(d) <= THIN_REACH)
+    length = along.max() - along.min()
+    pieces = max(round(length / THIN_SEGMENT), 1)
+    piece = np.minimum(((t - along.min()) / max(length, 1e-9) * pieces).astype(int), pieces - 1)
+    noise = sigma[box]
+    widths = [
+        np.sqrt(_spread(light[part], d[part], noise[part]))
+        for part in (band & (piece == k) for k in range(pieces))
+    ]
+    return np.array(widths), piece[iy - y0, ix - x0], d[iy - y0, ix - x0]
+
+
+def _spread(weight, position, noise=None):
+    """Weighted variance of ``position`` (weights may be negative: noise).
+
+    With ``noise`` (of each weight), the variance plus twice its error, so
+    that a faint group is not taken for thin by chance.
+    """
+    total = weight.sum()
+    if total <= 0:
+        return np.inf
+    mean = (weight * position).sum() / total
+    square = (position - mean) ** 2
+    variance = (weight * square).sum() / total
+    if variance < 0:  # noise: no width can be told
+        return np.inf
+    if noise is not None:
+        variance += 2 * np.sqrt((((square - variance) * noise) ** 2).sum()) / total
+    return variance
 
 
 def _cosmics_options(function, options):

@@ -467,6 +467,66 @@ def test_crossing_rays_both_flagged(frame):
     assert np.mean(found) >= 0.7
 
 
+#: long tracks away from stars in the 1024² frame: (x, y, angle)
+_OPEN_SKY_TRACKS = [
+    (200.5, 150.5, 0.3),
+    (420.5, 700.5, 0.8),
+    (610.5, 330.5, 1.3),
+    (300.2, 420.7, 2.3),
+]
+
+
+def with_lines(frame, profile, peak):
+    """``frame`` with 40-pixel lines drawn through ``profile`` (a function of an image of
+    the lines), each scaled to ``peak`` sky sigma, and the pixels of each line."""
+    ny, nx = frame.ccd.shape
+    noise = datasets._sky_noise(frame.sky, 1.0)
+    data = frame.ccd.data.astype(float)
+    pixels = []
+    for x, y, angle in _OPEN_SKY_TRACKS:
+        line = np.zeros((ny, nx))
+        iy, ix, values = datasets._crossed(x, y, 40.0, angle, 1.0, (ny, nx), nx)
+        line[iy, ix] = values
+        line = profile(line)
+        line *= peak * noise / line.max()
+        data += line
+        pixels.append(line >= 0.2 * peak * noise)
+    ccd = frame.ccd.copy()
+    ccd.data = data.astype(np.float32)
+    return has(make_mask(ccd, mask_cosmics=True), MaskFlag.COSMIC_RAY), pixels
+
+
+@pytest.mark.parametrize(("blur", "peak"), [(0.7, 40), (0.9, 40), (0.7, 10)])
+def test_tracks_blurred_by_diffusion_found(frame, blur, peak):
+    """Tracks two or three pixels wide, narrower than the stars (LACosmic alone flags none)."""
+    cosmic, lines = with_lines(frame, lambda line: ndimage.gaussian_filter(line, blur), peak)
+    found = [cosmic[line].mean() for line in lines]
+    assert min(found) >= (0.9 if peak > 10 else 0.6)
+    # and nothing beside them, beyond a pixel or two past their ends
+    for line in lines:
+        iy, ix = np.nonzero(line)
+        box = np.zeros_like(line)
+        box[iy.min() - 6 : iy.max() + 7, ix.min() - 6 : ix.max() + 7] = True
+        near = ndimage.binary_dilation(line | (frame.cosmic_label > 0), iterations=2)
+        assert (cosmic & box & ~near).sum() <= 3
+
+
+@pytest.mark.parametrize("peak", [10, 40, 200])
+def test_lines_through_the_psf_not_flagged(frame, peak):
+    """A satellite trail or an edge-on galaxy (a line seen through the PSF) is no cosmic ray."""
+    fwhm = frame.ccd.meta["FWHM"]
+
+    def through_psf(line):
+        iy, ix = np.nonzero(line)
+        image = np.zeros_like(line)
+        points = {"x": ix, "y": iy, "flux": line[iy, ix]}
+        datasets._render_stars(image, points, fwhm)
+        return image
+
+    cosmic, lines = with_lines(frame, through_psf, peak)
+    assert max(cosmic[line].mean() for line in lines) <= 0.02
+
+
 @pytest.fixture(scope="module")
 def frame_2048():
     return datasets.make_frame((2048, 2048), seed=3, diffuse_cosmics=True)
