@@ -169,9 +169,9 @@ def speed_with_cosmics(size, repeat, stdpipe):
     return result
 
 
-def cosmic_quality(size, seed, stdpipe, *, diffuse=False):
+def cosmic_quality(size, seed, stdpipe, *, rays="sharp", **frame_options):
     """Scores of every method against the truth of one realistic frame."""
-    frame = datasets.make_frame((size, size), seed=seed, diffuse_cosmics=diffuse)
+    frame = datasets.make_frame((size, size), seed=seed, **frame_options)
     dark, flat = datasets.make_dark((size, size)), datasets.make_flat((size, size))
     ccd = frame.ccd
     gain, readnoise = ccd.meta["GAIN"], ccd.meta["RDNOISE"]
@@ -206,7 +206,6 @@ def cosmic_quality(size, seed, stdpipe, *, diffuse=False):
     rows = []
     for name, mask in masks.items():
         scores = datasets.score_cosmic_rays(frame, mask & ~other, masked=other)
-        rays = "diffused" if diffuse else "sharp"
         rows.append({"method": name, "size": size, "rays": rays, **scores})
     bleed = datasets.score_bleed(frame, (ours.flags & MaskFlag.BLEED) != 0)
     return rows, {"size": size, **bleed}
@@ -236,8 +235,15 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     speed_size = 1024 if args.quick else 4096
-    # (size, diffused rays): the reference population at two sizes, and the harder one
-    quality_frames = [(1024, False)] if args.quick else [(2048, False), (4096, False), (2048, True)]
+    # the reference population at two sizes, then rays diffused and blurred
+    quality_frames = [(1024, "sharp", {})]
+    if not args.quick:
+        quality_frames = [
+            (2048, "sharp", {}),
+            (4096, "sharp", {}),
+            (2048, "diffused", {"diffuse_cosmics": True}),
+            (2048, "blurred 0.7 px", {"cosmic_blur": 0.7}),
+        ]
     repeat = 1 if args.quick else args.repeat
     stdpipe = peer_stdpipe()
 
@@ -257,10 +263,10 @@ def main(argv=None):
     report["without_cosmics"] = speed_without_cosmics(speed_size, repeat * 3, stdpipe)
     report["with_cosmics"] = speed_with_cosmics(speed_size, repeat, stdpipe)
     report["quality"], report["bleed"] = [], []
-    for size, diffuse in quality_frames:
-        rows, bleed = cosmic_quality(size, seed=2, stdpipe=stdpipe, diffuse=diffuse)
+    for size, rays, options in quality_frames:
+        rows, bleed = cosmic_quality(size, seed=2, stdpipe=stdpipe, rays=rays, **options)
         report["quality"] += rows
-        if not diffuse:  # the same trails
+        if rays == "sharp":  # the others have the same trails
             report["bleed"].append(bleed)
 
     print(f"\nimport times (s): {report['import_seconds']}")

@@ -44,8 +44,8 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     tracks that stand out along a line (`_add_faint_lines`); groups of pixels
     that are star cores are dropped (`_drop_star_cores`, and
     `_drop_faint_on_sources` for noise peaks on faint stars); faint tracks
-    two pixels wide are added (`_add_faint_bands`), and so are tracks that
-    diffusion blurred wider, but narrower than the stars (`_add_thin_tracks`);
+    two pixels wide are added (`_add_faint_bands`), and so are rays that
+    diffusion blurred wider, but narrower than the stars (`_add_narrow_rays`);
     the rest grow into the
     weaker edges of their tracks (`_grow`), tracks found in pieces are
     completed along their line (`_complete_tracks`) and faint rays get
@@ -78,7 +78,7 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     _drop_faint_on_sources(cosmics, data, sky, sigma)
     # a band lifts its own 5 x 5 median: it has its own test against stars
     _add_faint_bands(cosmics, candidates)
-    _add_thin_tracks(cosmics, data, sky, sigma, known)
+    _add_narrow_rays(cosmics, data, sky, sigma, known)
     _grow(cosmics, data, sky, sigma, known)
     grown = cosmics.copy()
     _complete_tracks(cosmics, data, sky, sigma, known)
@@ -744,99 +744,168 @@ THIN_ELONGATION = 3.0
 THIN_WIDTH_FRACTION = 0.75
 #: stars setting the width: round groups peaking this many sigma above the sky ...
 THIN_STAR_SIGMA = 20.0
-#: ... of which there must be this many (else no track is added this way);
-#: no more than THIN_MAX_STARS are measured
+#: ... of which there must be this many (else no ray is added this way); their
+#: width is this percentile of theirs (a minority of blurred hits among them
+#: does not lower it)
+THIN_STAR_PERCENTILE = 75
 THIN_MIN_STARS = 5
-THIN_MAX_STARS = 64
+#: a group of at least this many pixels, peaking this many sigma above the sky, is a
+#: blurred hit if narrower than the stars by this many times the error of its variance
+THIN_MIN_BLOB = 5
+THIN_BLOB_SIGMA = 10.0
+THIN_BLOB_MARGIN = 3.0
+#: ... measured within this many pixels of its peak
+THIN_BLOB_REACH = 2
 #: widths are measured over this many pixels each side of a line or a star's centre ...
 THIN_REACH = 3
 #: ... in pieces of a line this long (pixels)
 THIN_SEGMENT = 8
-#: pixels of a thin piece this close to its line (pixels) are flagged
-THIN_HALF_WIDTH = 2.0
 #: groups of which earlier steps flagged more than this fraction are not tested
 THIN_FOUND_FRACTION = 0.1
-#: a peak in a thin group is a star's if three quarters of its ring two pixels
-#: out hold this fraction of its excess (stars with FWHM 3: about 0.2) and
-#: this many sigma
+#: pixels of a thin piece this close to its line (pixels) are flagged; a local
+#: maximum further than THIN_PEAK_OFF_LINE from the line is a star's
+THIN_HALF_WIDTH = 2.0
+THIN_PEAK_OFF_LINE = 1.5
+#: a peak in a narrow group is a star's (and the group is left alone) if three
+#: quarters of its ring two pixels out hold this fraction of its excess (stars
+#: with FWHM 3: about 0.2) and this many sigma
 THIN_STAR_RING = 0.1
 THIN_STAR_RING_SIGMA = 0.5
 
 
-def _add_thin_tracks(cosmics, data, sky, sigma, known):
-    """Flag long groups of pixels that are narrower than the stars (tracks blurred by diffusion).
+def _add_narrow_rays(cosmics, data, sky, sigma, known):
+    """Flag groups of pixels narrower than the stars: rays blurred by charge diffusion.
 
-    LACosmic's fine-structure test takes a track two or three pixels wide
-    for a source. Every source on the sky is at least as wide as the PSF in
-    every direction, and the stars of the frame give that width, so a long
-    group narrower across its line is a track. Groups that touch masked
-    pixels (bleed trails, the overscan) are left alone.
+    LACosmic's fine-structure test takes a track two or three pixels wide,
+    or a hit blurred as wide, for a source. Every source on the sky is at
+    least as wide as the PSF in every direction, and the frame's stars give
+    that width, so a long group narrower across its line, or a bright one
+    narrower at its peak, is a ray. Groups that touch masked pixels (bleed
+    trails, the overscan) are left alone.
     """
     above = np.zeros(data.shape, dtype=bool)
     above[_pixels_above(data, sky, sigma, THIN_SIGMA, known)] = True
-    iy, ix, group, count = _groups(above)
-    if not count:
+    if not above.any():
         return
-    z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
-    # weighted by the square: a faint star beside a short ray does not stretch it
-    centre, axis, elongation = _group_axes(iy, ix, group, np.clip(z, 0, None) ** 2, count)
-    size = np.bincount(group, minlength=count)
-    bright = np.bincount(group, z >= THIN_STAR_SIGMA, count) > 0
-    stars = (size >= 9) & (elongation < 1.5) & bright
-    found = np.bincount(group, cosmics[iy, ix], count) > THIN_FOUND_FRACTION * size
-    lines = (size >= THIN_MIN_PIXELS) & (elongation >= THIN_ELONGATION) & ~found
-    # only groups clear of masked pixels: a bleed trail is thin too
-    tested = np.flatnonzero((stars | lines)[group])
-    touching = _around(known, iy[tested], ix[tested], _NEIGHBOURS).any(axis=1)
-    stars[group[tested[touching]]] = lines[group[tested[touching]]] = False
-    star_width = _stars_width(data, sky, known, iy, ix, group, stars)
-    if star_width is None:
+    groups = _NarrowCandidates(above, cosmics, data, sky, sigma, known)
+    if np.count_nonzero(groups.stars) < THIN_MIN_STARS:
         return
-    members = np.flatnonzero(lines[group])
-    members = members[np.argsort(group[members], kind="stable")]
-    for pixels in np.split(members, np.flatnonzero(np.diff(group[members])) + 1):
-        if not pixels.size:
-            continue
-        k, gy, gx = group[pixels[0]], iy[pixels], ix[pixels]
-        widths, piece, across = _thin_parts(
-            data, sky, sigma, known, above, gy, gx, centre[k], axis[k]
+    # the light of each star and blob at its peak: lines are measured THIN_REACH
+    # across, blobs closer in, where their light is
+    chosen = np.flatnonzero(groups.stars | groups.blobs)
+    peaks = groups.peaks(data, chosen)
+    line_variance, _ = _peak_spreads(data, sky, sigma, known, *peaks, THIN_REACH)
+    variance, error = _peak_spreads(data, sky, sigma, known, *peaks, THIN_BLOB_REACH)
+    star = groups.stars[chosen] & np.isfinite(line_variance) & np.isfinite(variance)
+    if np.count_nonzero(star) < THIN_MIN_STARS:
+        return
+    blob_limit = THIN_WIDTH_FRACTION**2 * np.percentile(variance[star], THIN_STAR_PERCENTILE)
+    narrow = variance + THIN_BLOB_MARGIN * error < blob_limit  # no star is
+    _flag_blurred_hits(
+        cosmics, data, sky, sigma, groups, chosen[narrow], peaks[0][narrow], peaks[1][narrow]
+    )
+    limit = THIN_WIDTH_FRACTION * np.sqrt(np.percentile(line_variance[star], THIN_STAR_PERCENTILE))
+    for k in np.flatnonzero(groups.lines):
+        _flag_thin_line(cosmics, data, sky, sigma, known, above, groups, k, limit)
+
+
+class _NarrowCandidates:
+    """The groups of pixels above `THIN_SIGMA`: which are stars, lines or blobs."""
+
+    def __init__(self, above, cosmics, data, sky, sigma, known):
+        iy, ix, group, count = _groups(above)
+        z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
+        # weighted by the square: a faint star beside a short ray does not stretch it
+        self.centre, self.axis, elongation = _group_axes(
+            iy, ix, group, np.clip(z, 0, None) ** 2, count
         )
-        thin = widths[piece] < THIN_WIDTH_FRACTION * star_width
-        thin &= np.abs(across) <= THIN_HALF_WIDTH
-        thin &= ~_near_star_peak(data, sky, sigma, gy, gx)
-        cosmics[gy[thin], gx[thin]] = True
+        size = np.bincount(group, minlength=count)
+        # groups earlier steps found are left to growth: a ray may be beside a star
+        found = np.bincount(group, cosmics[iy, ix], count) > THIN_FOUND_FRACTION * size
+        self.lines = (size >= THIN_MIN_PIXELS) & (elongation >= THIN_ELONGATION) & ~found
+        self.stars = (size >= 9) & (elongation < 1.5) & _any_in_group(z >= THIN_STAR_SIGMA, group)
+        self.blobs = (size >= THIN_MIN_BLOB) & ~self.lines & ~found
+        self.blobs &= _any_in_group(z >= THIN_BLOB_SIGMA, group)
+        # only groups clear of masked pixels: a bleed trail is thin too
+        tested = np.flatnonzero((self.stars | self.lines | self.blobs)[group])
+        touching = _around(known, iy[tested], ix[tested], _NEIGHBOURS).any(axis=1)
+        for kind in (self.stars, self.lines, self.blobs):
+            kind[group[tested[touching]]] = False
+        # the pixels in group order, each group a slice of them
+        order = np.argsort(group, kind="stable")
+        self._iy, self._ix = iy[order], ix[order]
+        self._start = np.concatenate([[0], np.cumsum(size)])
+
+    def pixels(self, chosen):
+        """Rows and columns of the pixels of the groups ``chosen``."""
+        parts = [np.arange(self._start[k], self._start[k + 1]) for k in chosen]
+        index = np.concatenate(parts) if parts else np.zeros(0, dtype=int)
+        return self._iy[index], self._ix[index]
+
+    def sizes(self, chosen):
+        """Return the number of pixels of each group ``chosen``."""
+        chosen = np.asarray(chosen, dtype=int)
+        return self._start[chosen + 1] - self._start[chosen]
+
+    def peaks(self, data, chosen):
+        """Row and column of the brightest pixel of each group ``chosen`` (ascending)."""
+        iy, ix = self.pixels(chosen)
+        return _group_peaks(data, iy, ix, np.repeat(chosen, self.sizes(chosen)))
 
 
-def _near_star_peak(data, sky, sigma, iy, ix):
-    """Which pixels of a group lie within `STAR_CORE_RADIUS` of a star's peak in it.
+def _flag_blurred_hits(cosmics, data, sky, sigma, groups, chosen, py, px):
+    """Flag the pixels of the groups ``chosen`` within `THIN_BLOB_REACH` of their peaks.
 
-    A star that the line ends on or passes is a local maximum whose ring two
+    A group that also holds a star's peak is a hit beside a star: it is left
+    to the other steps.
+    """
+    iy, ix = groups.pixels(chosen)
+    member = np.repeat(np.arange(len(chosen)), groups.sizes(chosen))
+    star = np.bincount(member, _star_peaks(data, sky, sigma, iy, ix), len(chosen)) > 0
+    near = (np.abs(iy - py[member]) <= THIN_BLOB_REACH) & (
+        np.abs(ix - px[member]) <= THIN_BLOB_REACH
+    )
+    keep = near & ~star[member]
+    cosmics[iy[keep], ix[keep]] = True
+
+
+def _flag_thin_line(cosmics, data, sky, sigma, known, above, groups, k, limit):
+    """Flag the pixels of group ``k`` on pieces of its line narrower than ``limit``.
+
+    A group that also holds a star is left to the other steps: the star's
+    wings can make a piece of the line look thin.
+    """
+    iy, ix = groups.pixels([k])
+    widths, piece, across = _thin_parts(
+        data, sky, sigma, known, above, iy, ix, groups.centre[k], groups.axis[k]
+    )
+    # a line's peaks lie on it: one off it is a star's
+    if _star_peaks(data, sky, sigma, iy, ix, np.abs(across) > THIN_PEAK_OFF_LINE).any():
+        return
+    thin = (widths[piece] < limit) & (np.abs(across) <= THIN_HALF_WIDTH)
+    cosmics[iy[thin], ix[thin]] = True
+
+
+def _any_in_group(values, group):
+    """Whether any of the boolean ``values`` of each group's pixels is True."""
+    return np.bincount(group, values, group.max() + 1) > 0
+
+
+def _star_peaks(data, sky, sigma, iy, ix, star_if_peak=None):
+    """Which pixels of a group are a star's peak.
+
+    A star that a ray ends on or passes is a local maximum whose ring two
     pixels out is lit all round; along a line, that ring is dark but where
-    the line crosses it, so its lower quartile is the sky.
+    the line crosses it, so its lower quartile is the sky. Pixels marked in
+    ``star_if_peak`` are a star's peak if they are a local maximum at all.
     """
     peak = data[iy, ix] >= _around(data, iy, ix, _NEIGHBOURS).max(axis=1)
-    py, px = iy[peak], ix[peak]
-    quartile = np.partition(_around(data, py, px, _RING2), 3, axis=1)[:, 3] - sky[py, px]
-    excess = data[py, px] - sky[py, px]
-    star = (quartile > THIN_STAR_RING_SIGMA * sigma[py, px]) & (quartile > THIN_STAR_RING * excess)
-    py, px = py[star], px[star]
-    near = np.zeros(iy.size, dtype=bool)
-    for y, x in zip(py, px, strict=True):
-        near |= (iy - y) ** 2 + (ix - x) ** 2 <= STAR_CORE_RADIUS**2
-    return near
-
-
-def _stars_width(data, sky, known, iy, ix, group, stars):
-    """Median `_star_width` of up to `THIN_MAX_STARS` ``stars`` groups (None: too few)."""
-    chosen = np.flatnonzero(stars)
-    if chosen.size < THIN_MIN_STARS:
-        return None
-    chosen = chosen[np.linspace(0, chosen.size - 1, min(chosen.size, THIN_MAX_STARS)).astype(int)]
-    pixels = np.isin(group, chosen)
-    py, px = _group_peaks(data, iy[pixels], ix[pixels], group[pixels])
-    widths = [_star_width(data, sky, known, y, x) for y, x in zip(py, px, strict=True)]
-    widths = [width for width in widths if np.isfinite(width)]
-    return np.median(widths) if len(widths) >= THIN_MIN_STARS else None
+    ring = np.partition(_around(data, iy, ix, _RING2), 3, axis=1)[:, 3] - sky[iy, ix]
+    excess = data[iy, ix] - sky[iy, ix]
+    lit = (ring > THIN_STAR_RING_SIGMA * sigma[iy, ix]) & (ring > THIN_STAR_RING * excess)
+    if star_if_peak is not None:
+        lit |= star_if_peak
+    return peak & lit
 
 
 def _group_axes(iy, ix, group, weight, count):
@@ -857,23 +926,35 @@ def _group_axes(iy, ix, group, weight, count):
     return np.column_stack([my, mx]), axis, np.sqrt(long / short)
 
 
-def _star_width(data, sky, known, y, x):
-    """Return the spread of a star's light across x and y, within `THIN_REACH` of its peak.
+def _peak_spreads(data, sky, sigma, known, py, px, reach):
+    """Variance of the light around each peak along its narrowest direction, and its error.
 
-    It is the standard deviation of the light summed over twice that reach
-    the other way, as a line's light is.
+    The light within ``reach`` pixels (a square box) gives the moments: a
+    round star is as wide every way, a short blurred track is narrow across
+    itself. Peaks too near the image edge for the box get NaN.
     """
-    reach, along = THIN_REACH, 2 * THIN_REACH
+    box = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+    offsets = np.array(box, dtype=float)
+    light = _around(data, py, px, box) - sky[py, px, None]
+    light[_around(known, py, px, box)] = 0.0
+    total = light.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = light @ offsets / total[:, None]
+        dy = offsets[None, :, 0] - mean[:, :1]
+        dx = offsets[None, :, 1] - mean[:, 1:]
+        cyy, cxx, cxy = (
+            (light * a * b).sum(axis=1) / total for a, b in ((dy, dy), (dx, dx), (dy, dx))
+        )
+        angle = 0.5 * np.arctan2(2 * cxy, cxx - cyy) + np.pi / 2  # of the short axis
+        across = dy * np.sin(angle)[:, None] + dx * np.cos(angle)[:, None]
+        variance = (light * across**2).sum(axis=1) / total
+        noise = sigma[py, px, None]
+        error = np.sqrt((((across**2 - variance[:, None]) * noise) ** 2).sum(axis=1)) / total
+    variance[~(total > 0) | ~(variance > 0)] = np.inf  # noise: no width can be told
     ny, nx = data.shape
-    if not (along <= y < ny - along and along <= x < nx - along):
-        return np.nan
-    box = np.s_[y - along : y + along + 1, x - along : x + along + 1]
-    light = np.where(known[box], 0.0, data[box] - sky[box])
-    inner = slice(along - reach, along + reach + 1)
-    offsets = np.arange(-reach, reach + 1)
-    across_x = _spread(light[:, inner].sum(axis=0), offsets)
-    across_y = _spread(light[inner, :].sum(axis=1), offsets)
-    return np.sqrt((across_x + across_y) / 2)
+    inside = (py >= reach) & (py < ny - reach) & (px >= reach) & (px < nx - reach)
+    variance[~inside] = np.nan
+    return variance, error
 
 
 def _thin_parts(data, sky, sigma, known, above, iy, ix, centre, axis):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from stdpipe_ccd import datasets
 
@@ -86,6 +87,19 @@ def test_diffused_cosmic_rays_are_fainter():
     assert (diffused["npix"][points] > 2).any()
     assert np.mean(diffused["peak"] < 0.9 * sharp["peak"]) > 0.4
     assert np.mean(diffused["peak_snr"] >= 5) < np.mean(sharp["peak_snr"] >= 5)
+
+
+def test_blurred_cosmic_rays_keep_their_charge():
+    """Blur spreads each ray's deposit (same rays, same total) and lowers its peak."""
+    sharp = datasets.make_frame((512, 512), seed=4, nan_patch=False)
+    blurred = datasets.make_frame((512, 512), seed=4, nan_patch=False, cosmic_blur=0.7)
+    assert list(sharp.cosmic_rays["kind"]) == list(blurred.cosmic_rays["kind"])
+    assert (blurred.cosmic_rays["peak"] < sharp.cosmic_rays["peak"]).all()
+    # the ray pixels of both frames together hold the same extra charge
+    rays = (sharp.cosmic_label > 0) | (blurred.cosmic_label > 0)
+    rays = ndimage.binary_dilation(rays, iterations=4)
+    extra = [(f.ccd.data - f.model)[rays].sum() for f in (sharp, blurred)]
+    assert extra[1] == pytest.approx(extra[0], rel=0.02)
 
 
 def test_dark_and_flat_match_the_lights(frame, dark, flat):
