@@ -734,9 +734,9 @@ def _widen_faint_groups(cosmics, data, sky, sigma, known):
     cosmics[ry[add], rx[add]] = True
 
 
-#: pixels this many sigma above the sky make the groups tested as thin tracks
+#: pixels this many sigma above the sky make the groups tested as narrow rays
 THIN_SIGMA = 3.0
-#: a thin track has at least this many of them ...
+#: a thin line (a track) has at least this many of them ...
 THIN_MIN_PIXELS = 12
 #: ... is this many times longer than wide (square root of its moments' ratio) ...
 THIN_ELONGATION = 3.0
