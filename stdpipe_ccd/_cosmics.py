@@ -945,12 +945,9 @@ def _peak_spreads(data, sky, sigma, known, py, px, reach):
         cyy, cxx, cxy = (
             (light * a * b).sum(axis=1) / total for a, b in ((dy, dy), (dx, dx), (dy, dx))
         )
-        angle = 0.5 * np.arctan2(2 * cxy, cxx - cyy) + np.pi / 2  # of the short axis
-        across = dy * np.sin(angle)[:, None] + dx * np.cos(angle)[:, None]
-        variance = (light * across**2).sum(axis=1) / total
-        noise = sigma[py, px, None]
-        error = np.sqrt((((across**2 - variance[:, None]) * noise) ** 2).sum(axis=1)) / total
-    variance[~(total > 0) | ~(variance > 0)] = np.inf  # noise: no width can be told
+    angle = 0.5 * np.arctan2(2 * cxy, cxx - cyy) + np.pi / 2  # of the short axis
+    across = dy * np.sin(angle)[:, None] + dx * np.cos(angle)[:, None]
+    variance, error = _spread(light, across, sigma[py, px, None])
     ny, nx = data.shape
     inside = (py >= reach) & (py < ny - reach) & (px >= reach) & (px < nx - reach)
     variance[~inside] = np.nan
@@ -982,30 +979,26 @@ def _thin_parts(data, sky, sigma, known, above, iy, ix, centre, axis):
     pieces = max(round(length / THIN_SEGMENT), 1)
     piece = np.minimum(((t - along.min()) / max(length, 1e-9) * pieces).astype(int), pieces - 1)
     noise = sigma[box]
-    widths = [
-        np.sqrt(_spread(light[part], d[part], noise[part]))
-        for part in (band & (piece == k) for k in range(pieces))
-    ]
+    widths = []
+    for part in (band & (piece == k) for k in range(pieces)):
+        variance, error = _spread(light[part], d[part], noise[part])
+        widths.append(np.sqrt(variance + 2 * error))
     return np.array(widths), piece[iy - y0, ix - x0], d[iy - y0, ix - x0]
 
 
-def _spread(weight, position, noise=None):
-    """Weighted variance of ``position`` (weights may be negative: noise).
+def _spread(weight, position, noise):
+    """Weighted variance of ``position`` along the last axis, and its error.
 
-    With ``noise`` (of each weight), the variance plus twice its error, so
-    that a faint group is not taken for thin by chance.
+    ``noise`` is that of each weight; weights may be negative (noise), and
+    where no width can be told the variance is infinite.
     """
-    total = weight.sum()
-    if total <= 0:
-        return np.inf
-    mean = (weight * position).sum() / total
-    square = (position - mean) ** 2
-    variance = (weight * square).sum() / total
-    if variance < 0:  # noise: no width can be told
-        return np.inf
-    if noise is not None:
-        variance += 2 * np.sqrt((((square - variance) * noise) ** 2).sum()) / total
-    return variance
+    total = weight.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = (weight * position).sum(axis=-1) / total
+        square = (position - mean[..., None]) ** 2
+        variance = (weight * square).sum(axis=-1) / total
+        error = np.sqrt((((square - variance[..., None]) * noise) ** 2).sum(axis=-1)) / total
+    return np.where((total > 0) & (variance >= 0), variance, np.inf), error
 
 
 def _cosmics_options(function, options):
