@@ -642,19 +642,10 @@ def _track_lines(cosmics, data, sky, sigma):
     iy, ix, group, z, pixels, total = _group_significance(cosmics, data, sky, sigma)
     count = pixels.size
     # weighted by significance: the weak rim added around a track does not tilt its line
-    weight = np.clip(z, 1, None)
-    size = np.bincount(group, weight, count)
-    centre = np.column_stack([np.bincount(group, weight * c, count) / size for c in (iy, ix)])
-    dy, dx = iy - centre[group, 0], ix - centre[group, 1]
-    syy, sxx, sxy = (
-        np.bincount(group, weight * p, count) / size for p in (dy * dy, dx * dx, dy * dx)
+    centre, axis, along_spread, across_spread = _group_axes(
+        iy, ix, group, np.clip(z, 1, None), count
     )
-    # the eigenvalues and major axis of each group's 2 x 2 covariance
-    mean, root = (syy + sxx) / 2, np.hypot((syy - sxx) / 2, sxy)
-    along_spread, across_spread = mean + root, mean - root
-    angle = np.arctan2(2 * sxy, syy - sxx) / 2
-    axis = np.column_stack([np.cos(angle), np.sin(angle)])
-    along = dy * axis[group, 0] + dx * axis[group, 1]
+    along = (iy - centre[group, 0]) * axis[group, 0] + (ix - centre[group, 1]) * axis[group, 1]
     start, end = np.full(count, np.inf), np.full(count, -np.inf)
     np.minimum.at(start, group, along)
     np.maximum.at(end, group, along)
@@ -816,9 +807,10 @@ class _NarrowCandidates:
         iy, ix, group, count = _groups(above)
         z = (data[iy, ix] - sky[iy, ix]) / sigma[iy, ix]
         # weighted by the square: a faint star beside a short ray does not stretch it
-        self.centre, self.axis, elongation = _group_axes(
+        self.centre, self.axis, along, across = _group_axes(
             iy, ix, group, np.clip(z, 0, None) ** 2, count
         )
+        elongation = np.sqrt(along / np.maximum(across, 1e-12))
         size = np.bincount(group, minlength=count)
         # groups earlier steps found are left to growth: a ray may be beside a star
         found = np.bincount(group, cosmics[iy, ix], count) > THIN_FOUND_FRACTION * size
@@ -909,21 +901,20 @@ def _star_peaks(data, sky, sigma, iy, ix, star_if_peak=None):
 
 
 def _group_axes(iy, ix, group, weight, count):
-    """Weighted centre ``(y, x)``, long axis (unit ``(dy, dx)``) and elongation of each group."""
-    weight = np.clip(weight, 0, None)
+    """Weighted centre ``(y, x)``, long axis (unit ``(dy, dx)``) and spreads along and across it.
+
+    The spreads are the eigenvalues of each group's 2 x 2 covariance (pixel^2).
+    """
     total = np.bincount(group, weight, count)
-
-    def mean(values):
-        return np.bincount(group, weight * values, count) / total
-
-    my, mx = mean(iy), mean(ix)
-    dy, dx = iy - my[group], ix - mx[group]
-    syy, sxx, sxy = mean(dy * dy), mean(dx * dx), mean(dy * dx)
-    half, spread = (syy + sxx) / 2, np.hypot((sxx - syy) / 2, sxy)
-    long, short = half + spread, np.maximum(half - spread, 1e-12)
-    angle = 0.5 * np.arctan2(2 * sxy, sxx - syy)  # of the long axis, from the x axis
-    axis = np.column_stack([np.sin(angle), np.cos(angle)])
-    return np.column_stack([my, mx]), axis, np.sqrt(long / short)
+    centre = np.column_stack([np.bincount(group, weight * c, count) / total for c in (iy, ix)])
+    dy, dx = iy - centre[group, 0], ix - centre[group, 1]
+    syy, sxx, sxy = (
+        np.bincount(group, weight * p, count) / total for p in (dy * dy, dx * dx, dy * dx)
+    )
+    mean, root = (syy + sxx) / 2, np.hypot((syy - sxx) / 2, sxy)
+    angle = np.arctan2(2 * sxy, syy - sxx) / 2
+    axis = np.column_stack([np.cos(angle), np.sin(angle)])
+    return centre, axis, mean + root, mean - root
 
 
 def _peak_spreads(data, sky, sigma, known, py, px, reach):
