@@ -785,9 +785,13 @@ def _add_narrow_rays(cosmics, data, sky, sigma, known):
     # across, blobs closer in, where their light is
     chosen = np.flatnonzero(groups.stars | groups.blobs)
     peaks = groups.peaks(data, chosen)
-    line_variance, _ = _peak_spreads(data, sky, sigma, known, *peaks, THIN_REACH)
     variance, error = _peak_spreads(data, sky, sigma, known, *peaks, THIN_BLOB_REACH)
-    star = groups.stars[chosen] & np.isfinite(line_variance) & np.isfinite(variance)
+    star = groups.stars[chosen] & np.isfinite(variance)
+    line_variance, _ = _peak_spreads(
+        data, sky, sigma, known, peaks[0][star], peaks[1][star], THIN_REACH
+    )
+    star[star] = np.isfinite(line_variance)
+    line_variance = line_variance[np.isfinite(line_variance)]
     if np.count_nonzero(star) < THIN_MIN_STARS:
         return
     blob_limit = THIN_WIDTH_FRACTION**2 * np.percentile(variance[star], THIN_STAR_PERCENTILE)
@@ -795,7 +799,7 @@ def _add_narrow_rays(cosmics, data, sky, sigma, known):
     _flag_blurred_hits(
         cosmics, data, sky, sigma, groups, chosen[narrow], peaks[0][narrow], peaks[1][narrow]
     )
-    limit = THIN_WIDTH_FRACTION * np.sqrt(np.percentile(line_variance[star], THIN_STAR_PERCENTILE))
+    limit = THIN_WIDTH_FRACTION * np.sqrt(np.percentile(line_variance, THIN_STAR_PERCENTILE))
     for k in np.flatnonzero(groups.lines):
         _flag_thin_line(cosmics, data, sky, sigma, known, above, groups, k, limit)
 
@@ -925,19 +929,16 @@ def _peak_spreads(data, sky, sigma, known, py, px, reach):
     itself. Peaks too near the image edge for the box get NaN.
     """
     box = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
-    offsets = np.array(box, dtype=float)
     light = _around(data, py, px, box) - sky[py, px, None]
     light[_around(known, py, px, box)] = 0.0
-    total = light.sum(axis=1)
+    # the moments of each box as a group of its pixels
+    oy, ox = (np.broadcast_to(offset, light.shape) for offset in np.array(box, dtype=float).T)
+    member = np.broadcast_to(np.arange(py.size)[:, None], light.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = light @ offsets / total[:, None]
-        dy = offsets[None, :, 0] - mean[:, :1]
-        dx = offsets[None, :, 1] - mean[:, 1:]
-        cyy, cxx, cxy = (
-            (light * a * b).sum(axis=1) / total for a, b in ((dy, dy), (dx, dx), (dy, dx))
+        centre, axis, _, _ = _group_axes(
+            oy.ravel(), ox.ravel(), member.ravel(), light.ravel(), py.size
         )
-    angle = 0.5 * np.arctan2(2 * cxy, cxx - cyy) + np.pi / 2  # of the short axis
-    across = dy * np.sin(angle)[:, None] + dx * np.cos(angle)[:, None]
+    across = (ox - centre[:, 1:]) * axis[:, :1] - (oy - centre[:, :1]) * axis[:, 1:]
     variance, error = _spread(light, across, sigma[py, px, None])
     ny, nx = data.shape
     inside = (py >= reach) & (py < ny - reach) & (px >= reach) & (px < nx - reach)
