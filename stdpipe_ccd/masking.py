@@ -1,6 +1,7 @@
 """Masking of CCD frames: `make_mask` and a private helper per reason (cosmic rays: `._cosmics`)."""
 
 import logging
+import mmap
 import warnings
 
 import numpy as np
@@ -13,6 +14,11 @@ from ._provenance import add_provenance
 from ._sections import valid_region
 from .exceptions import StdpipeCCDWarning
 from .flags import FLAGS_DTYPE, MaskFlag
+
+try:  # the one-pass scan, compiled at install; numpy does the same in two passes
+    from . import _scan
+except ImportError:
+    _scan = None
 
 __all__ = ["make_mask"]
 
@@ -197,6 +203,9 @@ class _FlagImage:
 
     def __init__(self, shape):
         self.flags = np.zeros(shape, dtype=FLAGS_DTYPE)
+        # one write per memory page, in order: the fresh pages of the flags are
+        # then mapped by one fault each, not a read fault and then a write fault
+        self.flags.ravel()[:: mmap.PAGESIZE // FLAGS_DTYPE.itemsize] = 0
         self.mask = np.zeros(shape, dtype=bool)
         self.counts = dict.fromkeys((flag.name for flag in MaskFlag), 0)
         # pixels masked for any reason, kept while that is cheap; None: count at the end
@@ -216,6 +225,12 @@ class _FlagImage:
         self.flags.ravel()[index] |= FLAGS_DTYPE.type(flag)
         self.mask.ravel()[index] = True
         self.counts[flag.name] += len(index)
+
+    def counted(self, flag, count, masked):
+        """Record ``count`` pixels flagged elsewhere, ``masked`` of them newly masked."""
+        self.counts[flag.name] += count
+        if self._total is not None:
+            self._total += masked
 
     def add_region(self, flag, part):
         """Flag every pixel of the slice ``part``."""
@@ -287,15 +302,29 @@ def _mask_nonfinite_and_saturated(data, level, image):
     """Flag NaN/inf pixels and pixels at or above ``level``.
 
     One test, ``not |value| < level``, catches NaN, both infinities and
-    saturation while a block of rows sits in the CPU cache; the few pixels
-    that fail it are then classified together (very negative values get no
-    flag). It runs first, on a mask that is still all False.
+    saturation; the few pixels that fail it are then classified (very
+    negative values get no flag). The compiled scan does both in one pass
+    over the data; without it, numpy runs the test on blocks of rows that
+    stay in the CPU cache and then looks for the failures.
     """
     if data.dtype.kind != "f":
         if level is not None:
             image.add(MaskFlag.SATURATED, data >= level)
         return
-    index = _failing(data, np.inf if level is None else level)
+    top = np.inf if level is None else level
+    if _scan is not None and data.dtype in (np.float32, np.float64):
+        nonfinite, saturated, masked = _scan.flag_nonfinite_saturated(
+            np.ascontiguousarray(data),
+            top,
+            image.flags,
+            image.mask,
+            MaskFlag.NONFINITE,
+            0 if level is None else MaskFlag.SATURATED,
+        )
+        image.counted(MaskFlag.NONFINITE, nonfinite, masked)
+        image.counted(MaskFlag.SATURATED, saturated, 0)
+        return
+    index = _failing(data, top)
     values = data[np.divmod(index, data.shape[1])]
     image.add_at(MaskFlag.NONFINITE, index[~np.isfinite(values)])
     if level is not None:

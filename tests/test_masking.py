@@ -11,6 +11,7 @@ from ccdproc import Keyword, trim_image
 from scipy import ndimage
 
 from stdpipe_ccd import MaskFlag, StdpipeCCDWarning, _sky, datasets, make_mask
+from stdpipe_ccd import masking as _masking
 from stdpipe_ccd.flags import MaskFlagMap, flag_counts
 
 
@@ -685,6 +686,61 @@ def test_nonfinite_and_saturated_classified(level):
     assert result.meta["MSKNFIN"] == 3
     assert result.meta["MSKSAT"] == len(saturated) * bool(level)
     assert result.meta["MSKTOTAL"] == np.count_nonzero(result.mask)
+
+
+def compiled_scan():
+    """The compiled scan of `make_mask`; skip where it was not built, unless CI requires it."""
+    if _masking._scan is None:
+        if os.environ.get("STDPIPE_CCD_REQUIRE_COMPILED") == "1":
+            pytest.fail("STDPIPE_CCD_REQUIRE_COMPILED=1 but stdpipe_ccd._scan was not built")
+        pytest.skip("stdpipe_ccd._scan was not built (no C compiler at install)")
+    return _masking._scan
+
+
+@pytest.mark.parametrize("layout", ["float32", "float64", "big-endian", "strided"])
+@pytest.mark.parametrize("level", [None, 500.0])
+def test_compiled_and_numpy_scans_agree(layout, level, monkeypatch):
+    """The compiled scan flags and counts exactly what the numpy path does."""
+    compiled_scan()
+    rng = np.random.default_rng(5)
+    data = rng.normal(100.0, 200.0, (700, 900))
+    data[rng.random(data.shape) < 0.001] = np.nan
+    data[rng.random(data.shape) < 0.001] = np.copysign(np.nan, -1.0)  # sign bit set
+    data[rng.random(data.shape) < 0.001] = np.inf
+    data[rng.random(data.shape) < 0.001] = -np.inf
+    data[rng.random(data.shape) < 0.001] = -1e30
+    data[5, 3:9] = [499.99, 500.0, 500.01, -500.0, -1000.0, 1e38]
+    data = {
+        "float32": data.astype(np.float32),
+        "float64": data,
+        "big-endian": data.astype(">f4"),
+        "strided": data.astype(np.float32)[:, ::2],
+    }[layout]
+    ccd = CCDData(data, unit="adu", meta={} if level is None else {"SATURATE": level})
+    compiled = make_mask(ccd)
+    monkeypatch.setattr(_masking, "_scan", None)
+    numpy_path = make_mask(ccd)
+    assert np.array_equal(compiled.flags, numpy_path.flags)
+    assert np.array_equal(compiled.mask, numpy_path.mask)
+    assert compiled.meta == numpy_path.meta
+    assert compiled.meta["MSKNFIN"] == np.count_nonzero(~np.isfinite(data)) > 1000
+    if level is not None:
+        assert compiled.meta["MSKSAT"] == np.count_nonzero(data >= level) > 500
+
+
+def test_compiled_scan_checks_its_buffers():
+    """Wrong item types or sizes are refused, not read past."""
+    scan = compiled_scan()
+    data = np.zeros((4, 5), dtype=np.float32)
+    flags, mask = np.zeros((4, 5), dtype=np.uint16), np.zeros((4, 5), dtype=bool)
+    with pytest.raises(TypeError, match="data"):
+        scan.flag_nonfinite_saturated(data.astype(np.int32), 1.0, flags, mask, 1, 4)
+    with pytest.raises(TypeError, match="flags"):
+        scan.flag_nonfinite_saturated(data, 1.0, flags.astype(np.uint8), mask, 1, 4)
+    with pytest.raises(ValueError, match="same number of pixels"):
+        scan.flag_nonfinite_saturated(data, 1.0, flags[:3], mask, 1, 4)
+    assert not flags.any()
+    assert not mask.any()
 
 
 def test_total_counts_each_pixel_once():
