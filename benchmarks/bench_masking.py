@@ -4,10 +4,14 @@ Peers, run in the same process on the same frames: numpy alone,
 ``stdpipe.pipeline.make_mask``, ``ccdproc.cosmicray_lacosmic`` and bare
 ``astroscrappy.detect_cosmics``. Times are medians of ``--repeat`` calls;
 extra memory is the tracemalloc peak of numpy allocations during a call.
-The astroscrappy call itself varies by 10 % from call to call here, so the
-methods with cosmic rays run in turn, round by round, and each ratio is the
-median of the ratios within a round; make_mask's own share is also timed
-inside each call, around the astroscrappy call it makes.
+Without cosmic rays, each method runs its calls one after another, as a loop
+over frames does, after one untimed call; run in turn with the others, its
+calls would pay for the page faults that the large allocations of the others
+(192 MB with mask_bleed=True) leave behind. The astroscrappy call varies by
+10 % from call to call here, so the methods with cosmic rays run in turn,
+round by round, and each ratio is the median of the ratios within a round;
+make_mask's own share is also timed inside each call, around the astroscrappy
+call it makes.
 
     python benchmarks/bench_masking.py            # 4096 x 4096 speed, 2048 + 4096 quality
     python benchmarks/bench_masking.py --quick    # 1024 x 1024, for a smoke test
@@ -33,16 +37,6 @@ from stdpipe_ccd import masking as _masking
 RESULTS = Path(__file__).parent / "results"
 
 
-def measure(function, repeat):
-    """Median seconds over ``repeat`` calls, and the extra peak MB of one call."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), peak_memory(function)
-
-
 def peak_memory(function):
     """Extra peak MB of numpy allocations during one call."""
     tracemalloc.start()
@@ -64,6 +58,15 @@ def peer_stdpipe():
         return None
 
 
+def numpy_scan(function, *args):
+    """Call ``function`` with the numpy path of `make_mask` in place of the compiled scan."""
+    compiled, _masking._scan = _masking._scan, None
+    try:
+        return function(*args)
+    finally:
+        _masking._scan = compiled
+
+
 def speed_without_cosmics(size, repeat, stdpipe):
     frame = datasets.make_frame((size, size), seed=1, cosmic_density=0)
     data, level = frame.ccd.data, frame.ccd.meta["SATURATE"]
@@ -72,24 +75,37 @@ def speed_without_cosmics(size, repeat, stdpipe):
         "numpy lower bound (~isfinite | d >= SAT)": lambda: ~np.isfinite(data) | (data >= level),
         "stdpipe_ccd make_mask (defaults)": lambda: make_mask(frame.ccd),
         "stdpipe_ccd make_mask(mask_bleed=True)": lambda: make_mask(frame.ccd, mask_bleed=True),
+        "stdpipe_ccd make_mask, numpy scan (no compiled module)": lambda: numpy_scan(
+            make_mask, frame.ccd
+        ),
     }
     if stdpipe is not None:
         rows["stdpipe make_mask, no cosmics"] = lambda: stdpipe.make_mask(
             data, frame.ccd.meta, saturation=level, verbose=False
         )
-    results = {name: measure(function, repeat) for name, function in rows.items()}
-    base = results["np.isfinite (one pass)"][0]
+    times = {}
+    for name, function in rows.items():
+        function()  # untimed: the heap grows to the size of the call
+        times[name] = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            value = function()
+            times[name].append(time.perf_counter() - start)
+            del value  # freeing the result is not part of the call
+    base = np.median(times["np.isfinite (one pass)"])
     image_mb = data.nbytes / 2**20
-    return [
-        {
+    result = []
+    for name, seconds in times.items():
+        mb = peak_memory(rows[name])
+        row = {
             "method": name,
-            "seconds": t,
-            "ratio_to_isfinite": t / base,
+            "seconds": float(np.median(seconds)),
+            "ratio_to_isfinite": float(np.median(seconds) / base),
             "extra_mb": mb,
             "extra_in_images": mb / image_mb,
         }
-        for name, (t, mb) in results.items()
-    ]
+        result.append(row)
+    return result
 
 
 def speed_with_cosmics(size, repeat, stdpipe):

@@ -74,7 +74,7 @@ def _write_benchmark_tables():
             [
                 ("method", "method (4096 x 4096 float32)", "{}"),
                 ("seconds", "seconds", "{:.3f}"),
-                ("ratio_to_isfinite", "time / np.isfinite", "{:.1f}"),
+                ("ratio_to_isfinite", "time / np.isfinite", "{:.2f}"),
                 ("extra_in_images", "extra memory / image", "{:.2f}"),
             ],
         ),
