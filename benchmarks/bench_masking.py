@@ -58,15 +58,6 @@ def peer_stdpipe():
         return None
 
 
-def numpy_scan(function, *args):
-    """Call ``function`` with the numpy path of `make_mask` in place of the compiled scan."""
-    compiled, _masking._scan = _masking._scan, None
-    try:
-        return function(*args)
-    finally:
-        _masking._scan = compiled
-
-
 def speed_without_cosmics(size, repeat, stdpipe):
     frame = datasets.make_frame((size, size), seed=1, cosmic_density=0)
     data, level = frame.ccd.data, frame.ccd.meta["SATURATE"]
@@ -75,9 +66,6 @@ def speed_without_cosmics(size, repeat, stdpipe):
         "numpy lower bound (~isfinite | d >= SAT)": lambda: ~np.isfinite(data) | (data >= level),
         "stdpipe_ccd make_mask (defaults)": lambda: make_mask(frame.ccd),
         "stdpipe_ccd make_mask(mask_bleed=True)": lambda: make_mask(frame.ccd, mask_bleed=True),
-        "stdpipe_ccd make_mask, numpy scan (no compiled module)": lambda: numpy_scan(
-            make_mask, frame.ccd
-        ),
     }
     if stdpipe is not None:
         rows["stdpipe make_mask, no cosmics"] = lambda: stdpipe.make_mask(

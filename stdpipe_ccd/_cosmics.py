@@ -51,6 +51,11 @@ def detect(data, known, *, gain, readnoise, response, saturation, options):
     completed along their line (`_complete_tracks`) and faint rays get
     their weak rim (`_widen_faint_groups`), from which growth runs once more.
     """
+    with np.errstate(divide="ignore", invalid="ignore"):  # masked and empty pixels
+        return _detect(data, known, gain, readnoise, response, saturation, options)
+
+
+def _detect(data, known, gain, readnoise, response, saturation, options):
     import astroscrappy
 
     options = _cosmics_options(astroscrappy.detect_cosmics, options)

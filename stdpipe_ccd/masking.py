@@ -15,11 +15,6 @@ from ._sections import valid_region
 from .exceptions import StdpipeCCDWarning
 from .flags import FLAGS_DTYPE, MaskFlag
 
-try:  # the one-pass scan, compiled at install; numpy does the same in two passes
-    from . import _scan
-except ImportError:
-    _scan = None
-
 __all__ = ["make_mask"]
 
 logger = logging.getLogger(__name__)
@@ -158,7 +153,7 @@ def make_mask(
     if mask_cosmics:
         gain, readnoise = _gain_readnoise(ccd, gain, readnoise)
         cosmics = _cosmics.detect(
-            data,
+            _as_float(data),
             image.mask,
             gain=gain,
             readnoise=readnoise,
@@ -226,12 +221,6 @@ class _FlagImage:
         self.mask.ravel()[index] = True
         self.counts[flag.name] += len(index)
 
-    def counted(self, flag, count, masked):
-        """Record ``count`` pixels flagged elsewhere, ``masked`` of them newly masked."""
-        self.counts[flag.name] += count
-        if self._total is not None:
-            self._total += masked
-
     def add_region(self, flag, part):
         """Flag every pixel of the slice ``part``."""
         region = self.mask[part]
@@ -265,10 +254,20 @@ def _check_ccd(ccd):
     if data.ndim != 2:
         msg = f"ccd.data must be 2D, not {data.ndim}D with shape {data.shape}"
         raise ValueError(msg)
+    if data.dtype.kind not in "biuf":
+        msg = f"ccd.data must hold real numbers, not {data.dtype}"
+        raise TypeError(msg)
     if not data.dtype.isnative:
         # FITS data are big-endian; numpy and astroscrappy want native order
         data = data.astype(data.dtype.newbyteorder("="))
     return data
+
+
+def _as_float(data):
+    """Return ``data`` in floating point: integers and float16 become float32."""
+    if data.dtype.kind == "f" and data.dtype.itemsize >= 4:
+        return data
+    return data.astype(np.float32)
 
 
 def _same_shape(item, shape, name):
@@ -303,32 +302,21 @@ def _mask_nonfinite_and_saturated(data, level, image):
 
     One test, ``not |value| < level``, catches NaN, both infinities and
     saturation; the few pixels that fail it are then classified (very
-    negative values get no flag). The compiled scan does both in one pass
-    over the data; without it, numpy runs the test on blocks of rows that
-    stay in the CPU cache and then looks for the failures.
+    negative values get no flag). The test runs on blocks of rows that stay
+    in the CPU cache. A non-finite pixel is NONFINITE only: +inf is no
+    saturated star (a flat with zeros makes it), so it seeds no bleed trail.
     """
     if data.dtype.kind != "f":
         if level is not None:
             image.add(MaskFlag.SATURATED, data >= level)
         return
     top = np.inf if level is None else level
-    if _scan is not None and data.dtype in (np.float32, np.float64):
-        nonfinite, saturated, masked = _scan.flag_nonfinite_saturated(
-            np.ascontiguousarray(data),
-            top,
-            image.flags,
-            image.mask,
-            MaskFlag.NONFINITE,
-            0 if level is None else MaskFlag.SATURATED,
-        )
-        image.counted(MaskFlag.NONFINITE, nonfinite, masked)
-        image.counted(MaskFlag.SATURATED, saturated, 0)
-        return
     index = _failing(data, top)
     values = data[np.divmod(index, data.shape[1])]
-    image.add_at(MaskFlag.NONFINITE, index[~np.isfinite(values)])
+    finite = np.isfinite(values)
+    image.add_at(MaskFlag.NONFINITE, index[~finite])
     if level is not None:
-        image.add_at(MaskFlag.SATURATED, index[values >= level])  # +inf is both
+        image.add_at(MaskFlag.SATURATED, index[finite & (values >= level)])
 
 
 def _failing(data, top):
