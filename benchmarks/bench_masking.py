@@ -31,8 +31,10 @@ import ccdproc
 import numpy as np
 from astropy import units as u
 
-from stdpipe_ccd import MaskFlag, _cosmics, _sky, datasets, make_mask
+from stdpipe_ccd import CosmicRayTuning, MaskFlag, datasets, make_mask
 from stdpipe_ccd import masking as _masking
+from stdpipe_ccd._cosmics import COSMICS_DEFAULTS
+from stdpipe_ccd._cosmics.frame import noise_model
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -104,8 +106,15 @@ def speed_with_cosmics(size, repeat, stdpipe):
     image = _masking._FlagImage(ccd.shape)
     _masking._mask_nonfinite_and_saturated(ccd.data, ccd.meta["SATURATE"], image)
     _masking._mask_outside_datasec(ccd.meta, image)
-    sky_model = _sky.SkyModel(ccd.data, image.mask, None)
-    variance = sky_model.variance(ccd.data, image.mask, gain=gain, readnoise=readnoise)
+    _, variance = noise_model(
+        ccd.data,
+        image.mask,
+        gain=gain,
+        readnoise=readnoise,
+        gain_known=True,
+        response=None,
+        pedestal_ratio=CosmicRayTuning().pedestal_ratio,
+    )
     import astroscrappy
 
     def bare_call():
@@ -116,7 +125,7 @@ def speed_with_cosmics(size, repeat, stdpipe):
             gain=gain,
             readnoise=readnoise,
             satlevel=ccd.meta["SATURATE"] * gain,
-            **_cosmics.COSMICS_DEFAULTS,
+            **COSMICS_DEFAULTS,
         )
 
     rows = {

@@ -22,7 +22,8 @@ class Conf(_config.ConfigNamespace):
 
 conf = Conf()
 
-from . import datasets, io  # noqa: E402
+from . import datasets, io, validation  # noqa: E402
+from ._cosmics import CosmicRayTuning  # noqa: E402
 from .coadd import coadd  # noqa: E402
 from .collection import mask_collection  # noqa: E402
 from .exceptions import (  # noqa: E402
@@ -37,6 +38,7 @@ from .swarp import find_swarp, reproject_swarp, resample_swarp  # noqa: E402
 
 __all__ = [
     "Conf",
+    "CosmicRayTuning",
     "MaskFlag",
     "StdpipeCCDError",
     "StdpipeCCDWarning",
@@ -52,4 +54,5 @@ __all__ = [
     "mask_collection",
     "reproject_swarp",
     "resample_swarp",
+    "validation",
 ]

@@ -1,15 +1,19 @@
-"""Masking of CCD frames: `make_mask` and a private helper per reason (cosmic rays: `._cosmics`)."""
+"""Masking of CCD frames: `make_mask` and a private helper per reason (cosmic rays apart)."""
 
 import logging
 import mmap
+import numbers
+import re
 import warnings
 
 import numpy as np
 from astropy import units as u
 from astropy.nddata import CCDData
+from astropy.stats import mad_std
 from scipy import ndimage
 
 from . import _cosmics
+from ._cosmics import CosmicRayTuning
 from ._provenance import add_provenance
 from ._sections import valid_region
 from .exceptions import StdpipeCCDWarning
@@ -30,6 +34,7 @@ def make_mask(
     gain=None,
     readnoise=None,
     cosmics_options=None,
+    cosmics_tuning=None,
     dark=None,
     hot_threshold=10.0,
     flat=None,
@@ -50,28 +55,39 @@ def make_mask(
         saturation masking off. Default is `None`.
     mask_bleed : bool, optional
         Mask bleeding-charge trails: saturated pixels that extend a saturated
-        star along its columns beyond its round core, and the partly filled
-        pixel at each end of a trail. Needs a saturation level. Default is
-        `False`.
+        star along its columns beyond its round core, and their continuation
+        along those columns while it stands 5 robust sigma of the sky above
+        the pixels beside the trail (a trail's charge falls below full well
+        towards its tips, and a flat moves saturated pixels below the
+        level). Needs a saturation level. Default is `False`.
     external_mask : array-like, optional
         Boolean or integer array of the image shape; non-zero pixels are
         masked as `~stdpipe_ccd.MaskFlag.EXTERNAL`.
-    mask_cosmics : bool, optional
-        Detect cosmic rays with LACosmic [1]_ through `astroscrappy.detect_cosmics`.
-        The noise model is measured from the frame itself (so it holds whether
-        or not the sky was subtracted), weighted by the flat when one is given,
-        plus the Poisson noise of the sources. Pixels masked for any other
-        reason are excluded from the detection. Default is `False`.
+    mask_cosmics : bool or callable, optional
+        `True` detects cosmic rays with LACosmic [1]_ through
+        `astroscrappy.detect_cosmics`, on the pixels not masked for another
+        reason, then drops the cores of stars it flagged and completes the
+        rays it found in part (see `~stdpipe_ccd.CosmicRayTuning`). With a
+        gain, the noise model is LACosmic's own (Poisson noise of the data
+        plus read noise, shaped by the flat when one is given), so the
+        structure of galaxies is never taken for noise; a subtracted sky is
+        noticed and its noise added back. A callable is your own detector:
+        it is called with the data as a float `~numpy.ndarray` and returns a
+        boolean image of the rays. Default is `False`.
     gain : float or `~astropy.units.Quantity`, optional
         Gain in e-/ADU for the cosmic-ray noise model; `None` reads ``GAIN``
-        from ``ccd.meta``, or uses 1 with a warning. Ignored (taken as 1) when
-        the image is in electrons.
+        from ``ccd.meta``. Without either, the sky's noise is measured in
+        boxes and 1 is used for the sources, with a warning. Ignored (taken
+        as 1) when the image is in electrons.
     readnoise : float or `~astropy.units.Quantity`, optional
         Read noise in electrons: the floor of the noise model; `None` reads
         ``RDNOISE`` or ``READNOISE`` from ``ccd.meta``.
     cosmics_options : dict, optional
         Further options for `astroscrappy.detect_cosmics` (``sigclip``,
         ``objlim``, ...). A name it does not know raises `TypeError`.
+    cosmics_tuning : `~stdpipe_ccd.CosmicRayTuning`, optional
+        Switches and thresholds of the steps after LACosmic. Default is
+        ``CosmicRayTuning()``.
     dark : `~astropy.nddata.CCDData` or array-like, optional
         Master dark of the image shape. Pixels above its median by more than
         ``hot_threshold`` times its MAD standard deviation are masked as hot.
@@ -105,7 +121,9 @@ def make_mask(
         in ``.meta`` is malformed; the saturation level is not positive and
         finite, or is missing while ``mask_bleed`` needs it.
     TypeError
-        ``cosmics_options`` names an option astroscrappy does not have.
+        ``cosmics_options`` names an option astroscrappy does not have;
+        ``cosmics_tuning`` is not a `~stdpipe_ccd.CosmicRayTuning`; a
+        ``mask_cosmics`` callable returns no boolean image of the data's shape.
     astropy.units.UnitsError
         A quantity cannot be converted to the unit it needs.
 
@@ -131,6 +149,11 @@ def make_mask(
     True
     """
     data = _check_ccd(ccd)
+    if mask_cosmics is True:  # options are checked before any work
+        _cosmics.check_options(cosmics_options)
+        if cosmics_tuning is not None and not isinstance(cosmics_tuning, CosmicRayTuning):
+            msg = f"cosmics_tuning must be a CosmicRayTuning, not {type(cosmics_tuning).__name__}"
+            raise TypeError(msg)
     image = _FlagImage(data.shape)
 
     level = _saturation_level(ccd, saturation)
@@ -140,7 +163,7 @@ def make_mask(
         if level is None:
             msg = "mask_bleed=True needs a saturation level: pass saturation= or set SATURATE"
             raise ValueError(msg)
-        _mask_bleed(data, image)
+        _mask_bleed(data, level, image)
     if external_mask is not None:
         image.add(MaskFlag.EXTERNAL, _same_shape(external_mask, data.shape, "external_mask") != 0)
     if ccd.mask is not None:
@@ -150,16 +173,20 @@ def make_mask(
     response = None
     if flat is not None:
         response = _mask_low_response(_same_shape(flat, data.shape, "flat"), flat_threshold, image)
-    if mask_cosmics:
-        gain, readnoise = _gain_readnoise(ccd, gain, readnoise)
+    if callable(mask_cosmics):
+        image.add(MaskFlag.COSMIC_RAY, _own_detector(mask_cosmics, _as_float(data)) & ~image.mask)
+    elif mask_cosmics:
+        gain, readnoise, gain_known = _gain_readnoise(ccd, gain, readnoise)
         cosmics = _cosmics.detect(
             _as_float(data),
             image.mask,
             gain=gain,
             readnoise=readnoise,
+            gain_known=gain_known,
             response=response,
             saturation=level,
             options=cosmics_options,
+            tuning=cosmics_tuning,
         )
         image.add(MaskFlag.COSMIC_RAY, cosmics)
 
@@ -183,7 +210,7 @@ def make_mask(
         saturation=level,
         mask_bleed=mask_bleed,
         external_mask=external_mask is not None,
-        mask_cosmics=mask_cosmics,
+        mask_cosmics=getattr(mask_cosmics, "__name__", mask_cosmics),
         dark=dark is not None,
         hot_threshold=hot_threshold,
         flat=flat is not None,
@@ -261,6 +288,18 @@ def _check_ccd(ccd):
         # FITS data are big-endian; numpy and astroscrappy want native order
         data = data.astype(data.dtype.newbyteorder("="))
     return data
+
+
+def _own_detector(detector, data):
+    """Call a user's cosmic-ray detector and check that it returns a boolean image."""
+    found = np.asarray(detector(data.copy()))
+    if found.shape != data.shape or found.dtype.kind not in "bui":
+        msg = (
+            f"the mask_cosmics callable must return a boolean image of shape {data.shape}, "
+            f"not {found.dtype} of shape {found.shape}"
+        )
+        raise TypeError(msg)
+    return found != 0
 
 
 def _as_float(data):
@@ -367,10 +406,13 @@ def _saturation_level(ccd, saturation):
     if saturation is None:
         if "SATURATE" not in ccd.meta:
             return None
-        level = _quantity_value(ccd.meta["SATURATE"], ccd.unit, "SATURATE")
+        level = _header_saturation(ccd)
         name = "SATURATE in .meta"
     elif saturation is True:
         finite = ccd.data[np.isfinite(ccd.data)]
+        if not finite.size:
+            msg = "saturation=True cannot estimate a level: the image has no finite pixel"
+            raise ValueError(msg)
         median = np.median(finite)
         level = float(median + 0.95 * (finite.max() - median))
         logger.info("estimated saturation level %.1f %s", level, ccd.unit)
@@ -384,27 +426,144 @@ def _saturation_level(ccd, saturation):
     return level
 
 
+def _header_saturation(ccd):
+    """``SATURATE`` in the image unit: in ADU on an image that ccdproc put in electrons.
+
+    ccdproc's `~ccdproc.gain_correct` leaves ``SATURATE`` in ADU and records
+    the gain it applied (``gaincor``); the level is converted with it, or
+    with ``GAIN`` when the record holds a keyword instead of a number.
+    """
+    value = ccd.meta["SATURATE"]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, u.Quantity)):
+        msg = f"SATURATE = {value!r} in .meta is not a number"
+        raise ValueError(msg)
+    level = _quantity_value(value, ccd.unit, "SATURATE")
+    record = str(ccd.meta.get("gaincor", ""))
+    if ccd.unit != u.electron or not isinstance(value, numbers.Real) or not record:
+        return level
+    found = re.search(r"gain=([-+0-9.eE]+) electron / adu", record)
+    gain = (
+        float(found.group(1))
+        if found
+        else _quantity_value(ccd.meta.get("GAIN", 1.0), u.electron / u.adu, "GAIN")
+    )
+    logger.info(
+        "SATURATE = %s ADU converted to %s e- with the gain %s e-/ADU that gain_correct applied",
+        value,
+        level * gain,
+        gain,
+    )
+    return level * gain
+
+
 #: the round core of a saturated star is this much (pixels) smaller than half the blob's width
 CORE_SHRINK = 0.15
 
 
-def _mask_bleed(data, image):
-    """Flag saturated column runs beyond each star's round core, and the pixel past each run."""
+#: a trail goes on past its saturated run while its pixels stand this many
+#: (robust) standard deviations of the sky above the star's own light ...
+BLEED_CONTINUE_SIGMA = 5.0
+#: ... and above it by this fraction of that light (its Poisson noise)
+BLEED_CONTINUE_FRACTION = 0.1
+#: ... or while they hold this fraction of the saturation level (a flat moves them)
+BLEED_NEAR_FULL = 0.9
+#: saturated pixels this close (rows, columns) belong to one star: a flat
+#: scatters the pixels of a saturated core and trail around the level
+BLEED_JOIN = (2, 1)
+#: rows followed at a time along a trail
+BLEED_STEPS = 64
+
+
+def _mask_bleed(data, saturation, image):
+    """Flag bleeding-charge trails: saturated column runs beyond each star's round core,
+    and their unsaturated continuation along the columns.
+    """
     saturated = image.has(MaskFlag.SATURATED)
-    blobs, _ = ndimage.label(saturated)
+    join = np.ones([2 * n + 1 for n in BLEED_JOIN], dtype=bool)
+    blobs, _ = ndimage.label(ndimage.binary_dilation(saturated, join))
     trail = np.zeros_like(saturated)
+    sky, noise = _sky_level_noise(data, image.mask)
     for index, box in enumerate(ndimage.find_objects(blobs), start=1):
-        blob = blobs[box] == index
-        trail[box] |= blob & ~_round_core(data, blob, box)
-    # the charge that did not fill a whole pixel sits just past each end of a trail
-    ends = np.zeros_like(trail)
-    ends[1:] |= trail[:-1]
-    ends[:-1] |= trail[1:]
-    image.add(MaskFlag.BLEED, trail | (ends & ~saturated))
+        box = _shrink(saturated, box)
+        blob = (blobs[box] == index) & saturated[box]
+        core, centre = _round_core(data, blob, box)
+        bled = blob & ~core
+        if bled.any():
+            trail[box] |= bled
+            _continue_trail(data, blob, box, centre, (sky, noise, saturation), trail)
+    image.add(MaskFlag.BLEED, trail)
+
+
+def _sky_level_noise(data, masked):
+    """Median and robust standard deviation of the sky, from every 4th pixel of every 4th row."""
+    sample = data[::4, ::4][~masked[::4, ::4]]
+    sample = sample[np.isfinite(sample)]
+    if not sample.size:
+        return 0.0, 0.0
+    return float(np.median(sample)), float(mad_std(sample))
+
+
+def _continue_trail(data, blob, box, centre, sky, trail):
+    """Flag the unsaturated continuation of a trail up and down the columns it bled along.
+
+    Towards its tips a trail holds less than a full well (the last pixel is
+    partly filled, and a flat can move saturated pixels below the level): it
+    goes on while its pixels
+    stand above the star's own light at their distance from its centre,
+    read off the star's row, where no charge bled.
+    """
+    rows, cols = box
+    ny, nx = data.shape
+    level, noise, saturation = sky
+    yc, xc = rows.start + centre[0], cols.start + centre[1]
+    profile = _row_profile(data, round(yc), round(xc), ny + nx, level)
+    # every column of a bleeding star: a flat may leave one without a saturated trail pixel
+    columns = np.flatnonzero(blob.any(axis=0))
+    has = blob[:, columns]
+    ends = {
+        -1: rows.start + np.argmax(has, axis=0),  # topmost blob pixel of each column
+        1: rows.start + blob.shape[0] - 1 - np.argmax(has[::-1], axis=0),
+    }
+    for step, last in ends.items():
+        x = cols.start + columns
+        while x.size:  # a few steps at a time, for the columns still going
+            y = last[None, :] + step * np.arange(1, BLEED_STEPS + 1)[:, None]
+            inside = (y >= 0) & (y < ny)
+            y = np.clip(y, 0, ny - 1)
+            star = profile[np.hypot(y - yc, x - xc).astype(int)]
+            margin = BLEED_CONTINUE_SIGMA * noise + BLEED_CONTINUE_FRACTION * (star - level)
+            value = data[y, x]
+            lit = inside & ((value - star > margin) | (value >= BLEED_NEAR_FULL * saturation))
+            going = lit.all(axis=0)
+            length = np.where(going, BLEED_STEPS, np.argmin(lit, axis=0))
+            along = np.arange(BLEED_STEPS)[:, None] < length[None, :]
+            trail[y[along], np.broadcast_to(x, y.shape)[along]] = True
+            x, last = x[going], last[going] + step * BLEED_STEPS
+
+
+def _shrink(mask, box):
+    """Return the smallest box holding the True pixels of ``mask`` within ``box``."""
+    rows, cols = np.nonzero(mask[box])
+    y0, x0 = box[0].start, box[1].start
+    return np.s_[y0 + rows.min() : y0 + rows.max() + 1, x0 + cols.min() : x0 + cols.max() + 1]
+
+
+def _row_profile(data, row, col, size, level):
+    """Return the brighter side of ``row`` at each distance from ``col`` (``level`` beyond)."""
+    ny, nx = data.shape
+    profile = np.full(size, level, dtype=float)
+    if not 0 <= row < ny:
+        return profile
+    distance = np.arange(size)
+    for side in (col - distance, col + distance):
+        inside = (side >= 0) & (side < nx)
+        values = np.where(inside, data[row, np.clip(side, 0, nx - 1)], -np.inf)
+        profile = np.fmax(profile, np.where(np.isfinite(values), values, -np.inf))
+    return profile
 
 
 def _round_core(data, blob, box):
-    """Return the disk of a saturated star inside its saturated blob (in the blob's box).
+    """Return the disk of a saturated star inside its saturated blob, and its centre (in the box).
 
     Bleeding runs along columns, so the blob is as wide as the star's core:
     its radius is half the width. The centre row is where the unsaturated
@@ -427,15 +586,16 @@ def _round_core(data, blob, box):
                 yc += 0.5 * (below - above) / curvature
     radius = width / 2
     y, x = np.ogrid[:height, :width]
+    xc = (width - 1) / 2
     # a little inside: the bled charge fills the rim of the disk first
-    return (y - yc) ** 2 + (x - (width - 1) / 2) ** 2 <= (radius - CORE_SHRINK) ** 2
+    return (y - yc) ** 2 + (x - xc) ** 2 <= (radius - CORE_SHRINK) ** 2, (yc, xc)
 
 
 def _mask_hot(dark, threshold, image):
     dark = np.asarray(dark, dtype=np.float32)
     finite = dark[np.isfinite(dark)]
     median = np.median(finite)
-    spread = 1.4826 * np.median(np.abs(finite - median))
+    spread = mad_std(finite)
     image.add(MaskFlag.HOT, dark > median + threshold * spread)
 
 
@@ -450,17 +610,19 @@ def _mask_low_response(flat, threshold, image):
 
 
 def _gain_readnoise(ccd, gain, readnoise):
-    """Gain (e-/ADU) and read noise (e-) from the arguments or ``ccd.meta``."""
+    """Return gain (e-/ADU), read noise (e-) and whether the gain is known (arguments or .meta)."""
     in_electrons = ccd.unit == u.electron
     if gain is None:
         gain = ccd.meta.get("GAIN")
-        if gain is None and not in_electrons:
-            warnings.warn(
-                "no gain given and no GAIN in .meta; using 1 e-/ADU for the cosmic-ray noise model",
-                StdpipeCCDWarning,
-                stacklevel=3,
-            )
-            gain = 1.0
+    known = gain is not None or in_electrons
+    if not known:
+        warnings.warn(
+            "no gain given and no GAIN in .meta; the cosmic-ray noise model measures the sky's "
+            "noise in boxes and uses 1 e-/ADU for the sources",
+            StdpipeCCDWarning,
+            stacklevel=3,
+        )
+        gain = 1.0
     if in_electrons:
         if gain is not None and _quantity_value(gain, u.electron / u.adu, "gain") != 1:
             warnings.warn(
@@ -476,7 +638,7 @@ def _gain_readnoise(ccd, gain, readnoise):
     if not (np.isfinite(gain) and gain > 0):
         msg = f"gain must be positive and finite, not {gain}"
         raise ValueError(msg)
-    return gain, readnoise
+    return gain, readnoise, known
 
 
 def _describe_call(**params):

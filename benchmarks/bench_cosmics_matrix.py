@@ -1,0 +1,184 @@
+"""Cosmic rays over a validation matrix: make_mask against bare astroscrappy, cell by cell.
+
+The frames come from `stdpipe_ccd.validation.make_field`, a generator the
+masking steps were not built on. Each cell changes one thing from a base
+field (Moffat beta 4.765, FWHM 3 px, sky 500 e-, gain 2, read noise 5 e-,
+1,500 stars and 300 rays per 1024 x 1024, sharp rays) or a few together;
+each runs over several seeds and reports the mean of each score and, for
+make_mask, how it compares with the bare call on the same frames. The bare
+call is ``astroscrappy.detect_cosmics(data, gain=, readnoise=)`` with its
+defaults, as a user would make it (ccdproc's ``cosmicray_lacosmic`` is the
+same call), given the frame with any subtracted sky level added back, as
+astroscrappy's documentation asks; STDPipe's ``make_mask`` runs too where it is installed.
+
+    python benchmarks/bench_cosmics_matrix.py             # 1024 x 1024, 5 seeds
+    python benchmarks/bench_cosmics_matrix.py --quick     # 512 x 512, 2 seeds
+"""
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import astroscrappy
+import numpy as np
+
+from stdpipe_ccd import MaskFlag, make_mask, validation
+
+RESULTS = Path(__file__).parent / "results"
+
+#: (name, options of make_field beyond the base); densities are per 1024 x 1024
+CELLS = [
+    ("base", {}),
+    ("FWHM 1.6", {"fwhm": 1.6}),
+    ("FWHM 2.0", {"fwhm": 2.0}),
+    ("FWHM 2.5", {"fwhm": 2.5}),
+    ("FWHM 4", {"fwhm": 4.0}),
+    ("FWHM 6", {"fwhm": 6.0}),
+    ("Gaussian FWHM 2.5", {"psf": "gaussian", "fwhm": 2.5}),
+    ("Gaussian FWHM 4", {"psf": "gaussian", "fwhm": 4.0}),
+    ("Moffat beta 2.5", {"beta": 2.5}),
+    ("sky 20 e-", {"sky": 20.0}),
+    ("sky 20000 e-", {"sky": 20000.0}),
+    ("gain 0.5", {"gain": 0.5}),
+    ("gain 10", {"gain": 10.0}),
+    ("read noise 2 e-", {"readnoise": 2.0}),
+    ("read noise 20 e-", {"readnoise": 20.0}),
+    ("sky subtracted", {"sky_subtracted": True}),
+    ("crowded", {"n_stars": 8000}),
+    ("crowded FWHM 1.6", {"n_stars": 8000, "fwhm": 1.6}),
+    ("galaxies", {"n_galaxies": 40}),
+    ("galaxies, sky subtracted", {"n_galaxies": 40, "sky_subtracted": True}),
+    ("rays diffused", {"rays": "diffused"}),
+    ("rays blurred", {"rays": "blurred"}),
+]
+SCORES = ["recall", "recall_5sigma", "precision", "star_cores", "galaxy_cores", "noise_ratio"]
+
+
+def field(size, seed, options):
+    scale = (size / 1024) ** 2
+    options = dict(options)
+    for key, default in (("n_stars", 1500), ("n_rays", 300), ("n_galaxies", 0)):
+        options[key] = round(options.get(key, default) * scale)
+    return validation.make_field((size, size), seed=seed, **options)
+
+
+def peer_stdpipe():
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from stdpipe import pipeline
+        return pipeline
+    except ImportError:
+        return None
+
+
+def methods(stdpipe):
+    def ours(ccd):
+        masked = make_mask(ccd, mask_cosmics=True)
+        return (masked.flags & MaskFlag.COSMIC_RAY) != 0
+
+    def bare(ccd):
+        gain, readnoise = ccd.meta["GAIN"], ccd.meta["RDNOISE"]
+        # as astroscrappy asks: a subtracted sky level is added back
+        data = ccd.data + ccd.meta["SKYSUB"]
+        return astroscrappy.detect_cosmics(data, gain=gain, readnoise=readnoise)[0]
+
+    found = {"stdpipe_ccd": ours, "astroscrappy": bare}
+    if stdpipe is not None:
+
+        def theirs(ccd):
+            mask = stdpipe.make_mask(
+                ccd.data.astype(np.float64),
+                ccd.meta,
+                cosmics=True,
+                gain=ccd.meta["GAIN"],
+                verbose=False,
+            )
+            return (mask & 0x100) != 0 if mask.dtype != bool else mask
+
+        found["stdpipe"] = theirs
+    return found
+
+
+def run_cell(size, seeds, options, runners):
+    scores = {name: [] for name in runners}
+    seconds = {name: [] for name in runners}
+    for seed in seeds:
+        frame = field(size, seed, options)
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mask = runner(frame.ccd)
+            seconds[name].append(time.perf_counter() - start)
+            scores[name].append(validation.score_cosmic_mask(frame, mask))
+    rows = []
+    for name in runners:
+        row = {"method": name}
+        for key in SCORES:
+            values = [s[key] for s in scores[name]]
+            row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else None
+        row["seconds"] = float(np.mean(seconds[name]))
+        rows.append(row)
+    base = rows[1]
+    rows[0]["time_ratio"] = rows[0]["seconds"] / base["seconds"]
+    return rows
+
+
+def verdict(ours, bare):
+    """Where make_mask does worse than the bare call (beyond the scatter of a few frames)."""
+    worse = []
+    if ours["recall"] < bare["recall"] - 0.005:
+        worse.append("recall")
+    if ours["precision"] < bare["precision"] - 0.005:
+        worse.append("precision")
+    for key in ("star_cores", "galaxy_cores"):
+        if ours[key] is not None and ours[key] > bare[key] + 0.001:
+            worse.append(key)
+    if ours["noise_ratio"] > max(2.0, bare["noise_ratio"]):
+        worse.append("noise")
+    return worse
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="512 x 512 frames, 2 seeds")
+    parser.add_argument("--cells", nargs="*", help="only these cells (by name)")
+    args = parser.parse_args(argv)
+    size, seeds = (512, range(2)) if args.quick else (1024, range(5))
+    runners = methods(peer_stdpipe())
+    record = {
+        "size": size,
+        "seeds": len(seeds),
+        "machine": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "astroscrappy": astroscrappy.__version__,
+        },
+        "cells": [],
+    }
+    print(f"| cell | method | {' | '.join(SCORES)} | time ratio | worse than bare |")
+    print("|" + "---|" * (len(SCORES) + 4))
+    for name, options in CELLS:
+        if args.cells and name not in args.cells:
+            continue
+        rows = run_cell(size, seeds, options, runners)
+        rows[0]["worse_than_bare"] = verdict(rows[0], rows[1])
+        record["cells"].append({"cell": name, "options": options, "rows": rows})
+        for row in rows:
+            values = " | ".join("" if row[k] is None else f"{row[k]:.3f}" for k in SCORES)
+            ratio = f"{row['time_ratio']:.2f}" if "time_ratio" in row else ""
+            worse = ", ".join(row.get("worse_than_bare", []))
+            print(f"| {name} | {row['method']} | {values} | {ratio} | {worse} |", flush=True)
+    suffix = "-quick" if args.quick else ""
+    if not args.cells:
+        path = RESULTS / f"cosmics-matrix{suffix}.json"
+        path.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Cosmic rays: LACosmic through astroscrappy, with a noise model and validated refinements.
+
+`detect` is what `~stdpipe_ccd.make_mask` runs with ``mask_cosmics=True``.
+The steps after LACosmic live in their own modules: `.stars` (the star
+veto) and `.tracks` (growth and track completion), over the neighbourhood
+helpers of `.geometry` and the noise model of `.frame`. Their thresholds
+are the fields of `CosmicRayTuning`. Each step stays only while it does
+no harm against the bare astroscrappy call on any cell of the validation
+matrix (``benchmarks/bench_cosmics_matrix.py``).
+"""
+
+import inspect
+
+import numpy as np
+
+from . import stars, tracks
+from .frame import Frame, noise_model
+from .tuning import CosmicRayTuning
+
+__all__ = ["COSMICS_DEFAULTS", "CosmicRayTuning", "check_options", "detect"]
+
+#: astroscrappy options that `make_mask` sets itself (astroscrappy's own defaults).
+COSMICS_DEFAULTS = {
+    "sigclip": 4.5,
+    "sigfrac": 0.3,
+    "objlim": 5.0,
+    "niter": 4,
+    "sepmed": True,
+    "cleantype": "meanmask",
+}
+_RESERVED = ("indat", "inmask", "inbkg", "invar", "gain", "readnoise", "satlevel", "verbose")
+
+
+def detect(data, known, *, gain, readnoise, gain_known, response, saturation, options, tuning):
+    """Boolean image of the cosmic rays among the pixels not ``known`` to be bad.
+
+    LACosmic runs on the pixels not known to be bad, with the noise model of
+    `noise_model`; the cores of stars it flagged are then dropped
+    (`.stars.drop_star_cores`), the weak edges of the rays grown
+    (`.tracks.grow`), tracks found in pieces completed along their line and
+    faint rays widened by their rim (`.tracks.complete_tracks`,
+    `.tracks.widen_faint_groups`), from which growth runs once more.
+    """
+    import astroscrappy
+
+    tuning = CosmicRayTuning() if tuning is None else tuning
+    options = check_options(options)
+    with np.errstate(divide="ignore", invalid="ignore"):  # masked and empty pixels
+        sky_model, variance = noise_model(
+            data,
+            known,
+            gain=gain,
+            readnoise=readnoise,
+            gain_known=gain_known,
+            response=response,
+            pedestal_ratio=tuning.pedestal_ratio,
+        )
+        satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
+        cosmics, _ = astroscrappy.detect_cosmics(
+            data,
+            inmask=known,
+            invar=variance,
+            gain=gain,
+            readnoise=readnoise,
+            satlevel=satlevel,
+            **options,
+        )
+        cosmics &= ~known
+        frame = Frame(data, known, sky_model.level(), variance)
+        del variance
+        _refine(cosmics, frame, tuning)
+    return cosmics
+
+
+def _refine(cosmics, frame, tuning):
+    """Run the steps after LACosmic that ``tuning`` switches on."""
+    if tuning.star_veto:
+        stars.drop_star_cores(cosmics, frame, tuning)
+    if tuning.grow:
+        tracks.grow(cosmics, frame, tuning)
+    if tuning.complete_tracks:
+        grown = cosmics.copy()
+        tracks.complete_tracks(cosmics, frame, tuning)
+        tracks.widen_faint_groups(cosmics, frame, tuning)
+        if tuning.grow:
+            # the pixels added along lines and rims may reach parts of the track growth missed
+            tracks.grow(cosmics, frame, tuning, seeds=cosmics & ~grown)
+
+
+def check_options(options):
+    """Merge user options into the defaults, rejecting names astroscrappy does not take."""
+    import astroscrappy
+
+    options = dict(options or {})
+    allowed = set(inspect.signature(astroscrappy.detect_cosmics).parameters) - set(_RESERVED)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        msg = (
+            f"cosmics_options has unknown astroscrappy option(s) {unknown}; "
+            f"allowed are {sorted(allowed)}"
+        )
+        raise TypeError(msg)
+    return {**COSMICS_DEFAULTS, **options}

@@ -1,0 +1,61 @@
+"""The frame the cosmic-ray steps work on, and its noise model."""
+
+import numpy as np
+
+from .._sky import SkyModel
+
+
+class Frame:
+    """Data, known bad pixels, sky level and noise of each pixel, shared by every step.
+
+    Parameters
+    ----------
+    data : `~numpy.ndarray`
+        The image (float).
+    known : `~numpy.ndarray`
+        Pixels masked for other reasons.
+    sky : `~numpy.ndarray`
+        Sky level of each pixel (image unit).
+    variance : `~numpy.ndarray`
+        Variance of each pixel (image unit squared); its square root is kept
+        as ``sigma`` (in place).
+    """
+
+    def __init__(self, data, known, sky, variance):
+        self.data, self.known, self.sky = data, known, sky
+        self.sigma = np.sqrt(variance, out=variance)
+
+    def excess(self, iy, ix):
+        """Value above the sky of pixels ``iy, ix``."""
+        return self.data[iy, ix] - self.sky[iy, ix]
+
+
+def noise_model(data, known, *, gain, readnoise, gain_known, response, pedestal_ratio):
+    """Sky model and the variance of every pixel (image unit squared, float32).
+
+    With a known gain, the variance is that of LACosmic's own model: the
+    Poisson noise of the data through the gain plus the read noise (shaped
+    by the flat's ``response``). It sees no structure of the sources as
+    noise, and astroscrappy median-filters it as it does its own. When the
+    sky's variance, measured on the lower half of the pixels in boxes, is
+    more than ``pedestal_ratio`` times what its level predicts, the sky was
+    subtracted and its variance is added back as a pedestal. Without a gain,
+    the sky's variance is the one measured in boxes, plus the Poisson
+    variance of the sources above it.
+    """
+    sky = SkyModel(data, known, response)
+    if not gain_known:
+        return sky, sky.variance(data, known, gain=gain, readnoise=readnoise)
+    level = max(float(np.median(sky.level_grid)), 0.0)
+    predicted = level / gain + (readnoise / gain) ** 2
+    measured = float(np.median(sky.variance_grid))
+    pedestal = 0.0
+    if measured > pedestal_ratio * predicted:
+        pedestal = measured * gain - level - readnoise**2 / gain
+    counts = np.add(data, np.float32(pedestal), dtype=np.float32)
+    counts[known] = level + pedestal  # NaN or saturated: the sky's noise
+    np.clip(counts, 0.0, None, out=counts)
+    scale = np.float32(gain) if response is None else gain * sky.response.astype(np.float32)
+    variance = counts / scale
+    variance += (readnoise / scale) ** 2
+    return sky, variance

@@ -1,0 +1,185 @@
+"""Neighbourhoods and groups of pixels: the geometry every cosmic-ray step uses.
+
+Pixels are few next to the image, so the steps work on lists of rows and
+columns and gather the values around them with flat indices, several times
+faster than indexing with rows and columns or filtering the whole image.
+"""
+
+import numpy as np
+
+#: the 8 neighbours of a pixel
+NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+#: the 25 pixels of the 5 x 5 box around a pixel, and the 16 of its outer ring
+BOX2 = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+RING2 = [(dy, dx) for dy, dx in BOX2 if max(abs(dy), abs(dx)) == 2]
+#: the neighbours after a pixel in row order: enough to join 8-connected groups
+_AHEAD = [(0, 1), (1, -1), (1, 0), (1, 1)]
+#: pixels gathered at a time by `around`: the flat indices of their boxes stay small
+GATHER_CHUNK = 1 << 15
+#: pixels per block of `pixels_above` (its temporaries stay in the cache)
+SEARCH_BLOCK = 1 << 18
+
+
+def flagged(mask):
+    """Rows and columns of the True pixels of a 2-D mask (faster than `numpy.nonzero`)."""
+    return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
+def around(array, iy, ix, offsets):
+    """Values of ``array`` at ``offsets`` around each pixel, clipped at the image edges.
+
+    The result has one row per pixel and one column per offset.
+    """
+    return gather_around([array], iy, ix, offsets)[0]
+
+
+def gather_around(arrays, iy, ix, offsets):
+    """`around` for several arrays of one shape, finding the indices once."""
+    flat = [array.ravel() for array in arrays]
+    gathered = [np.empty((len(iy), len(offsets)), dtype=array.dtype) for array in arrays]
+    for start in range(0, len(iy), GATHER_CHUNK):
+        part = slice(start, start + GATHER_CHUNK)
+        index = indices_around(arrays[0].shape, iy[part], ix[part], offsets)
+        for values, out in zip(flat, gathered, strict=True):
+            np.take(values, index, out=out[part], mode="clip")  # "clip": unbuffered
+    return gathered
+
+
+def indices_around(shape, iy, ix, offsets):
+    """Flat indices of the pixels at ``offsets`` around each pixel, clipped at the edges.
+
+    One gather with flat indices is several times faster than indexing
+    with rows and columns.
+    """
+    ny, nx = shape
+    iy, ix = np.asarray(iy, dtype=np.intp), np.asarray(ix, dtype=np.intp)
+    dy, dx = np.array(offsets).T
+    index = (iy * nx + ix)[:, None] + (dy * nx + dx)
+    edge = np.flatnonzero(
+        (iy < -dy.min()) | (iy >= ny - dy.max()) | (ix < -dx.min()) | (ix >= nx - dx.max())
+    )
+    if edge.size:
+        rows = np.clip(iy[edge, None] + dy, 0, ny - 1)
+        index[edge] = rows * nx + np.clip(ix[edge, None] + dx, 0, nx - 1)
+    return index
+
+
+def row_median(values):
+    """Median of each row of a 2-D array, NaN where the row holds a NaN, as `numpy.median`.
+
+    One partition at the middle: `numpy.median` also partitions for the
+    largest value to find NaN, which takes several times longer.
+    """
+    half = values.shape[1] // 2
+    if values.shape[1] % 2:
+        median = np.partition(values, half, axis=1)[:, half]
+    else:
+        middle = np.partition(values, [half - 1, half], axis=1)[:, half - 1 : half + 1]
+        median = middle.mean(axis=1, dtype=values.dtype)
+    median[np.isnan(values).any(axis=1)] = np.nan
+    return median
+
+
+def ring_median(data, iy, ix):
+    """Median of the outer ring of the 5 x 5 box around each pixel."""
+    return row_median(around(data, iy, ix, RING2))
+
+
+def box_median(data, iy, ix):
+    """Median of the 5 x 5 box around each pixel."""
+    return row_median(around(data, iy, ix, BOX2))
+
+
+def box_median_without(data, exclude, iy, ix):
+    """Median of the 5 x 5 box around each pixel, without the pixels where ``exclude`` is True."""
+    values = around(data, iy, ix, BOX2)
+    left_out = around(exclude, iy, ix, BOX2)
+    # pixels left out become -inf and +inf in turn, so the middle stays in place
+    # (for an odd number left out, the median is the upper of the two middle values)
+    fill = np.where(np.cumsum(left_out, axis=1) % 2, np.inf, -np.inf)
+    return row_median(np.where(left_out, fill, values))
+
+
+def groups(mask):
+    """Find the 8-connected groups of the True pixels of ``mask``.
+
+    Returns the pixels' rows, columns and group (0 to count - 1), and the count.
+    The pixels are few, so a graph of them is joined instead of labelling
+    the whole image.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ny, nx = mask.shape
+    flat = mask.ravel()
+    index = np.flatnonzero(flat)
+    iy, ix = np.divmod(index, nx)
+    head, tail = [], []  # positions in ``index`` of the two pixels of each link
+    for dy, dx in _AHEAD:
+        inside = np.flatnonzero((iy + dy < ny) & (ix + dx >= 0) & (ix + dx < nx))
+        other = index[inside] + dy * nx + dx
+        linked = flat[other]
+        head.append(inside[linked])
+        tail.append(np.searchsorted(index, other[linked]))
+    head, tail = np.concatenate(head), np.concatenate(tail)
+    graph = coo_matrix((np.ones(head.size, dtype=np.int8), (head, tail)), (index.size,) * 2)
+    count, group = connected_components(graph, directed=False)
+    return iy, ix, group, count
+
+
+def group_peaks(data, iy, ix, group):
+    """Row and column of the brightest pixel of each group, in group order."""
+    order = np.lexsort((data[iy, ix], group))  # by group, brightest last
+    last = np.flatnonzero(np.diff(group[order], append=group.max() + 1))
+    return iy[order[last]], ix[order[last]]
+
+
+def group_axes(iy, ix, group, weight, count):
+    """Weighted centre ``(y, x)``, long axis (unit ``(dy, dx)``) and spreads along and across it.
+
+    The spreads are the eigenvalues of each group's 2 x 2 covariance (pixel^2).
+    """
+    total = np.bincount(group, weight, count)
+    centre = np.column_stack([np.bincount(group, weight * c, count) / total for c in (iy, ix)])
+    dy, dx = iy - centre[group, 0], ix - centre[group, 1]
+    syy, sxx, sxy = (
+        np.bincount(group, weight * p, count) / total for p in (dy * dy, dx * dx, dy * dx)
+    )
+    mean, root = (syy + sxx) / 2, np.hypot((syy - sxx) / 2, sxy)
+    angle = np.arctan2(2 * sxy, syy - sxx) / 2
+    axis = np.column_stack([np.cos(angle), np.sin(angle)])
+    return centre, axis, mean + root, mean - root
+
+
+def free_neighbours(index, cosmics, known):
+    """Rows and columns of the neighbours of flat pixel ``index`` not flagged or known yet."""
+    ny, nx = cosmics.shape
+    offsets = np.array(NEIGHBOURS)
+    rows = (index // nx)[:, None] + offsets[None, :, 0]
+    cols = (index % nx)[:, None] + offsets[None, :, 1]
+    inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+    candidate = rows[inside] * nx + cols[inside]
+    candidate = candidate[~cosmics.ravel()[candidate] & ~known.ravel()[candidate]]
+    # each once, in order: marking an image and listing it beats sorting
+    marked = np.zeros(ny * nx, dtype=bool)
+    marked[candidate] = True
+    return np.divmod(np.flatnonzero(marked), nx)
+
+
+def pixels_above(data, sky, sigma, nsigma, known):
+    """Rows and columns of unmasked pixels ``nsigma`` above the sky, one pixel in from the edges.
+
+    Block by block, so that the temporary arrays stay small and in the cache.
+    """
+    ny, nx = data.shape
+    rows = max(SEARCH_BLOCK // max(nx, 1), 1)
+    found_y, found_x = [], []
+    for start in range(1, ny - 1, rows):
+        stop = min(start + rows, ny - 1)
+        above = data[start:stop] - sky[start:stop] > nsigma * sigma[start:stop]
+        above &= ~known[start:stop]
+        above[:, [0, -1]] = False
+        iy, ix = flagged(above)
+        found_y.append(iy + start)
+        found_x.append(ix)
+    return np.concatenate(found_y), np.concatenate(found_x)

@@ -1,0 +1,144 @@
+"""The thresholds of the cosmic-ray steps, in one documented place."""
+
+from dataclasses import dataclass
+
+__all__ = ["CosmicRayTuning"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CosmicRayTuning:
+    """Switches and thresholds of the steps `~stdpipe_ccd.make_mask` adds to LACosmic.
+
+    Pass one as ``make_mask(..., cosmics_tuning=CosmicRayTuning(...))``; the
+    defaults are those validated on the matrix of the performance page
+    (``benchmarks/bench_cosmics_matrix.py``). Sigma is the noise of each
+    pixel from the noise model; "excess" is a pixel's value above the sky.
+
+    Parameters
+    ----------
+    star_veto : bool
+        Unflag the cores of stars that LACosmic flagged. Default is `True`.
+    star_shape_sigma : float
+        The star test is calibrated on the frame's own stars: the unflagged
+        local maxima this many sigma above the sky. Default is 20.
+    star_shape_min : int
+        With fewer such peaks, the fixed `star_neighbours` and `star_dimmest`
+        below apply instead. Default is 20.
+    star_neighbours : float
+        A group's brightest pixel is a star's core when its 8 neighbours hold
+        at least this many times its excess; the default 3.0 holds for stars
+        of FWHM >= 2.7 pixels. When the frame's stars are measured, the
+        threshold is `star_neighbours_fraction` of their median instead.
+    star_neighbours_fraction : float
+        See `star_neighbours`. Default is 0.6 (a Moffat star of FWHM 3 has
+        about 5.2; one of FWHM 1.6 about 2.7; a one-pixel ray about 0).
+    star_dimmest : float
+        ... and when its dimmest neighbour holds at least this fraction of its
+        excess (tracks leave dark pixels across them). Default is 0.2.
+    star_dimmest_fraction : float
+        When the frame's stars are measured, `star_dimmest` is this fraction
+        of their median. Default is 0.5.
+    star_core_radius : float
+        The flags of a star's core are dropped within this radius (pixels) of
+        its peak; a ray leaving the star keeps its pixels beyond. Default is 2.5.
+    star_group_reach : float
+        A star's group all within this distance (pixels) of its peak is
+        dropped whole: what is left of it beside the core is the star's too.
+        Default is 4.
+    track_extent : int
+        Flagged groups longer than this (pixels), and thin or sparse, are
+        tracks, never star cores. Default is 7.
+    smooth_fraction : float
+        A pixel left over from a star's group is the star's if its 5 x 5
+        median exceeds the sky by this fraction of its excess (rays: about 0).
+        Growth stops at such pixels too. Default is 0.2.
+    grow : bool
+        Add the weak edges of the rays found. Default is `True`.
+    grow_sigma : float
+        Growth adds neighbours this many sigma above their own 5 x 5 median.
+        Default is 1.75.
+    grow_steps : int
+        Growth runs for this many steps of one pixel. Default is 3.
+    certain_sigma : float
+        Flagged pixels this many sigma above the sky are rays for sure: growth
+        does not take them for a source. Default is 10.
+    certain_total : float
+        So are groups of two or more pixels whose significance adds up to
+        this (sum over the square root of their number). Default is 5.5.
+    complete_tracks : bool
+        Follow tracks found in part along their line, and widen faint rays
+        by their weak rim. Default is `True`.
+    track_min_length : int
+        Groups this long (pixels; one more unless `certain_total` is reached)
+        are tested as tracks. Default is 3.
+    track_elongation : float
+        ... if this elongated (ratio of the spreads along and across their
+        axis, square-rooted). Default is 3.
+    track_spread : float
+        ... and no wider than this spread across their axis (pixel^2): not
+        two tracks in a V. Default is 0.5.
+    track_window : int
+        A track is followed past its ends while the mean of this many pixels
+        on its line ... Default is 4.
+    track_follow_sigma : float
+        ... stands this many sigma out of the ring two pixels out. Default is 1.
+    track_follow_max : int
+        ... for at most this many pixels at each end. Default is 40.
+    track_half_width : float
+        Pixels whose centres lie this close (pixels) to a track's line share
+        its charge. Default is 1.
+    track_source_sigma : float
+        ... unless the ring two pixels out is this many sigma above the sky
+        (a source the track crosses) ... Default is 1.
+    track_ring_fraction : float
+        ... and this fraction of the pixel's own excess. Default is 0.25.
+    widen_sigma : float
+        A faint group that is certain takes the neighbours of its pixels
+        above `widen_core_sigma` that stand this many sigma out of their
+        5 x 5 median. Default is 0.5.
+    widen_core_sigma : float
+        See `widen_sigma`. Default is 3.5.
+    pedestal_ratio : float
+        With a known gain, the noise model is the Poisson noise of the data
+        plus the read noise; when the sky's measured variance is more than
+        this many times what its level predicts, the sky was subtracted and
+        its variance is added back as a pedestal. Default is 4.
+    """
+
+    star_veto: bool = True
+    star_shape_sigma: float = 20.0
+    star_shape_min: int = 20
+    star_neighbours: float = 3.0
+    star_neighbours_fraction: float = 0.6
+    star_dimmest: float = 0.2
+    star_dimmest_fraction: float = 0.5
+    star_core_radius: float = 2.5
+    star_group_reach: float = 4.0
+    track_extent: int = 7
+    smooth_fraction: float = 0.2
+    grow: bool = True
+    grow_sigma: float = 1.75
+    grow_steps: int = 3
+    certain_sigma: float = 10.0
+    certain_total: float = 5.5
+    complete_tracks: bool = True
+    track_min_length: int = 3
+    track_elongation: float = 3.0
+    track_spread: float = 0.5
+    track_window: int = 4
+    track_follow_sigma: float = 1.0
+    track_follow_max: int = 40
+    track_half_width: float = 1.0
+    track_source_sigma: float = 1.0
+    track_ring_fraction: float = 0.25
+    widen_sigma: float = 0.5
+    widen_core_sigma: float = 3.5
+    pedestal_ratio: float = 4.0
+
+    def __post_init__(self):
+        for name, value in vars(self).items():
+            if isinstance(value, bool):
+                continue
+            if not (value == value and 0 <= value < float("inf")):  # NaN fails both
+                msg = f"CosmicRayTuning.{name} must be finite and >= 0, not {value!r}"
+                raise ValueError(msg)

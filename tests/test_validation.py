@@ -1,0 +1,163 @@
+"""Cosmic rays on frames of another generator than the one the steps were built on.
+
+A fast subset of ``benchmarks/bench_cosmics_matrix.py``: each cell is scored
+as the mean over seeds, against the bare astroscrappy call on the same frames.
+"""
+
+import astroscrappy
+import numpy as np
+import pytest
+
+from stdpipe_ccd import CosmicRayTuning, MaskFlag, make_mask, validation
+
+SIZE = 384
+SEEDS = range(3)
+#: (options of make_field, scaled to SIZE from 1024 x 1024)
+CELLS = {
+    "base": {},
+    "undersampled": {"fwhm": 1.6},
+    "wide Gaussian": {"psf": "gaussian", "fwhm": 4.0},
+    "galaxies": {"n_galaxies": 40},
+    "sky subtracted": {"sky_subtracted": True},
+    "bright sky, low gain": {"sky": 5000.0, "gain": 0.5, "readnoise": 15.0},
+    "diffused rays": {"rays": "diffused"},
+}
+
+
+def field(seed, **options):
+    scale = (SIZE / 1024) ** 2
+    for key, default in (("n_stars", 1500), ("n_rays", 300), ("n_galaxies", 0)):
+        options[key] = round(options.get(key, default) * scale)
+    return validation.make_field((SIZE, SIZE), seed=seed, **options)
+
+
+def ours(ccd, **options):
+    return (make_mask(ccd, mask_cosmics=True, **options).flags & MaskFlag.COSMIC_RAY) != 0
+
+
+def bare(ccd):
+    data = ccd.data + ccd.meta["SKYSUB"]  # astroscrappy wants the sky in the data
+    return astroscrappy.detect_cosmics(data, gain=ccd.meta["GAIN"], readnoise=ccd.meta["RDNOISE"])[
+        0
+    ]
+
+
+def mean_scores(detector, options):
+    scores = [validation.score_cosmic_mask(f, detector(f.ccd)) for f in fields(options)]
+    return {key: _mean([s[key] for s in scores]) for key in scores[0]}
+
+
+def _mean(values):
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+_FIELDS = {}
+
+
+def fields(options):
+    key = tuple(sorted(options.items()))
+    if key not in _FIELDS:
+        _FIELDS[key] = [field(seed, **options) for seed in SEEDS]
+    return _FIELDS[key]
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_no_harm_against_bare_astroscrappy(cell):
+    """Recall and precision at least the bare call's, star cores no more, on every cell."""
+    mine, peer = mean_scores(ours, CELLS[cell]), mean_scores(bare, CELLS[cell])
+    assert mine["n_rays"] > 20
+    assert mine["recall"] >= peer["recall"] - 0.01
+    assert mine["precision"] >= peer["precision"]
+    assert mine["star_cores"] <= peer["star_cores"]
+    assert mine["star_cores"] <= (0.15 if cell == "undersampled" else 0.01)
+
+
+def test_undersampled_star_cores_cut_fivefold():
+    """LACosmic flags half the cores of stars of FWHM 1.6 px; the calibrated veto most of them."""
+    mine = mean_scores(ours, CELLS["undersampled"])
+    peer = mean_scores(bare, CELLS["undersampled"])
+    assert peer["star_cores"] > 0.3
+    assert mine["star_cores"] < peer["star_cores"] / 4
+
+
+def test_rays_on_galaxies_found_as_on_the_sky():
+    """The noise model sees no galaxy structure: rays near galaxies are found as often."""
+    recall = {}
+    for name, options in (("sky", {}), ("galaxies", {"n_galaxies": 60, "rays_on_galaxies": 1})):
+        recall[name] = mean_scores(ours, options)["recall"]
+    assert recall["galaxies"] >= recall["sky"] - 0.05
+
+
+def test_sky_subtracted_frame_masks_as_the_raw_one():
+    """A subtracted sky is noticed and its noise added back: the same rays, no more noise."""
+    raw = mean_scores(ours, {})
+    subtracted = mean_scores(ours, {"sky_subtracted": True})
+    assert abs(subtracted["recall"] - raw["recall"]) <= 0.02
+    assert subtracted["noise_ratio"] <= max(2.0, 1.5 * raw["noise_ratio"])
+
+
+def test_gain_and_readnoise_units_do_not_matter():
+    """The same electrons read out through another gain give the same mask."""
+    one = field(0, gain=0.5)
+    other = field(0, gain=10.0)
+    np.testing.assert_array_equal(ours(one.ccd), ours(other.ccd))
+
+
+def test_every_step_switched_off_is_astroscrappy_with_the_noise_model():
+    """With the refinements off, the flags are those of the astroscrappy call alone."""
+    plain = CosmicRayTuning(star_veto=False, grow=False, complete_tracks=False)
+    f = field(1)
+    off = ours(f.ccd, cosmics_tuning=plain)
+    # with a known gain and sky, the noise model is astroscrappy's own
+    np.testing.assert_array_equal(off, bare(f.ccd))
+    refined = validation.score_cosmic_mask(f, ours(f.ccd))
+    unrefined = validation.score_cosmic_mask(f, off)
+    assert refined["recall"] > unrefined["recall"]
+    assert refined["precision"] > unrefined["precision"]
+
+
+def test_own_detector():
+    """A callable replaces the detection; pixels masked for other reasons stay out of it."""
+    f = field(2)
+    truth = f.deposit >= validation.RAY_PIXEL_SIGMA * f.sigma
+    ccd = f.ccd.copy()
+    ccd.mask = np.zeros(ccd.shape, bool)
+    ccd.mask[:10] = True
+
+    def oracle(data):
+        assert data.dtype.kind == "f"
+        return truth
+
+    result = make_mask(ccd, mask_cosmics=oracle)
+    cosmic = (result.flags & MaskFlag.COSMIC_RAY) != 0
+    np.testing.assert_array_equal(cosmic, truth & ~ccd.mask)
+    assert "mask_cosmics=oracle" in "".join(result.meta["HISTORY"])
+
+
+def test_own_detector_must_return_an_image():
+    with pytest.raises(TypeError, match="boolean image of shape"):
+        make_mask(field(0).ccd, mask_cosmics=lambda data: data[:10])
+
+
+@pytest.mark.parametrize("value", [-1.0, np.nan, np.inf])
+def test_tuning_checked(value):
+    with pytest.raises(ValueError, match="grow_sigma must be finite and >= 0"):
+        CosmicRayTuning(grow_sigma=value)
+
+
+def test_tuning_is_typed():
+    with pytest.raises(TypeError, match="cosmics_tuning must be a CosmicRayTuning"):
+        make_mask(field(0).ccd, mask_cosmics=True, cosmics_tuning={"grow": False})
+
+
+def test_field_truth():
+    """The generator's truth: rays have pixels and peaks, noise is what it says."""
+    f = field(3, n_galaxies=20)
+    assert len(f.rays) == round(300 * (SIZE / 1024) ** 2)
+    assert (f.rays["npix"] > 0).mean() > 0.9
+    sky = (f.model <= np.percentile(f.model, 30)) & (f.deposit == 0)
+    residual = (f.ccd.data - f.model)[sky] / f.sigma[sky]
+    assert abs(np.std(residual) - 1) < 0.05
+    assert len(f.galaxies) == round(20 * (SIZE / 1024) ** 2)
+    assert (f.galaxies["flux"] > 0).all()
