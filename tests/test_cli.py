@@ -247,3 +247,22 @@ def test_console_script():
     )
     assert result.returncode == 0
     assert result.stdout.startswith("stdpipe_ccd ")
+
+
+def test_mask_a_raw_uint16_night(tmp_path, capsys):
+    """Raw frames as a camera writes them (uint16 with BZERO) are masked, rays included."""
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    frames = datasets.make_dither_set(2, (256, 256), seed=7, max_offset=4.0)
+    for i, frame in enumerate(frames):
+        counts = np.clip(np.nan_to_num(frame.ccd.data, nan=0.0), 0, 65535).astype(np.uint16)
+        fits.PrimaryHDU(counts, header=fits.Header(frame.ccd.meta)).writeto(folder / f"r{i}.fits")
+        assert fits.getheader(folder / f"r{i}.fits")["BZERO"] == 32768
+    status = main(["mask", str(folder / "r*.fits"), "-o", str(tmp_path / "out"), "--cosmics"])
+    assert status == 0
+    assert "2 of 2 frames masked" in capsys.readouterr().out
+    for i, frame in enumerate(frames):
+        ccd = read_fits(tmp_path / "out" / f"r{i}.fits")
+        scores = datasets.score_cosmic_rays(frame, ccd.flags & MaskFlag.COSMIC_RAY, masked=ccd.mask)
+        assert scores["recall_5sigma"] > 0.9
+        assert scores["star_cores"] == 0

@@ -1,7 +1,9 @@
 import os
 import warnings
+from pathlib import Path
 
 import astroscrappy
+import ccdproc
 import numpy as np
 import pytest
 from astropy import units as u
@@ -746,3 +748,50 @@ def test_bleed_follows_trails_below_full_well(flat_scatter):
         total += np.count_nonzero(truth)
     assert found / total >= 0.95
     assert extra / total <= 0.05
+
+
+def test_real_raw_saao_frame_same_rays_as_astroscrappy():
+    """ccdproc's raw SAAO frame (uint16, BZERO, TRIMSEC): every group astroscrappy flags is
+    flagged, none is added, and the 24 columns outside TRIMSEC are masked."""
+    path = Path(ccdproc.__file__).parent / "tests" / "data" / "a8280271.fits"
+    if not path.exists():
+        pytest.skip("ccdproc's test data are not installed")
+    ccd = CCDData.read(path, unit="adu")
+    result = make_mask(ccd, mask_cosmics=True)
+    assert result.data.dtype == np.uint16
+    assert result.meta["MSKDSEC"] == 24 * 520
+    cosmic = has(result, MaskFlag.COSMIC_RAY)
+    known = result.mask & ~cosmic
+    bare, _ = astroscrappy.detect_cosmics(
+        ccd.data.astype(np.float32), inmask=known, gain=ccd.meta["GAIN"], readnoise=5.0
+    )
+    ours, count = ndimage.label(cosmic, np.ones((3, 3)))
+    theirs, their_count = ndimage.label(bare, np.ones((3, 3)))
+    assert count == their_count > 10
+    assert not (bare & ~cosmic).any()  # ours grows their groups, drops none
+    assert set(np.unique(ours[bare])) == set(range(1, count + 1))
+
+
+def test_saturate_in_adu_after_gain_correct():
+    """SATURATE stays in ADU through ccdproc.gain_correct: it is converted with the recorded gain."""
+    from ccdproc import gain_correct
+
+    ccd = small({"SATURATE": 500.0, "GAIN": 2.0})
+    ccd.data[5, 5] = 450.0  # 900 e-: below the level of 1000 e- (above 500)
+    ccd.data[6, 6] = 600.0  # 1200 e-
+    electrons = gain_correct(ccd, 2.0 * u.electron / u.adu)
+    result = make_mask(electrons)
+    assert result.meta["MSKSAT"] == 1
+    electrons.data[5, 5] = 1100.0
+    assert make_mask(electrons).meta["MSKSAT"] == 2
+
+
+@pytest.mark.parametrize("value", [True, "high"])
+def test_saturate_keyword_not_a_number(value):
+    with pytest.raises(ValueError, match="SATURATE = .* is not a number"):
+        make_mask(small({"SATURATE": value}))
+
+
+def test_saturation_estimate_needs_finite_pixels():
+    with pytest.raises(ValueError, match="no finite pixel"):
+        make_mask(small(value=np.nan), saturation=True)
