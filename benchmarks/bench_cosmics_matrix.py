@@ -23,7 +23,9 @@ import warnings
 from pathlib import Path
 
 import astroscrappy
+import ccdproc
 import numpy as np
+from astropy import units as u
 
 from stdpipe_ccd import MaskFlag, make_mask, validation
 
@@ -86,18 +88,24 @@ def methods(stdpipe):
         data = ccd.data + ccd.meta["SKYSUB"]
         return astroscrappy.detect_cosmics(data, gain=gain, readnoise=readnoise)[0]
 
-    found = {"stdpipe_ccd": ours, "astroscrappy": bare}
+    def lacosmic(ccd):
+        gain, readnoise = ccd.meta["GAIN"], ccd.meta["RDNOISE"]
+        with_sky = ccd.add(ccd.meta["SKYSUB"] * u.adu)
+        return ccdproc.cosmicray_lacosmic(
+            with_sky,
+            gain=gain * u.electron / u.adu,
+            readnoise=readnoise * u.electron,
+            gain_apply=False,
+        ).mask
+
+    found = {"stdpipe_ccd": ours, "astroscrappy": bare, "ccdproc": lacosmic}
     if stdpipe is not None:
 
         def theirs(ccd):
-            mask = stdpipe.make_mask(
-                ccd.data.astype(np.float64),
-                ccd.meta,
-                cosmics=True,
-                gain=ccd.meta["GAIN"],
-                verbose=False,
+            data = ccd.data + ccd.meta["SKYSUB"]
+            return stdpipe.make_mask(
+                data, dict(ccd.meta), mask_cosmics=True, gain=ccd.meta["GAIN"], verbose=False
             )
-            return (mask & 0x100) != 0 if mask.dtype != bool else mask
 
         found["stdpipe"] = theirs
     return found
@@ -143,6 +151,22 @@ def verdict(ours, bare):
     return worse
 
 
+def summary(record):
+    """Mean of each score over the cells, for each method."""
+    rows = {}
+    for cell in record["cells"]:
+        for row in cell["rows"]:
+            rows.setdefault(row["method"], []).append(row)
+    means = []
+    for method, cells in rows.items():
+        line = {"method": method}
+        for key in SCORES:
+            values = [c[key] for c in cells if c[key] is not None]
+            line[key] = float(np.mean(values)) if values else None
+        means.append(line)
+    return means
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="512 x 512 frames, 2 seeds")
@@ -173,6 +197,7 @@ def main(argv=None):
             ratio = f"{row['time_ratio']:.2f}" if "time_ratio" in row else ""
             worse = ", ".join(row.get("worse_than_bare", []))
             print(f"| {name} | {row['method']} | {values} | {ratio} | {worse} |", flush=True)
+    record["mean"] = summary(record)
     suffix = "-quick" if args.quick else ""
     if not args.cells:
         path = RESULTS / f"cosmics-matrix{suffix}.json"

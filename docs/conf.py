@@ -144,6 +144,28 @@ def _write_benchmark_tables():
          ("relative_99.99_percentile", "99.99th percentile of difference / value", "{:.1e}"),
          ("same_mask", "same mask", "{}")],
     )
+    matrix = json.loads((results / "cosmics-matrix.json").read_text())
+    matrix_rows = []
+    for cell in matrix["cells"]:
+        for row in cell["rows"]:
+            worse = row.get("worse_than_bare")
+            matrix_rows.append(
+                dict(row, cell=cell["cell"], worse=", ".join(worse) if worse else "")
+            )
+    matrix_columns = [
+        ("method", "method", "{}"),
+        ("recall", "recall", "{:.3f}"),
+        ("recall_5sigma", ">= 5 sigma", "{:.3f}"),
+        ("precision", "precision", "{:.3f}"),
+        ("star_cores", "star cores", "{:.3f}"),
+        ("galaxy_cores", "galaxy cores", "{:.3f}"),
+        ("noise_ratio", "noise / Gauss", "{:.1f}"),
+    ]
+    tables["cosmics-matrix"] = _table(
+        matrix_rows,
+        [("cell", "cell", "{}"), *matrix_columns, ("worse", "worse than bare", "{}")],
+    )
+    tables["cosmics-matrix-mean"] = _table(matrix["mean"], matrix_columns)
     machine = masking["machine"]
     tables["machine"] = (
         f"Python {machine['python']}, numpy {machine['numpy']}, ccdproc {machine['ccdproc']}, "
@@ -153,5 +175,24 @@ def _write_benchmark_tables():
         (_generated / f"bench-{name}.rst").write_text(text)
 
 
+def _write_import_graph():
+    import sys
+
+    import stdpipe_ccd
+
+    sys.path.insert(0, str(_here))
+    from import_graph import import_graph
+
+    graph = import_graph(Path(stdpipe_ccd.__file__).parent)
+    rows = [
+        {"module": f"stdpipe_ccd.{name}" if name else "stdpipe_ccd", "imports": ", ".join(t or "(package)" for t in targets) or "-"}
+        for name, targets in graph.items()
+        if name != "_version"
+    ]
+    text = _table(rows, [("module", "module", "{}"), ("imports", "imports (modules of the package)", "{}")])
+    (_generated / "import-graph.rst").write_text(text)
+
+
 _write_cli_help()
 _write_benchmark_tables()
+_write_import_graph()

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets
+from ._tasks import run_tasks
 from .coadd import coadd
-from .collection import _run_tasks, mask_collection
+from .collection import mask_collection
 from .exceptions import StdpipeCCDWarning, SwarpNotFoundError
 from .flags import MaskFlag
 from .io import read_fits, write_fits
@@ -68,10 +69,10 @@ def run_demo(
         f"{stack.shape[1]} x {stack.shape[0]} pixels, effective GAIN {stack.meta['GAIN']:.2f}"
     )
 
-    from .cli import write_coadd_png, write_mask_png
+    from .plot import write_coadd_png, write_mask_png
 
     arguments = [(path, True) for path in table["output"]]
-    _run_tasks(
+    run_tasks(
         write_mask_png, arguments, scheduler=scheduler, client=None, jobs=jobs, progress=False
     )
     for path in masked.glob("*.png"):

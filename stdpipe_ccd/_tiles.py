@@ -12,7 +12,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, InverseVariance
 
 from ._provenance import add_history_lines
-from .io import write_fits
+from ._wcs import celestial_wcs
 
 __all__ = ["coadd_tiles"]
 
@@ -22,19 +22,19 @@ logger = logging.getLogger(__name__)
 KERNEL_MARGIN = 4
 
 
-def coadd_tiles(entries, items, target, tiles, output, *, run_tasks, options):
+def coadd_tiles(entries, items, target, tiles, output, *, run_tasks, tile_task, options):
     """Coadd ``entries`` onto ``target`` tile by tile; write ``output``; return it memory-mapped.
 
     ``run_tasks(function, arguments)`` runs the tile tasks (on dask);
-    ``options`` go to `~stdpipe_ccd.coadd` for each tile. The caller has
+    ``tile_task(entries, header, path, options)`` coadds one tile into
+    ``path`` and returns its record; ``options`` go to it for each tile. The caller has
     checked that ``output`` may be written.
     """
     from . import __version__
-    from .swarp import _celestial_wcs
 
     output = Path(output)
     shape = (target["NAXIS2"], target["NAXIS1"])
-    target_wcs = _celestial_wcs(target, "target")
+    target_wcs = celestial_wcs(target, "target")
     boxes = [_footprint(item, target_wcs) for item in items]
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.tiles.", dir=output.parent))
     try:
@@ -44,7 +44,7 @@ def coadd_tiles(entries, items, target, tiles, output, *, run_tasks, options):
             header = _tile_header(target, rows, cols)
             path = work / f"tile{index:05d}.fits"
             arguments.append(([entries[i] for i in used], header, str(path), options))
-        records = run_tasks(coadd_tile, arguments)
+        records = run_tasks(tile_task, arguments)
         meta = _mosaic_meta(target, records, items)
         add_history_lines(
             meta,
@@ -63,27 +63,8 @@ def coadd_tiles(entries, items, target, tiles, output, *, run_tasks, options):
     return open_mosaic(output)
 
 
-def coadd_tile(entries, header, path, options):
-    """Coadd the inputs of one tile into ``path``; the task of `coadd_tiles`."""
-    from .coadd import coadd
-
-    if not entries:
-        return {"path": None, "ncombine": 0}
-    result = coadd(entries, header=header, add_keyword=False, **options)
-    write_fits(result, path)
-    return {
-        "path": path,
-        "ncombine": len(entries),
-        "gain": result.meta.get("GAIN"),
-        "saturate": result.meta.get("SATURATE"),
-        "unit": result.unit.to_string(),
-    }
-
-
 def open_mosaic(path):
     """Open a mosaic file as a `~astropy.nddata.CCDData` with memory-mapped arrays."""
-    from .swarp import _celestial_wcs
-
     with fits.open(path, memmap=True) as hdul:
         header = hdul[0].header.copy()
         data = hdul[0].data
@@ -92,7 +73,7 @@ def open_mosaic(path):
     return CCDData(
         data,
         unit=header.get("BUNIT", "adu"),
-        wcs=_celestial_wcs(header, str(path)),
+        wcs=celestial_wcs(header, str(path)),
         meta=header,
         mask=mask,
         uncertainty=InverseVariance(weight, copy=False),

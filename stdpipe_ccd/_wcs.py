@@ -1,5 +1,7 @@
 """WCS helpers for SWarp: SIP to TPV, and the grid that covers a set of images."""
 
+import warnings
+
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
@@ -158,3 +160,14 @@ def covering_grid(wcs_list, shapes):
     header.insert(1, ("NAXIS1", int(np.ceil(x.max()) - x0) + 1))
     header.insert(2, ("NAXIS2", int(np.ceil(y.max()) - y0) + 1))
     return fits.Header(header)
+
+
+def celestial_wcs(header, name):
+    """Return the WCS of ``header``, which must be celestial (``name`` says whose)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FITSFixedWarning about dates and the like
+        wcs = WCS(header)
+    if not wcs.has_celestial:
+        msg = f"input {name} has no celestial WCS"
+        raise ValueError(msg)
+    return wcs

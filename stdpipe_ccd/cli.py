@@ -11,11 +11,12 @@ import time
 import warnings
 from pathlib import Path
 
+from . import io
+
 __all__ = ["main"]
 
 logger = logging.getLogger("stdpipe_ccd")
 
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 SCHEDULERS = ("threads", "processes", "synchronous")
 DESCRIPTION = """\
 STDPipe pre-processing for CCD frames: mask bad pixels with the reason for each,
@@ -326,7 +327,9 @@ def _add_running(parser):
 
 
 def _run_mask(args):
-    from .collection import _run_tasks, mask_collection
+    from . import plot
+    from ._tasks import run_tasks
+    from .collection import mask_collection
 
     files = _select(_expand(args.inputs), args.filter)
     options = {
@@ -354,8 +357,8 @@ def _run_mask(args):
     )
     if args.png:
         done = [(row["output"], args.overwrite) for row in table if row["status"] != "failed"]
-        _run_tasks(
-            write_mask_png,
+        run_tasks(
+            plot.write_mask_png,
             done,
             scheduler=args.scheduler,
             client=None,
@@ -407,7 +410,9 @@ def _run_coadd(args):
         **options,
     )
     if args.png:
-        write_coadd_png(result, args.output.with_suffix(".png"))
+        from . import plot
+
+        plot.write_coadd_png(result, args.output.with_suffix(".png"))
     print(
         f"coadded {len(files)} frames into {args.output} "
         f"({result.shape[1]} x {result.shape[0]} pixels, GAIN {result.meta.get('GAIN', 1):.3g}) "
@@ -443,7 +448,8 @@ def _run_demo(args):
 def _run_info(args):
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__, conf
+    from . import __version__
+    from ._conf import conf
     from .exceptions import SwarpNotFoundError
     from .swarp import find_swarp, swarp_info
 
@@ -470,39 +476,6 @@ def _run_info(args):
     return 0
 
 
-# --- pictures (tasks) ---------------------------------------------------------------------
-
-
-def write_mask_png(path, overwrite=False):
-    """Write ``<path without .fits>.png``, a quick-look of a masked frame."""
-    from .io import read_fits
-    from .plot import plot_mask
-
-    png = _png_path(path)
-    if png.exists() and not overwrite:
-        return str(png)
-    plot_mask(read_fits(path), filename=png, title=Path(path).name)
-    return str(png)
-
-
-def write_coadd_png(ccd, png):
-    """Write a quick-look of a coadd and its weight map."""
-    from .plot import plot_coadd
-
-    plot_coadd(ccd, filename=png, title=png.stem)
-    return str(png)
-
-
-def _png_path(path):
-    path = Path(path)
-    name = path.name
-    for suffix in FITS_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return path.with_name(name + ".png")
-
-
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -517,7 +490,7 @@ def _expand(patterns):
                 raise FileNotFoundError(msg)
         elif os.path.isdir(pattern):
             found = sorted(
-                str(p) for p in Path(pattern).iterdir() if p.name.lower().endswith(FITS_SUFFIXES)
+                str(p) for p in Path(pattern).iterdir() if p.name.lower().endswith(io.FITS_SUFFIXES)
             )
             if not found:
                 msg = f"folder {pattern} has no FITS files"

@@ -13,14 +13,14 @@ from astropy.wcs.utils import proj_plane_pixel_area
 
 from ._provenance import add_custom_keyword, add_history_lines
 from ._sky import inverse_variance_map
+from ._tasks import run_tasks
 from ._tiles import coadd_tiles
-from .collection import _run_tasks
+from ._wcs import celestial_wcs
 from .exceptions import StdpipeCCDWarning, SwarpNotFoundError
 from .io import read_fits, write_fits
 from .swarp import (
     _as_entries,
     _as_items,
-    _celestial_wcs,
     _check_choice,
     _common_unit,
     _effective_gain,
@@ -139,8 +139,8 @@ def coadd(
         entries = _as_entries(input)
         items = [_item(entry, i) for i, entry in enumerate(entries)]
         target = _target_header(items, wcs=wcs, shape=shape, width=None, height=None, header=header)
-        run_tasks = functools.partial(
-            _run_tasks, scheduler=scheduler, client=client, jobs=jobs, progress=progress
+        runner = functools.partial(
+            run_tasks, scheduler=scheduler, client=client, jobs=jobs, progress=progress
         )
         options = {"method": method, "combine": combine, "conserve": conserve, "use_nans": use_nans}
         return coadd_tiles(
@@ -149,7 +149,8 @@ def coadd(
             target,
             tiles,
             output,
-            run_tasks=run_tasks,
+            run_tasks=runner,
+            tile_task=coadd_tile,
             options={**options, **method_options},
         )
     common = {
@@ -221,7 +222,7 @@ def _coadd_reproject(
     items = _as_items(input)
     unit = _common_unit(items)
     target = _target_header(items, wcs=wcs, shape=shape, width=None, height=None, header=header)
-    out_wcs = _celestial_wcs(target, "target")
+    out_wcs = celestial_wcs(target, "target")
     out_shape = (target["NAXIS2"], target["NAXIS1"])
 
     total_w = np.zeros(out_shape)  # sum of weights (or of variances for average/sum)
@@ -301,3 +302,18 @@ def _coadd_reproject(
         mask=~covered,
         uncertainty=InverseVariance(inverse.astype(np.float32), copy=False),
     )
+
+
+def coadd_tile(entries, header, path, options):
+    """Coadd the inputs of one tile into ``path``; the task of `coadd_tiles`."""
+    if not entries:
+        return {"path": None, "ncombine": 0}
+    result = coadd(entries, header=header, add_keyword=False, **options)
+    write_fits(result, path)
+    return {
+        "path": path,
+        "ncombine": len(entries),
+        "gain": result.meta.get("GAIN"),
+        "saturate": result.meta.get("SATURATE"),
+        "unit": result.unit.to_string(),
+    }

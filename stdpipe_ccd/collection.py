@@ -3,7 +3,6 @@
 import logging
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
 from ._provenance import COUNT_KEYWORDS
+from ._tasks import run_tasks
 from .flags import MaskFlag, flag_counts
 from .io import read_fits, write_fits
 from .masking import make_mask
@@ -113,7 +113,7 @@ def mask_collection(
         (str(source), str(target), overwrite, unit, make_mask_options)
         for source, target in zip(inputs, outputs, strict=True)
     ]
-    records = _run_tasks(
+    records = run_tasks(
         mask_file, arguments, scheduler=scheduler, client=client, jobs=jobs, progress=progress
     )
     table = _records_table(records)
@@ -209,31 +209,6 @@ def _header_counts(path):
     counts = {flag.name: header.get(keyword) for flag, keyword in COUNT_KEYWORDS.items()}
     counts["TOTAL"] = header.get("MSKTOTAL")
     return counts
-
-
-def _run_tasks(function, arguments, *, scheduler, client, jobs, progress):
-    """Run ``function(*args)`` for each of ``arguments`` on dask; return the results."""
-    if client is not None:
-        from distributed import progress as distributed_progress
-
-        futures = [client.submit(function, *args, pure=False) for args in arguments]
-        if progress:
-            distributed_progress(futures)
-        return client.gather(futures)
-    if scheduler == "synchronous":
-        return [function(*args) for args in arguments]
-    try:
-        import dask
-        from dask.diagnostics import ProgressBar
-    except ImportError as err:
-        msg = (
-            f"scheduler={scheduler!r} needs dask: pip install 'stdpipe_ccd[dask]', "
-            "or use scheduler='synchronous'"
-        )
-        raise ImportError(msg) from err
-    tasks = [dask.delayed(function, pure=False)(*args) for args in arguments]
-    with ProgressBar() if progress else nullcontext():
-        return list(dask.compute(*tasks, scheduler=scheduler, num_workers=jobs))
 
 
 def _records_table(records):

@@ -18,6 +18,9 @@ from astropy.nddata import CCDData
 
 __all__ = ["read_fits", "write_fits"]
 
+#: file name endings of FITS images
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+
 FLAGS_EXTENSION = "FLAGS"
 
 

@@ -5,11 +5,14 @@ on clusters and in notebooks alike, and never open a window.
 """
 
 import warnings
+from pathlib import Path
 
 import numpy as np
+from astropy.nddata import block_reduce
 from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
 
 from .flags import MaskFlag
+from .io import FITS_SUFFIXES, read_fits
 
 __all__ = ["REASON_COLOURS", "plot_coadd", "plot_mask"]
 
@@ -210,13 +213,11 @@ def _pool(image, factor, reduce=None):
     """Reduce ``image`` by ``factor`` per axis: ``reduce`` of each block, by default the mean."""
     if factor == 1:
         return image
-    ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
-    blocks = image[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor)
     if reduce is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # blocks without finite pixels
-            return np.nanmean(blocks, axis=(1, 3)).astype(np.float32)
-    return reduce(blocks, axis=(1, 3))
+            return block_reduce(image, factor, func=np.nanmean).astype(np.float32)
+    return block_reduce(image, factor, func=reduce)
 
 
 def _extent(shape, factor):
@@ -251,3 +252,32 @@ def _finish(figure, ax, title, filename, dpi):
         figure.suptitle(title, fontsize=10)
     if filename is not None:
         figure.savefig(filename, dpi=dpi)
+
+
+# --- pictures written by the command line and the demo, as tasks -------------------------
+
+
+def write_mask_png(path, overwrite=False):
+    """Write ``<path without .fits>.png``, a quick-look of a masked frame; return its path."""
+    png = png_path(path)
+    if png.exists() and not overwrite:
+        return str(png)
+    plot_mask(read_fits(path), filename=png, title=Path(path).name)
+    return str(png)
+
+
+def write_coadd_png(ccd, png):
+    """Write a quick-look of a coadd and its weight map to ``png``; return its path."""
+    plot_coadd(ccd, filename=png, title=Path(png).stem)
+    return str(png)
+
+
+def png_path(path):
+    """Return the picture's path beside a FITS file: ``.png`` for its FITS ending."""
+    path = Path(path)
+    name = path.name
+    for suffix in FITS_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(name + ".png")

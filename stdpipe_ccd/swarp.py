@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -25,9 +24,10 @@ from astropy.io import fits
 from astropy.nddata import CCDData, InverseVariance
 from astropy.wcs import WCS
 
+from ._conf import conf
 from ._provenance import add_custom_keyword, add_history_lines
 from ._sky import inverse_variance_map
-from ._wcs import covering_grid, has_sip, sip_to_tpv
+from ._wcs import celestial_wcs, covering_grid, has_sip, sip_to_tpv
 from .exceptions import SwarpError, SwarpNotFoundError
 from .io import read_fits
 
@@ -86,8 +86,6 @@ def find_swarp(path=None):
     stdpipe_ccd.SwarpNotFoundError
         No executable SWarp was found, or the one named is not executable.
     """
-    from . import conf
-
     for explicit, origin in ((path, "path"), (conf.swarp_path or None, "conf.swarp_path")):
         if explicit is None:
             continue
@@ -383,7 +381,7 @@ class _Item:
                 self.header.update(ccd.wcs.to_header(relax=True))
             self.shape = ccd.data.shape
             self.unit = ccd.unit
-        self.wcs = _celestial_wcs(self.header, name)
+        self.wcs = celestial_wcs(self.header, name)
 
     @property
     def gain(self):
@@ -409,16 +407,6 @@ def _header_unit(header):
         return u.Unit(header["BUNIT"]) if "BUNIT" in header else None
     except ValueError:
         return None
-
-
-def _celestial_wcs(header, name):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # FITSFixedWarning about dates and the like
-        wcs = WCS(header)
-    if not wcs.has_celestial:
-        msg = f"input {name} has no celestial WCS"
-        raise ValueError(msg)
-    return wcs
 
 
 def _as_items(input):  # noqa: A002
@@ -491,7 +479,7 @@ def _target_header(items, *, wcs, shape, width, height, header):
             msg = "header must have NAXIS1 and NAXIS2 for the target grid"
             raise ValueError(msg)
         shape = (target["NAXIS2"], target["NAXIS1"])
-        wcs = _celestial_wcs(target, "header")
+        wcs = celestial_wcs(target, "header")
     elif wcs is not None:
         if shape is None:
             if width is None or height is None:
@@ -536,8 +524,6 @@ class _SwarpRun:
         nthreads,
         timeout,
     ):
-        from . import conf
-
         allowed = FLAG_COMBINE_TYPES if is_flags else COMBINE_TYPES
         _check_choice("combine", combine, allowed)
         _check_choice("resampling", resampling, RESAMPLING_TYPES)
@@ -571,8 +557,6 @@ class _SwarpRun:
 
     def execute(self, target, *, use_nans, keep_workdir, add_keyword, resample_only):
         """Write the inputs, run SWarp in a private directory and read the products."""
-        from . import conf
-
         parent = conf.tmpdir or None
         if keep_workdir:
             workdir = Path(tempfile.mkdtemp(prefix="stdpipe_ccd_swarp_", dir=parent))
@@ -719,7 +703,7 @@ class _SwarpRun:
         for key in ("EXPTIME", "GAIN", "SATURATE"):
             if key in header:
                 meta[f"SW{key[:6]}"] = (header[key], f"{key} as SWarp wrote it")
-        wcs = _celestial_wcs(target, "target")
+        wcs = celestial_wcs(target, "target")
         if self.is_flags:
             covered |= _add_forward_flags(data, items[0], wcs)
             result = CCDData(data, unit=u.dimensionless_unscaled, wcs=wcs, meta=meta, mask=~covered)

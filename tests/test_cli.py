@@ -94,6 +94,11 @@ def test_mask_glob_and_options(night, tmp_path, capsys):
     assert status == 0
     ccd = read_fits(tmp_path / "light0.fits")
     assert np.array_equal(ccd.flags & MaskFlag.SATURATED != 0, ccd.data >= 30000)
+    # --flat-threshold reaches make_mask: the vignetted corners below 0.8 are masked
+    flat = fits.getdata(folder.parent / "flat.fits")
+    low = flat / np.median(flat[flat > 0]) < 0.8
+    assert low.sum() > 1000
+    assert np.array_equal(ccd.flags & MaskFlag.LOW_RESPONSE != 0, low)
     assert "SATURATE" not in capsys.readouterr().err
 
 

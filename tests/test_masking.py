@@ -766,14 +766,14 @@ def test_real_raw_saao_frame_same_rays_as_astroscrappy():
         ccd.data.astype(np.float32), inmask=known, gain=ccd.meta["GAIN"], readnoise=5.0
     )
     ours, count = ndimage.label(cosmic, np.ones((3, 3)))
-    theirs, their_count = ndimage.label(bare, np.ones((3, 3)))
+    _, their_count = ndimage.label(bare, np.ones((3, 3)))
     assert count == their_count > 10
     assert not (bare & ~cosmic).any()  # ours grows their groups, drops none
     assert set(np.unique(ours[bare])) == set(range(1, count + 1))
 
 
 def test_saturate_in_adu_after_gain_correct():
-    """SATURATE stays in ADU through ccdproc.gain_correct: it is converted with the recorded gain."""
+    """SATURATE stays in ADU through ccdproc.gain_correct: converted with the recorded gain."""
     from ccdproc import gain_correct
 
     ccd = small({"SATURATE": 500.0, "GAIN": 2.0})
