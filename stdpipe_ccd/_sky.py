@@ -1,7 +1,7 @@
 """The sky level and its noise, measured in boxes over an image."""
 
 import numpy as np
-from astropy.nddata import VarianceUncertainty
+from astropy.nddata import InverseVariance, VarianceUncertainty
 from scipy import ndimage
 
 __all__ = ["SkyModel", "inverse_variance_map"]
@@ -136,11 +136,16 @@ def inverse_variance_map(ccd, data):
     valid = np.isfinite(data)
     if ccd.mask is not None:
         valid &= ~np.asarray(ccd.mask, dtype=bool)
+    if isinstance(ccd.uncertainty, InverseVariance):
+        # already a weight: one scale for the unit, no array of variances in between
+        weight = np.asarray(ccd.uncertainty.array, dtype=np.float32)
+        scale = _unit_scale(ccd.uncertainty.unit, ccd.unit, -2)
+        good = valid & np.isfinite(weight) & (weight > 0)
+        return np.where(good, weight * np.float32(scale), np.float32(0)).astype(np.float32)
     if ccd.uncertainty is not None:
         variance = ccd.uncertainty.represent_as(VarianceUncertainty)
         array = np.broadcast_to(np.asarray(variance.array, dtype=np.float64), data.shape)
-        if variance.unit is not None and ccd.unit is not None:
-            array = (array * variance.unit).to_value(ccd.unit**2)
+        array = array * _unit_scale(variance.unit, ccd.unit, 2)
     else:
         array = SkyModel(data, ~valid, None).sky_variance()
         positive = array > 0
@@ -149,3 +154,10 @@ def inverse_variance_map(ccd, data):
     with np.errstate(divide="ignore", invalid="ignore"):
         weight = np.where(valid & (array > 0) & np.isfinite(array), 1.0 / array, 0.0)
     return weight.astype(np.float32)
+
+
+def _unit_scale(unit, image_unit, power):
+    """Factor from ``unit`` to ``image_unit ** power`` (1 when either is unknown)."""
+    if unit is None or image_unit is None:
+        return 1.0
+    return float((1 * unit).to_value(image_unit**power))
