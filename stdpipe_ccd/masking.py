@@ -149,6 +149,8 @@ def make_mask(
     True
     """
     data = _check_ccd(ccd)
+    for name, value in (("hot_threshold", hot_threshold), ("flat_threshold", flat_threshold)):
+        _check_positive(name, value)
     if mask_cosmics is True:  # options are checked before any work
         _cosmics.check_options(cosmics_options)
         if cosmics_tuning is not None and not isinstance(cosmics_tuning, CosmicRayTuning):
@@ -197,7 +199,7 @@ def make_mask(
         unit=ccd.unit,
         meta=ccd.meta.copy(),
         wcs=ccd.wcs,
-        uncertainty=ccd.uncertainty,
+        uncertainty=_own_uncertainty(ccd.uncertainty),
         mask=image.mask,
         flags=image.flags,
         psf=getattr(ccd, "psf", None),
@@ -290,6 +292,23 @@ def _check_ccd(ccd):
     return data
 
 
+def _check_positive(name, value):
+    """Raise unless ``value`` is a positive, finite number."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        msg = f"{name} must be a number, not {value!r}"
+        raise TypeError(msg)
+    if not (np.isfinite(value) and value > 0):
+        msg = f"{name} must be positive and finite, not {value}"
+        raise ValueError(msg)
+
+
+def _own_uncertainty(uncertainty):
+    """A copy of ``uncertainty``: the result shares no writable array with the input."""
+    if uncertainty is None:
+        return None
+    return type(uncertainty)(np.array(uncertainty.array, copy=True), unit=uncertainty.unit)
+
+
 def _own_detector(detector, data):
     """Call a user's cosmic-ray detector and check that it returns a boolean image."""
     found = np.asarray(detector(data.copy()))
@@ -310,8 +329,11 @@ def _as_float(data):
 
 
 def _same_shape(item, shape, name):
-    """Return ``item`` (array, NDData) as an array, checking its shape."""
+    """Return ``item`` (array, NDData) as an array, checking its type and shape."""
     array = np.asarray(getattr(item, "data", item))
+    if array.dtype.kind not in "biuf":
+        msg = f"{name} must be an array of numbers or booleans, not {array.dtype}"
+        raise TypeError(msg)
     if array.shape != tuple(shape):
         msg = f"{name} has shape {array.shape}, but the image has shape {tuple(shape)}"
         raise ValueError(msg)
@@ -594,6 +616,9 @@ def _round_core(data, blob, box):
 def _mask_hot(dark, threshold, image):
     dark = np.asarray(dark, dtype=np.float32)
     finite = dark[np.isfinite(dark)]
+    if not finite.size:
+        msg = "dark has no finite pixel"
+        raise ValueError(msg)
     median = np.median(finite)
     spread = mad_std(finite)
     image.add(MaskFlag.HOT, dark > median + threshold * spread)
@@ -602,8 +627,11 @@ def _mask_hot(dark, threshold, image):
 def _mask_low_response(flat, threshold, image):
     """Flag low-response pixels; return the flat normalised to its median."""
     flat = np.asarray(flat, dtype=np.float32)
-    finite = np.isfinite(flat)
-    response = flat / np.median(flat[finite & (flat > 0)])
+    lit = flat[np.isfinite(flat) & (flat > 0)]
+    if not lit.size:
+        msg = "flat has no positive finite pixel"
+        raise ValueError(msg)
+    response = flat / np.median(lit)
     with np.errstate(invalid="ignore"):
         image.add(MaskFlag.LOW_RESPONSE, ~(response >= threshold))
     return response

@@ -795,3 +795,33 @@ def test_saturate_keyword_not_a_number(value):
 def test_saturation_estimate_needs_finite_pixels():
     with pytest.raises(ValueError, match="no finite pixel"):
         make_mask(small(value=np.nan), saturation=True)
+
+
+@pytest.mark.parametrize("value", [-5.0, 0.0, np.nan, np.inf])
+@pytest.mark.parametrize("name", ["hot_threshold", "flat_threshold"])
+def test_thresholds_checked(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be positive and finite"):
+        make_mask(small(), **{name: value})
+
+
+def test_string_external_mask_refused():
+    with pytest.raises(TypeError, match="external_mask must be an array of numbers"):
+        make_mask(small(shape=(2, 3)), external_mask=np.array([["a", "b", "c"]] * 2))
+
+
+def test_empty_dark_and_flat_refused():
+    with pytest.raises(ValueError, match="dark has no finite pixel"):
+        make_mask(small(), dark=np.full((60, 120), np.nan))
+    with pytest.raises(ValueError, match="flat has no positive finite pixel"):
+        make_mask(small(), flat=np.zeros((60, 120)))
+
+
+def test_uncertainty_not_shared_with_the_input():
+    from astropy.nddata import StdDevUncertainty
+
+    ccd = small()
+    ccd.uncertainty = StdDevUncertainty(np.full(ccd.shape, 3.0))
+    result = make_mask(ccd)
+    result.uncertainty.array[0, 0] = 99.0
+    assert ccd.uncertainty.array[0, 0] == 3.0
+    assert result.uncertainty.unit == ccd.uncertainty.unit
