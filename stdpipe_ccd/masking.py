@@ -303,7 +303,7 @@ def _check_positive(name, value):
 
 
 def _own_uncertainty(uncertainty):
-    """A copy of ``uncertainty``: the result shares no writable array with the input."""
+    """Return a copy of ``uncertainty``: the result shares no writable array with the input."""
     if uncertainty is None:
         return None
     return type(uncertainty)(np.array(uncertainty.array, copy=True), unit=uncertainty.unit)
