@@ -9,6 +9,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
+from ._cosmics import check_options
 from ._provenance import COUNT_KEYWORDS
 from ._tasks import run_tasks
 from .flags import MaskFlag, flag_counts
@@ -86,7 +87,10 @@ def mask_collection(
         ``output_dir`` would replace inputs without ``overwrite=True``, two
         inputs have the same file name, or a bad ``scheduler``.
     TypeError
-        An unknown ``make_mask`` option.
+        An unknown ``make_mask`` option, or astroscrappy option in
+        ``cosmics_options``.
+    FileNotFoundError
+        ``dark``, ``flat`` or ``external_mask`` names no file.
 
     Examples
     --------
@@ -163,6 +167,14 @@ def _check_options(options):
     if unknown:
         msg = f"make_mask has no options {unknown}"
         raise TypeError(msg)
+    # what would fail every frame fails once, before the first
+    if options.get("mask_cosmics") is True:
+        check_options(options.get("cosmics_options"))
+    for name in PATH_OPTIONS:
+        value = options.get(name)
+        if isinstance(value, (str, os.PathLike)) and not Path(value).is_file():
+            msg = f"{name}={str(value)!r} is not a file"
+            raise FileNotFoundError(msg)
 
 
 def _input_paths(collection):

@@ -158,3 +158,12 @@ def test_same_names_collide(night, tmp_path):
     CCDData(np.zeros((4, 4)), unit="adu").write(other / lights[0].name)
     with pytest.raises(ValueError, match="collide"):
         mask_collection([lights[0], other / lights[0].name], tmp_path / "out")
+
+
+def test_options_that_would_fail_every_frame_fail_first(tmp_path):
+    frames = [tmp_path / "a.fits"]
+    with pytest.raises(FileNotFoundError, match="dark='nowhere.fits' is not a file"):
+        mask_collection(frames, tmp_path / "out", dark="nowhere.fits")
+    with pytest.raises(TypeError, match="unknown astroscrappy option"):
+        mask_collection(frames, tmp_path / "out", mask_cosmics=True, cosmics_options={"sigclp": 4})
+    assert not (tmp_path / "out").exists()
