@@ -501,8 +501,7 @@ def _mask_bleed(data, saturation, image):
     and their unsaturated continuation along the columns.
     """
     saturated = image.has(MaskFlag.SATURATED)
-    join = np.ones([2 * n + 1 for n in BLEED_JOIN], dtype=bool)
-    blobs, _ = ndimage.label(ndimage.binary_dilation(saturated, join))
+    blobs, _ = ndimage.label(_widen(saturated, BLEED_JOIN))
     trail = np.zeros_like(saturated)
     sky, noise = _sky_level_noise(data, image.mask)
     for index, box in enumerate(ndimage.find_objects(blobs), start=1):
@@ -514,6 +513,24 @@ def _mask_bleed(data, saturation, image):
             trail[box] |= bled
             _continue_trail(data, blob, box, centre, (sky, noise, saturation), trail)
     image.add(MaskFlag.BLEED, trail)
+
+
+def _widen(mask, reach):
+    """Return ``mask`` dilated by ``reach = (rows, columns)`` each way.
+
+    Shifted ORs, each one pass over the image: cheaper than a general dilation.
+    """
+    wide = mask.copy()
+    for axis, steps in enumerate(reach):
+        grown = wide.copy()
+        for step in range(1, steps + 1):
+            ahead = [slice(None)] * 2
+            behind = [slice(None)] * 2
+            ahead[axis], behind[axis] = slice(step, None), slice(None, -step)
+            grown[tuple(ahead)] |= wide[tuple(behind)]
+            grown[tuple(behind)] |= wide[tuple(ahead)]
+        wide = grown
+    return wide
 
 
 def _sky_level_noise(data, masked):
