@@ -512,7 +512,10 @@ def _mask_bleed(data, saturation, image):
         if bled.any():
             trail[box] |= bled
             _continue_trail(data, blob, box, centre, (sky, noise, saturation), trail)
-    image.add(MaskFlag.BLEED, trail)
+    # the partly filled pixel past a saturated run, where the star's own light
+    # near its core is too bright for the continuation to tell it apart
+    ends = _widen(trail & saturated, (1, 0)) & ~image.mask
+    image.add(MaskFlag.BLEED, trail | ends)
 
 
 def _widen(mask, reach):
