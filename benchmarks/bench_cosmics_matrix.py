@@ -26,6 +26,7 @@ import astroscrappy
 import ccdproc
 import numpy as np
 from astropy import units as u
+from bench_masking import peer_stdpipe  # the benchmarks' folder is on the path
 
 from stdpipe_ccd import MaskFlag, make_mask, validation
 
@@ -65,16 +66,6 @@ def field(size, seed, options):
     for key, default in (("n_stars", 1500), ("n_rays", 300), ("n_galaxies", 0)):
         options[key] = round(options.get(key, default) * scale)
     return validation.make_field((size, size), seed=seed, **options)
-
-
-def peer_stdpipe():
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from stdpipe import pipeline
-        return pipeline
-    except ImportError:
-        return None
 
 
 def methods(stdpipe):
