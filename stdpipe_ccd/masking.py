@@ -55,11 +55,13 @@ def make_mask(
         saturation masking off. Default is `None`.
     mask_bleed : bool, optional
         Mask bleeding-charge trails: saturated pixels that extend a saturated
-        star along its columns beyond its round core, and their continuation
-        along those columns while it stands 5 robust sigma of the sky above
-        the pixels beside the trail (a trail's charge falls below full well
-        towards its tips, and a flat moves saturated pixels below the
-        level). Needs a saturation level. Default is `False`.
+        star along its columns beyond its round core, the partly filled pixel
+        past each saturated run, and their continuation along those columns
+        while it stands 5 robust sigma of the sky (and 10 %) above the star's
+        own light at the same distance, or holds 90 % of the level (a trail's
+        charge falls below full well towards its tips, and a flat moves
+        saturated pixels below the level). Needs a saturation level.
+        Default is `False`.
     external_mask : array-like, optional
         Boolean or integer array of the image shape; non-zero pixels are
         masked as `~stdpipe_ccd.MaskFlag.EXTERNAL`.

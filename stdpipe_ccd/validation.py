@@ -14,6 +14,7 @@ import numpy as np
 from astropy.nddata import CCDData
 from astropy.table import Table
 from scipy import ndimage, signal, special
+from scipy.spatial import cKDTree
 
 __all__ = ["Field", "make_field", "score_cosmic_mask"]
 
@@ -401,15 +402,14 @@ def _isolated(field, sources, far_from_rays):
     if not len(sources):
         return np.zeros((0, 2), dtype=int)
     x, y = np.asarray(sources["x"]), np.asarray(sources["y"])
-    others = np.column_stack([field.stars["x"], field.stars["y"]])
+    stars = cKDTree(np.column_stack([field.stars["x"], field.stars["y"]]))
     keep = np.asarray(sources["peak_snr"]) >= 5
     keep &= (x >= 2) & (x < nx - 2) & (y >= 2) & (y < ny - 2)
     ix, iy = np.rint(x).astype(int).clip(0, nx - 1), np.rint(y).astype(int).clip(0, ny - 1)
     keep &= far_from_rays[iy, ix]
-    for k in np.flatnonzero(keep):
-        distance = np.hypot(others[:, 0] - x[k], others[:, 1] - y[k])
-        if np.count_nonzero(distance < 8) > (sources is field.stars):
-            keep[k] = False
+    # no star within 8 pixels (but itself, for a star)
+    near = stars.query_ball_point(np.column_stack([x, y]), 8 - 1e-9, return_length=True)
+    keep &= near <= (sources is field.stars)
     return np.column_stack([iy[keep], ix[keep]])
 
 
