@@ -7,7 +7,7 @@ from ccdproc import Keyword
 
 from .flags import MaskFlag
 
-__all__ = ["add_custom_keyword", "add_history_lines", "add_provenance"]
+__all__ = ["add_custom_keyword", "add_history_lines", "add_provenance", "record_provenance"]
 
 #: 8-character keywords for the number of pixels per mask reason
 COUNT_KEYWORDS = {
@@ -44,15 +44,36 @@ def add_provenance(meta, add_keyword, function, call, counts, *, total):
     """
     if add_keyword is None or add_keyword is False:
         return
-    from . import __version__
-
-    if add_keyword is True:
-        add_history_lines(meta, [f"stdpipe_ccd {__version__} {function}({call})"])
-    else:
-        add_custom_keyword(meta, add_keyword, function)
+    record_provenance(meta, add_keyword, function, [f"{function}({call})"])
     for flag, keyword in COUNT_KEYWORDS.items():
         _set_card(meta, keyword, counts[flag.name], f"pixels masked: {flag.name}")
     _set_card(meta, "MSKTOTAL", total, "pixels masked for any reason")
+
+
+def record_provenance(meta, add_keyword, function, lines):
+    """Record how a result was made in its ``meta`` (in place); the one place that does.
+
+    Parameters
+    ----------
+    meta : `~astropy.io.fits.Header` or dict
+        Metadata of the result.
+    add_keyword : bool, str, dict, `~ccdproc.Keyword` or None
+        `True` writes ``lines`` as ``HISTORY`` after the package version; a
+        str, dict or `~ccdproc.Keyword` is recorded instead (as ccdproc's
+        ``add_keyword``); `None`/`False` records nothing.
+    function : str
+        Name of the function that made the result.
+    lines : list of str
+        The call and what else it used (inputs, external programs).
+    """
+    if add_keyword is None or add_keyword is False:
+        return
+    if add_keyword is True:
+        from . import __version__
+
+        add_history_lines(meta, [f"stdpipe_ccd {__version__} {lines[0]}", *lines[1:]])
+    else:
+        add_custom_keyword(meta, add_keyword, function)
 
 
 def _set_card(meta, key, value, comment):

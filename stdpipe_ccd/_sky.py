@@ -1,10 +1,13 @@
 """The sky level and its noise, measured in boxes over an image."""
 
+import warnings
+
 import numpy as np
 from astropy.nddata import InverseVariance, VarianceUncertainty
+from astropy.stats import sigma_clip
 from scipy import ndimage
 
-__all__ = ["SkyModel", "inverse_variance_map"]
+__all__ = ["SkyModel", "background_level", "inverse_variance_map"]
 
 #: side of the boxes (pixels) in which the sky and its noise are measured
 BACKGROUND_BOX = 64
@@ -161,3 +164,29 @@ def _unit_scale(unit, image_unit, power):
     if unit is None or image_unit is None:
         return 1.0
     return float((1 * unit).to_value(image_unit**power))
+
+
+def background_level(data, valid, *, box=128):
+    """Full-size background level, as SExtractor and SWarp estimate it (float32).
+
+    In each box (128 pixels, SWarp's ``BACK_SIZE``) the pixels are clipped at
+    3 sigma about their median, and the mode is estimated as 2.5 median - 1.5 mean (the median where the clipped
+    distribution is too skewed for that); the boxes are median-filtered 3 x 3
+    and interpolated bilinearly.
+    """
+    ny, nx = data.shape
+    nby, nbx = max(ny // box, 1), max(nx // box, 1)
+    by, bx = ny // nby, nx // nbx
+    sample = np.where(valid, data, np.nan)[: nby * by, : nbx * bx]
+    blocks = sample.reshape(nby, by, nbx, bx).swapaxes(1, 2).reshape(nby * nbx, by * bx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # empty boxes
+        blocks = np.ma.masked_invalid(blocks)
+        clipped = sigma_clip(blocks, sigma=3, maxiters=5, axis=1).filled(np.nan)
+        mean, median = np.nanmean(clipped, axis=1), np.nanmedian(clipped, axis=1)
+        std = np.nanstd(clipped, axis=1)
+    skewed = np.abs(mean - median) >= 0.3 * std
+    level = np.where(skewed, median, 2.5 * median - 1.5 * mean)
+    good = np.sum(np.isfinite(blocks), axis=1) >= 0.25 * blocks.shape[1]
+    grid = _fill_boxes(np.where(good, level, np.nan).reshape(nby, nbx))
+    return _upsample(grid, data.shape)

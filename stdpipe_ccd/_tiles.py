@@ -11,6 +11,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, InverseVariance
 
+from ._product import COUNT_EXTENSION, EXPOSURE_EXTENSION, add_combine_keywords
 from ._provenance import add_history_lines
 from ._wcs import celestial_wcs
 
@@ -22,13 +23,14 @@ logger = logging.getLogger(__name__)
 KERNEL_MARGIN = 4
 
 
-def coadd_tiles(entries, items, target, tiles, output, *, run_tasks, tile_task, options):
-    """Coadd ``entries`` onto ``target`` tile by tile; write ``output``; return it memory-mapped.
+def coadd_tiles(items, target, tiles, output, *, run_tasks, tile_task, options):
+    """Coadd ``items`` onto ``target`` tile by tile; write ``output``; return it memory-mapped.
 
     ``run_tasks(function, arguments)`` runs the tile tasks (on dask);
-    ``tile_task(entries, header, path, options)`` coadds one tile into
-    ``path`` and returns its record; ``options`` go to it for each tile. The caller has
-    checked that ``output`` may be written.
+    ``tile_task(items, header, path, options)`` coadds the items that overlap
+    one tile into ``path`` and returns its record; ``options`` go to it for
+    each tile (``weights`` cut to those items). The caller has checked that
+    ``output`` may be written.
     """
     from . import __version__
 
@@ -43,9 +45,12 @@ def coadd_tiles(entries, items, target, tiles, output, *, run_tasks, tile_task, 
             used = [i for i, box in enumerate(boxes) if _overlaps(box, rows, cols)]
             header = _tile_header(target, rows, cols)
             path = work / f"tile{index:05d}.fits"
-            arguments.append(([entries[i] for i in used], header, str(path), options))
+            tile_options = options
+            if options.get("weights") is not None:
+                tile_options = {**options, "weights": [options["weights"][i] for i in used]}
+            arguments.append(([items[i] for i in used], header, str(path), tile_options))
         records = run_tasks(tile_task, arguments)
-        meta = _mosaic_meta(target, records, items)
+        meta = _mosaic_meta(target, records, items, options["combine"])
         add_history_lines(
             meta,
             [f"stdpipe_ccd {__version__} coadd in {len(arguments)} tiles of {tiles}"]
@@ -70,7 +75,8 @@ def open_mosaic(path):
         data = hdul[0].data
         weight = hdul["UNCERT"].data
         mask = hdul["MASK"].data.view(bool)
-    return CCDData(
+        exposure, count = hdul[EXPOSURE_EXTENSION].data, hdul[COUNT_EXTENSION].data
+    result = CCDData(
         data,
         unit=header.get("BUNIT", "adu"),
         wcs=celestial_wcs(header, str(path)),
@@ -78,6 +84,8 @@ def open_mosaic(path):
         mask=mask,
         uncertainty=InverseVariance(weight, copy=False),
     )
+    result.exposure_map, result.count_map = exposure, count
+    return result
 
 
 def _tile_slices(shape, tiles):
@@ -121,7 +129,7 @@ def _tile_header(target, rows, cols):
     return header
 
 
-def _mosaic_meta(target, records, items):
+def _mosaic_meta(target, records, items, combine):
     done = [r for r in records if r["path"]]
     meta = fits.Header(target)
     for key in ("NAXIS", "NAXIS1", "NAXIS2"):
@@ -134,12 +142,12 @@ def _mosaic_meta(target, records, items):
         levels = [r["saturate"] for r in done if r.get("saturate") is not None]
         if levels:
             meta["SATURATE"] = (min(levels), "smallest effective saturation of the tiles")
-    meta["NCOMBINE"] = (len(items), "number of images combined")
+    add_combine_keywords(meta, items, combine)
     return meta
 
 
 def _allocate(path, meta, shape):
-    """Write the headers of data, UNCERT and MASK HDUs, with room for their pixels.
+    """Write the headers of the data, UNCERT, MASK and map HDUs, with room for their pixels.
 
     Returns the byte offset and the FITS dtype of each HDU's pixels.
     """
@@ -148,6 +156,8 @@ def _allocate(path, meta, shape):
         (fits.PrimaryHDU, np.dtype(">f4"), {"EXTEND": True}, meta),
         (fits.ImageHDU, np.dtype(">f4"), {"EXTNAME": "UNCERT", "UTYPE": "InverseVariance"}, None),
         (fits.ImageHDU, np.dtype("u1"), {"EXTNAME": "MASK"}, None),
+        (fits.ImageHDU, np.dtype(">f4"), {"EXTNAME": EXPOSURE_EXTENSION, "BUNIT": "s"}, None),
+        (fits.ImageHDU, np.dtype(">i2"), {"EXTNAME": COUNT_EXTENSION}, None),
     ]
     planes = []
     with open(path, "wb") as stream:
@@ -173,12 +183,13 @@ def _write_tile(stream, planes, shape, record, rows, cols):
     """
     height, width = rows.stop - rows.start, cols.stop - cols.start
     if record["path"] is None:
-        fills = (np.nan, 0, 1)
+        fills = (np.nan, 0, 1, 0, 0)
         for (offset, dtype), fill in zip(planes, fills, strict=True):
             _write_rows(stream, offset, dtype, shape, np.full((height, width), fill), rows, cols)
     else:
         with fits.open(record["path"], memmap=True) as tile:
-            for (offset, dtype), name in zip(planes, (0, "UNCERT", "MASK"), strict=True):
+            names = (0, "UNCERT", "MASK", EXPOSURE_EXTENSION, COUNT_EXTENSION)
+            for (offset, dtype), name in zip(planes, names, strict=True):
                 _write_rows(stream, offset, dtype, shape, tile[name].data, rows, cols)
     if record["path"] is not None:
         with contextlib.suppress(FileNotFoundError):

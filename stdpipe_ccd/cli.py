@@ -450,8 +450,8 @@ def _run_info(args):
 
     from . import __version__
     from ._conf import conf
+    from ._swarp_backend import find_swarp, swarp_info
     from .exceptions import SwarpNotFoundError
-    from .swarp import find_swarp, swarp_info
 
     print(f"stdpipe_ccd {__version__}")
     try:

@@ -5,38 +5,23 @@ import logging
 import warnings
 from pathlib import Path
 
-import numpy as np
-from astropy import units as u
-from astropy.io import fits
-from astropy.nddata import CCDData, InverseVariance
-from astropy.wcs.utils import proj_plane_pixel_area
-
-from ._provenance import add_custom_keyword, add_history_lines
-from ._sky import inverse_variance_map
+from ._inputs import parse_inputs, target_grid
+from ._product import format_call, stack_inputs
+from ._reproject_backend import METHODS as REPROJECT_METHODS
+from ._reproject_backend import ReprojectBackend
+from ._swarp_backend import SwarpBackend, check_choice, find_swarp
 from ._tasks import run_tasks
 from ._tiles import coadd_tiles
-from ._wcs import celestial_wcs
 from .exceptions import StdpipeCCDWarning, SwarpNotFoundError
-from .io import read_fits, write_fits
-from .swarp import (
-    _as_entries,
-    _as_items,
-    _check_choice,
-    _common_unit,
-    _effective_gain,
-    _item,
-    _target_header,
-    find_swarp,
-    reproject_swarp,
-)
+from .io import write_fits
 
 __all__ = ["coadd"]
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("auto", "swarp", "interp", "adaptive", "exact")
-#: combine types the reproject methods support
-REPROJECT_COMBINE = ("weighted", "average", "median", "sum")
+METHODS = ("auto", "swarp", *REPROJECT_METHODS)
+#: options of the SWarp back end that `coadd` passes on
+SWARP_OPTIONS = ("resampling", "extra", "swarp_path", "nthreads", "timeout", "keep_workdir")
 
 
 def coadd(
@@ -48,6 +33,11 @@ def coadd(
     header=None,
     combine="weighted",
     conserve="flux",
+    subtract_background=False,
+    flux_scale_keyword=None,
+    zeropoint_keyword=None,
+    zeropoint=None,
+    weights=None,
     use_nans=True,
     add_keyword=True,
     output=None,
@@ -61,8 +51,10 @@ def coadd(
 ):
     """Reproject and coadd images, with SWarp or with the ``reproject`` package.
 
-    Both give the same product: the coadd, its inverse-variance uncertainty,
-    the mask of uncovered pixels, the target WCS and the effective gain.
+    Both back ends take the same options and give the same product: the
+    coadd, its inverse-variance uncertainty, the mask of uncovered pixels,
+    the target WCS, the maps of exposure time and number of images, and the
+    effective gain (see `~stdpipe_ccd.reproject_swarp` for all of it).
 
     Parameters
     ----------
@@ -80,10 +72,21 @@ def coadd(
         The target grid, as for `~stdpipe_ccd.reproject_swarp`; by default one
         that covers all inputs.
     combine : str, optional
-        ``"weighted"`` (default), ``"average"``, ``"median"`` or ``"sum"``
-        (SWarp also takes ``"clipped"``, ``"min"`` and ``"max"``).
+        ``"weighted"`` (default), ``"average"``, ``"median"``, ``"sum"``,
+        ``"clipped"``, ``"min"`` or ``"max"``. With reproject, ``"clipped"``
+        is the weighted mean of the values within 4 robust standard
+        deviations (`~astropy.stats.mad_std`) of each pixel's median, as
+        `~astropy.stats.sigma_clip` selects them; SWarp's own clipping also
+        allows for a 30 % amplitude difference.
     conserve : {"flux", "surface_brightness"}, optional
         As for `~stdpipe_ccd.reproject_swarp`.
+    subtract_background : bool, optional
+        Subtract each input's background first: SWarp's background map, or
+        with reproject the sky level measured in 64-pixel boxes. Default is
+        `False`.
+    flux_scale_keyword, zeropoint_keyword, zeropoint, weights : optional
+        Scaling and weighting of each input, as for
+        `~stdpipe_ccd.reproject_swarp`.
     use_nans : bool, optional
         NaN where nothing contributed. Default is `True`.
     add_keyword : bool, str, dict or `~ccdproc.Keyword`, optional
@@ -110,8 +113,11 @@ def coadd(
     progress : bool, optional
         Show dask's progress bar over the tiles. Default is `False`.
     **method_options
-        Further options of `~stdpipe_ccd.reproject_swarp`, or of the
-        ``reproject`` function.
+        Further options of the back end: ``resampling``, ``extra``,
+        ``swarp_path``, ``nthreads``, ``timeout``, ``keep_workdir`` for
+        SWarp; those of the ``reproject`` function (``order``, ``kernel``,
+        ...) for the others. An option the back end does not take raises
+        `ValueError`.
 
     Returns
     -------
@@ -126,51 +132,70 @@ def coadd(
     FileExistsError
         ``output`` exists and ``overwrite`` is `False`.
     """
-    _check_choice("method", method, METHODS)
+    check_choice("method", method, METHODS)
     if method == "auto":
         method = _available_method(method_options)
     if output is not None and Path(output).exists() and not overwrite:
         msg = f"{output} exists; pass overwrite=True to replace it"
         raise FileExistsError(msg)
+    backend = make_backend(method, combine, conserve, subtract_background, weights, method_options)
+    grid = {"wcs": wcs, "shape": shape, "header": header}
+    scaling = {
+        "flux_scale_keyword": flux_scale_keyword,
+        "zeropoint_keyword": zeropoint_keyword,
+        "zeropoint": zeropoint,
+        "weights": weights,
+    }
     if tiles is not None:
         if output is None:
             msg = "tiles need output=, the FITS file the mosaic is written to"
             raise ValueError(msg)
-        entries = _as_entries(input)
-        items = [_item(entry, i) for i, entry in enumerate(entries)]
-        target = _target_header(items, wcs=wcs, shape=shape, width=None, height=None, header=header)
+        items = parse_inputs(input)
+        target = target_grid(items, **grid)
+        if zeropoint_keyword and zeropoint is None and zeropoint_keyword in items[0].header:
+            scaling["zeropoint"] = float(
+                items[0].header[zeropoint_keyword]
+            )  # the same in each tile
         runner = functools.partial(
             run_tasks, scheduler=scheduler, client=client, jobs=jobs, progress=progress
         )
         options = {"method": method, "combine": combine, "conserve": conserve, "use_nans": use_nans}
+        options.update(subtract_background=subtract_background, **scaling, **method_options)
         return coadd_tiles(
-            entries,
-            items,
-            target,
-            tiles,
-            output,
-            run_tasks=runner,
-            tile_task=coadd_tile,
-            options={**options, **method_options},
+            items, target, tiles, output, run_tasks=runner, tile_task=coadd_tile, options=options
         )
-    common = {
-        "wcs": wcs,
-        "shape": shape,
-        "header": header,
-        "combine": combine,
-        "conserve": conserve,
-        "use_nans": use_nans,
-        "add_keyword": add_keyword,
-    }
-    if method == "swarp":
-        result = reproject_swarp(input, **common, **method_options)
-    else:
-        _check_choice("combine", combine, REPROJECT_COMBINE)
-        _check_choice("conserve", conserve, ("flux", "surface_brightness"))
-        result = _coadd_reproject(input, method, **common, options=method_options)
+    call = format_call({"method": method, "combine": combine, "conserve": conserve})
+    result = stack_inputs(
+        input,
+        backend,
+        grid=grid,
+        **scaling,
+        use_nans=use_nans,
+        add_keyword=add_keyword,
+        function="coadd",
+        call=call,
+    )
     if output is not None:
         write_fits(result, output, overwrite=overwrite)
+    logger.info("coadded %d images with %s", result.meta["NCOMBINE"], method)
     return result
+
+
+def make_backend(method, combine, conserve, subtract_background, weights, method_options):
+    """Return the back end of ``method``, with its options checked before anything is read."""
+    common = {
+        "combine": combine,
+        "conserve": conserve,
+        "subtract_background": subtract_background,
+        "weights": weights is not None,
+    }
+    if method == "swarp":
+        unknown = sorted(set(method_options) - set(SWARP_OPTIONS))
+        if unknown:
+            msg = f"{unknown} are not options of method='swarp' (it takes {SWARP_OPTIONS})"
+            raise ValueError(msg)
+        return SwarpBackend(**common, **method_options)
+    return ReprojectBackend(method, **common, **method_options)
 
 
 def _available_method(method_options):
@@ -188,132 +213,17 @@ def _available_method(method_options):
     return "swarp"
 
 
-def _reproject_function(method):
-    try:
-        import reproject
-    except ImportError as err:
-        msg = (
-            f"method={method!r} needs the reproject package: "
-            "pip install 'stdpipe_ccd[all]' (or pip install reproject)"
-        )
-        raise ImportError(msg) from err
-    return {
-        "interp": reproject.reproject_interp,
-        "adaptive": reproject.reproject_adaptive,
-        "exact": reproject.reproject_exact,
-    }[method]
-
-
-def _coadd_reproject(
-    input,  # noqa: A002
-    method,
-    *,
-    wcs,
-    shape,
-    header,
-    combine,
-    conserve,
-    use_nans,
-    add_keyword,
-    options,
-):
-    """Resample each input with ``reproject`` and combine them here."""
-    function = _reproject_function(method)
-    items = _as_items(input)
-    unit = _common_unit(items)
-    target = _target_header(items, wcs=wcs, shape=shape, width=None, height=None, header=header)
-    out_wcs = celestial_wcs(target, "target")
-    out_shape = (target["NAXIS2"], target["NAXIS1"])
-
-    total_w = np.zeros(out_shape)  # sum of weights (or of variances for average/sum)
-    total = np.zeros(out_shape)
-    count = np.zeros(out_shape, dtype=np.int32)
-    stack, noise = [], []
-    for item in items:
-        ccd = item.ccd if item.ccd is not None else read_fits(item.path, hdu=item.hdu, unit=unit)
-        data = np.asarray(ccd.data, dtype=np.float64)
-        weight = inverse_variance_map(ccd, data).astype(np.float64)
-        noise.append(1 / np.sqrt(np.median(weight[weight > 0])))
-        scale = 1.0
-        if conserve == "flux":
-            scale = proj_plane_pixel_area(out_wcs) / proj_plane_pixel_area(item.wcs.celestial)
-        valid = weight > 0
-        # data and variance in one call (reproject broadcasts over the leading axis), so
-        # the coordinate transformation is computed once; NaN spreads from masked pixels,
-        # which then drop out
-        planes = np.stack(
-            [np.where(valid, data, np.nan), np.where(valid, 1 / np.where(valid, weight, 1), np.nan)]
-        )
-        (values, variance), _ = function(
-            (planes, item.wcs.celestial), out_wcs, shape_out=out_shape, **options
-        )
-        good = np.isfinite(values) & np.isfinite(variance) & (variance > 0)
-        values, variance = values * scale, variance * scale**2
-        count += good
-        if combine == "weighted":
-            w = np.where(good, 1 / np.where(good, variance, 1), 0)
-            total += np.where(good, w * values, 0)
-            total_w += w
-        elif combine in ("average", "sum"):
-            total += np.where(good, values, 0)
-            total_w += np.where(good, variance, 0)
-        else:
-            stack.append(np.where(good, values, np.nan))
-            total_w += np.where(good, variance, 0)
-    covered = count > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if combine == "weighted":
-            data, inverse = total / total_w, total_w
-        elif combine == "average":
-            data, inverse = total / count, count**2 / total_w
-        elif combine == "sum":
-            data, inverse = total, 1 / total_w
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
-                data = np.nanmedian(np.array(stack), axis=0)
-            # the median of n normal values is noisier than their mean by pi/2 in variance
-            inverse = count**2 / total_w / (np.pi / 2 if len(items) > 2 else 1)
-    inverse = np.where(covered & np.isfinite(inverse), inverse, 0.0)
-    data = np.where(covered, data, np.nan if use_nans else 0.0)
-
-    meta = fits.Header(target)
-    statistics = [{"Background_StDev": str(n)} for n in noise]
-    gain, saturation = _effective_gain(items, combine, statistics)
-    meta["GAIN"] = (gain, "[e-/unit] effective gain of the coadd")
-    if saturation is not None:
-        meta["SATURATE"] = (saturation, "effective saturation of the coadd")
-    meta["NCOMBINE"] = (len(items), "number of images combined")
-    meta["COMBINET"] = (combine.upper(), "how the images were combined")
-    if add_keyword is not None and add_keyword is not False:
-        from . import __version__
-
-        lines = [f"stdpipe_ccd {__version__} coadd method={method} conserve={conserve}"]
-        lines += [f"input {i + 1}: {item.name}" for i, item in enumerate(items)]
-        add_history_lines(meta, lines)
-        if add_keyword is not True:
-            add_custom_keyword(meta, add_keyword, "coadd")
-    logger.info("coadded %d images with reproject_%s", len(items), method)
-    return CCDData(
-        data.astype(np.float32),
-        unit=unit or u.adu,
-        wcs=out_wcs,
-        meta=meta,
-        mask=~covered,
-        uncertainty=InverseVariance(inverse.astype(np.float32), copy=False),
-    )
-
-
-def coadd_tile(entries, header, path, options):
+def coadd_tile(items, header, path, options):
     """Coadd the inputs of one tile into ``path``; the task of `coadd_tiles`."""
-    if not entries:
+    if not items:
         return {"path": None, "ncombine": 0}
-    result = coadd(entries, header=header, add_keyword=False, **options)
+    result = coadd([item.source for item in items], header=header, add_keyword=False, **options)
     write_fits(result, path)
     return {
         "path": path,
-        "ncombine": len(entries),
+        "ncombine": len(items),
         "gain": result.meta.get("GAIN"),
         "saturate": result.meta.get("SATURATE"),
+        "exptime": result.meta.get("EXPTIME"),
         "unit": result.unit.to_string(),
     }

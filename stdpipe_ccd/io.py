@@ -2,7 +2,8 @@
 
 `~astropy.nddata.CCDData.write` writes ``.mask`` and ``.uncertainty`` as the
 ``MASK`` and ``UNCERT`` extensions but leaves ``.flags`` out; `write_fits`
-adds it as a ``FLAGS`` extension and `read_fits` reads it back. The file is
+adds it as a ``FLAGS`` extension, and a coadd's ``.exposure_map`` and
+``.count_map`` as ``EXPMAP`` and ``NIMAGES``; `read_fits` reads them back. The file is
 written under a temporary name and renamed when complete, so a file with the
 final name is never a half-written one.
 """
@@ -22,6 +23,8 @@ __all__ = ["read_fits", "write_fits"]
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 
 FLAGS_EXTENSION = "FLAGS"
+#: maps of a coadd (attribute: extension), as `~stdpipe_ccd.coadd` returns them
+MAP_EXTENSIONS = {"exposure_map": "EXPMAP", "count_map": "NIMAGES"}
 
 
 def write_fits(ccd, path, *, overwrite=False):
@@ -31,8 +34,9 @@ def write_fits(ccd, path, *, overwrite=False):
     ----------
     ccd : `~astropy.nddata.CCDData`
         The image; ``.mask`` goes to a ``MASK`` extension, ``.uncertainty``
-        to ``UNCERT`` (as `~astropy.nddata.CCDData.write` does) and
-        ``.flags`` to ``FLAGS``.
+        to ``UNCERT`` (as `~astropy.nddata.CCDData.write` does),
+        ``.flags`` to ``FLAGS``, and a coadd's ``.exposure_map`` and
+        ``.count_map`` to ``EXPMAP`` and ``NIMAGES``.
     path : str or path-like
         Output FITS file.
     overwrite : bool, optional
@@ -63,6 +67,9 @@ def write_fits(ccd, path, *, overwrite=False):
     hdul = ccd.to_hdu(hdu_mask="MASK", hdu_uncertainty="UNCERT", hdu_flags=None)
     if ccd.flags is not None:
         hdul.append(fits.ImageHDU(np.asarray(ccd.flags), name=FLAGS_EXTENSION))
+    for attribute, name in MAP_EXTENSIONS.items():
+        if getattr(ccd, attribute, None) is not None:
+            hdul.append(fits.ImageHDU(np.asarray(getattr(ccd, attribute)), name=name))
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
     try:
@@ -74,7 +81,7 @@ def write_fits(ccd, path, *, overwrite=False):
 
 
 def read_fits(path, *, unit=None, hdu=0):
-    """Read a FITS image with its ``MASK``, ``UNCERT`` and ``FLAGS`` extensions.
+    """Read a FITS image with its ``MASK``, ``UNCERT``, ``FLAGS`` and map extensions.
 
     Parameters
     ----------
@@ -93,12 +100,15 @@ def read_fits(path, *, unit=None, hdu=0):
     with fits.open(path) as hdul:
         if "BUNIT" in hdul[hdu].header:
             unit = None  # the file's own unit wins
-        flags = None
-        if FLAGS_EXTENSION in hdul:
-            flags = hdul[FLAGS_EXTENSION].data
-            flags = flags.astype(flags.dtype.newbyteorder("="))
+        extras = {
+            attribute: hdul[name].data.astype(hdul[name].data.dtype.newbyteorder("="))
+            for attribute, name in {"flags": FLAGS_EXTENSION, **MAP_EXTENSIONS}.items()
+            if name in hdul
+        }
     ccd = CCDData.read(path, hdu=hdu, unit=unit, hdu_mask="MASK", hdu_uncertainty="UNCERT")
-    ccd.flags = flags
+    ccd.flags = extras.pop("flags", None)
+    for attribute, values in extras.items():
+        setattr(ccd, attribute, values)
     if ccd.mask is not None:
         ccd.mask = ccd.mask.astype(bool)
     return ccd

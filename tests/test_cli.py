@@ -228,12 +228,7 @@ def test_demo(tmp_path, capsys):
 
 
 def test_demo_without_swarp(tmp_path, capsys, monkeypatch):
-    from stdpipe_ccd import _demo, swarp
-
-    def missing(path=None):
-        raise swarp.SwarpNotFoundError("no SWarp here")
-
-    monkeypatch.setattr(_demo, "find_swarp", missing)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SWarp on it
     assert main(["demo", "-o", str(tmp_path), "--size", "256", "--frames", "2"]) == 0
     assert "reproject_interp (SWarp was not found)" in capsys.readouterr().out
 

@@ -1,0 +1,352 @@
+"""The inputs of the stacking functions, parsed once into what every back end needs.
+
+Every accepted kind of input (FITS paths, ``(path, hdu)``, `~astropy.nddata.CCDData`,
+``(array, Header)`` or ``(array, WCS)`` tuples, lists of them, an
+`~ccdproc.ImageFileCollection`) becomes an `Item`. A file is opened once: its
+header, and as much of its pixels as the back end asked for, are read then.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.wcs import WCS
+
+from ._wcs import celestial_wcs, covering_grid, has_sip, sip_to_tpv
+
+__all__ = ["READ_LEVELS", "Item", "common_unit", "flux_scales", "parse_inputs", "target_grid"]
+
+#: how much of a file `parse_inputs` reads: headers only; the finite pixels and the
+#: noise of float images; the noise of every image; every image as a CCDData
+READ_LEVELS = ("header", "finite", "noise", "pixels")
+
+#: WCS keywords replaced by those of a CCDData's ``.wcs``
+_WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CDELT", "CUNIT")
+_WCS_STARTS = ("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "PV1_", "PV2_")
+
+
+class Item:
+    """One input image: where it comes from, its header, WCS and unit, and its pixels.
+
+    Attributes
+    ----------
+    name : str
+        How messages name it.
+    source : object
+        The input as given (tiles parse it again for their pixels).
+    path : `pathlib.Path` or None
+        The file, for file inputs.
+    hdu : int
+        Index of the image HDU in the file.
+    header : `~astropy.io.fits.Header`
+        Its header, with the WCS of ``ccd.wcs`` for in-memory images.
+    wcs : `~astropy.wcs.WCS`
+        Its celestial WCS.
+    shape : tuple of int
+    unit : `~astropy.units.Unit` or None
+    dtype : `numpy.dtype`
+        Of the pixels as read (native byte order).
+    extensions : set of str
+        Names of the file's other HDUs with data.
+    ccd : `~astropy.nddata.CCDData` or None
+        The pixels, for in-memory images and files read at level ``"pixels"``
+        (or that cannot be given to SWarp as they are).
+    finite : numpy.ndarray or None
+        Where a scanned float file is finite, when it has NaN or infinite pixels.
+    noise : float or None
+        Robust standard deviation of a scanned file's pixels, from the lower
+        half of their distribution.
+    """
+
+    def __init__(self, *, name, source, path=None, hdu=0, ccd=None):
+        self.name, self.source, self.path, self.hdu, self.ccd = name, source, path, hdu, ccd
+        self.extensions = set()
+        self.finite = self.noise = None
+        if ccd is not None:
+            self._set_memory(ccd)
+
+    def _set_memory(self, ccd):
+        if ccd.data.ndim != 2:
+            msg = f"input {self.name} must be 2D, not {ccd.data.ndim}D"
+            raise ValueError(msg)
+        header = fits.Header(ccd.meta) if not isinstance(ccd.meta, fits.Header) else ccd.meta
+        header = header.copy()
+        if ccd.wcs is not None:
+            for key in list(header):
+                if key[:5] in _WCS_PREFIXES or key.startswith(_WCS_STARTS):
+                    del header[key]
+            header.update(ccd.wcs.to_header(relax=True))
+        self.header, self.shape, self.unit = header, ccd.data.shape, ccd.unit
+        self.dtype = np.asarray(ccd.data).dtype.newbyteorder("=")
+        self.wcs = celestial_wcs(header, self.name)
+
+    @property
+    def gain(self):
+        """Gain in e- per unit of the image: 1 for electrons, else ``GAIN`` or 1."""
+        if self.unit == u.electron:
+            return 1.0
+        return float(self.header.get("GAIN", 1.0))
+
+    @property
+    def exptime(self):
+        """``EXPTIME`` in seconds, or `None`."""
+        value = self.header.get("EXPTIME")
+        return None if value is None else float(value)
+
+    def swarp_header(self, keywords):
+        """Header of the image as SWarp reads it: its WCS (TPV for SIP) and ``keywords``."""
+        header = fits.Header()
+        header.update(self.tpv_cards() if has_sip(self.wcs) else self.wcs.celestial.to_header())
+        for key in keywords:
+            if key in self.header:
+                header[key] = self.header[key]
+        if self.unit == u.electron:
+            header["GAIN"] = 1.0
+        return header
+
+    def tpv_cards(self):
+        """Return the WCS with its SIP distortion as TPV (which SWarp understands)."""
+        return sip_to_tpv(self.wcs.celestial, self.shape)
+
+    def read(self, level):
+        """Open the file once and read its header and, by ``level``, its pixels."""
+        with open(self.path, "rb") as stream:
+            hdul = fits.open(stream)
+            self.hdu = self.hdu if self.hdu is not None else _first_image(hdul, self.path)
+            hdu = hdul[self.hdu]
+            if not hdu.is_image or hdu.header.get("NAXIS") != 2:
+                msg = f"HDU {self.hdu} of {self.path} is not a 2D image"
+                raise ValueError(msg)
+            self.header = hdu.header.copy()
+            self.shape = (self.header["NAXIS2"], self.header["NAXIS1"])
+            self.unit = _header_unit(self.header)
+            self.extensions = {h.name for h in hdul if h is not hdu and h.header.get("NAXIS")}
+            self.dtype = _pixel_dtype(self.header)
+            self.wcs = celestial_wcs(self.header, self.name)
+            if level == "header":
+                return self
+            if level == "pixels" or self.hdu != 0 or self.extensions:
+                self.ccd = self._load(hdul, stream)
+            elif level == "noise" or (level == "finite" and self.dtype.kind == "f"):
+                self.finite, self.noise = _scan(hdu.data)
+        return self
+
+    def _load(self, hdul, stream):
+        """Return the image as a CCDData, with its mask and uncertainty where the file has them."""
+        if self.extensions & {"MASK", "UNCERT"}:
+            stream.seek(0)
+            return CCDData.read(stream, hdu=self.hdu, unit=self.unit or u.adu, format="fits")
+        data = np.array(hdul[self.hdu].data)
+        return CCDData(data, unit=self.unit or u.adu, meta=self.header, wcs=self.wcs)
+
+
+def parse_inputs(input, *, read="header"):  # noqa: A002 (the name of the public functions)
+    """Turn every kind of input into a list of `Item`, opening each file once.
+
+    Parameters
+    ----------
+    input : path-like, tuple, `~astropy.nddata.CCDData`, list or `~ccdproc.ImageFileCollection`
+        The inputs.
+    read : {"header", "finite", "noise", "pixels"}, optional
+        How much of each file to read; see `READ_LEVELS`.
+    """
+    return [_item(entry, index, read) for index, entry in enumerate(_entries(input))]
+
+
+def _entries(input):  # noqa: A002
+    """List the inputs one by one."""
+    from ccdproc import ImageFileCollection
+
+    if isinstance(input, ImageFileCollection):
+        files = input.files_filtered(include_path=True)
+        if not len(files):
+            msg = "the ImageFileCollection has no files (after its filters)"
+            raise ValueError(msg)
+        return list(files)
+    if _is_single(input):
+        return [input]
+    entries = list(input)
+    if not entries:
+        msg = "no input images"
+        raise ValueError(msg)
+    return entries
+
+
+def _is_single(entry):
+    if isinstance(entry, (str, os.PathLike, CCDData)):
+        return True
+    return (
+        isinstance(entry, tuple)
+        and len(entry) == 2
+        and isinstance(entry[1], (fits.Header, WCS, int, str))
+        and not isinstance(entry[0], (tuple, CCDData))
+    )
+
+
+def _item(entry, index, read):
+    if isinstance(entry, (str, os.PathLike)):
+        return _file_item(entry, None, entry, read)
+    if isinstance(entry, CCDData):
+        return Item(name=f"CCDData #{index}", source=entry, ccd=entry)
+    if isinstance(entry, tuple) and len(entry) == 2:
+        first, second = entry
+        if isinstance(first, (str, os.PathLike)) and isinstance(second, (int, str)):
+            return _file_item(first, second, entry, read)
+        if isinstance(second, WCS):
+            ccd = CCDData(np.asarray(first), unit=u.adu, wcs=second)
+            return Item(name=f"array #{index}", source=entry, ccd=ccd)
+        if isinstance(second, fits.Header):
+            unit = _header_unit(second) or u.adu
+            ccd = CCDData(np.asarray(first), unit=unit, meta=second.copy())
+            return Item(name=f"array #{index}", source=entry, ccd=ccd)
+    msg = (
+        f"input #{index} is a {type(entry).__name__}; expected a FITS path, a (path, hdu) "
+        "tuple, a CCDData, or an (array, Header) or (array, WCS) tuple"
+    )
+    raise TypeError(msg)
+
+
+def _file_item(path, hdu, source, read):
+    path = Path(path)
+    if not path.is_file():
+        msg = f"input file {path} does not exist"
+        raise FileNotFoundError(msg)
+    name = str(path) if hdu is None else f"{path}[{hdu}]"
+    return Item(name=name, source=source, path=path.resolve(), hdu=hdu).read(read)
+
+
+def _first_image(hdul, path):
+    for index, hdu in enumerate(hdul):
+        if hdu.is_image and hdu.header.get("NAXIS") == 2:
+            return index
+    msg = f"{path} has no 2D image"
+    raise ValueError(msg)
+
+
+def _header_unit(header):
+    try:
+        return u.Unit(header["BUNIT"]) if "BUNIT" in header else None
+    except ValueError:
+        return None
+
+
+def _pixel_dtype(header):
+    """Return the dtype astropy gives the pixels: scaled integers become floats or unsigned."""
+    bitpix = header["BITPIX"]
+    if bitpix < 0:
+        return np.dtype(f"f{-bitpix // 8}")
+    bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
+    if bscale == 1 and bzero == 2 ** (bitpix - 1) and bitpix > 8:
+        return np.dtype(f"u{bitpix // 8}")
+    if bscale != 1 or bzero != 0:
+        return np.dtype(np.float32 if bitpix <= 16 else np.float64)
+    return np.dtype(np.uint8 if bitpix == 8 else f"i{bitpix // 8}")
+
+
+def _scan(data, rows=256):
+    """Where the pixels are finite (None when all are) and their robust noise, row block by block.
+
+    The noise is from the lower half of the distribution (stars only add
+    light), sampled on every fourth pixel.
+    """
+    finite = np.empty(data.shape, dtype=bool)
+    samples = []
+    for start in range(0, data.shape[0], rows):
+        block = data[start : start + rows]
+        good = np.isfinite(block) if block.dtype.kind == "f" else np.ones(block.shape, bool)
+        finite[start : start + rows] = good
+        samples.append(block[::4, ::4][good[::4, ::4]])
+    sample = np.concatenate(samples).astype(np.float64)
+    noise = None
+    if sample.size:
+        median, low = np.percentile(sample, [50, 15.8655])
+        noise = float(median - low) if median > low else None
+    return (None if finite.all() else finite), noise
+
+
+def common_unit(items):
+    """Return the one unit of the inputs (ADU when none says), or raise `UnitsError`."""
+    units = {item.unit for item in items if item.unit is not None}
+    if len(units) > 1:
+        msg = f"the inputs have different units: {sorted(map(str, units))}"
+        raise u.UnitsError(msg)
+    return units.pop() if units else u.adu
+
+
+def flux_scales(items, *, flux_scale_keyword=None, zeropoint_keyword=None, zeropoint=None):
+    """Factor each input is multiplied by before combining, and the common zero point.
+
+    The factor is the header value of ``flux_scale_keyword``, times
+    ``10**(0.4 * (zeropoint - ZP_i))`` with ``ZP_i`` the value of
+    ``zeropoint_keyword`` (``zeropoint`` defaults to the first input's).
+    """
+    scales = np.ones(len(items))
+    if flux_scale_keyword:
+        scales *= _header_values(items, flux_scale_keyword)
+    if zeropoint_keyword:
+        points = _header_values(items, zeropoint_keyword)
+        zeropoint = float(points[0] if zeropoint is None else zeropoint)
+        scales *= 10 ** (0.4 * (zeropoint - points))
+    elif zeropoint is not None:
+        msg = "zeropoint needs zeropoint_keyword, the keyword of each input's zero point"
+        raise ValueError(msg)
+    if not np.all(np.isfinite(scales) & (scales > 0)):
+        msg = f"flux scales must be positive and finite, not {scales.tolist()}"
+        raise ValueError(msg)
+    return scales, zeropoint
+
+
+def _header_values(items, keyword):
+    values = []
+    for item in items:
+        if keyword not in item.header:
+            msg = f"input {item.name} has no {keyword} keyword"
+            raise ValueError(msg)
+        values.append(float(item.header[keyword]))
+    return np.array(values)
+
+
+def frame_weights(weights, count):
+    """Per-frame weight factors as an array of ``count`` positive numbers, or None."""
+    if weights is None:
+        return None
+    weights = np.asarray(weights, dtype=float).ravel()
+    if weights.size != count or not np.all(np.isfinite(weights) & (weights > 0)):
+        msg = f"weights must be {count} positive numbers, one per input, not {weights.tolist()}"
+        raise ValueError(msg)
+    return weights
+
+
+def target_grid(items, *, wcs=None, shape=None, width=None, height=None, header=None):
+    """Return the target grid as a header with ``NAXIS1``/``NAXIS2``, TPV instead of SIP."""
+    if header is not None:
+        target = fits.Header(header).copy()
+        if "NAXIS1" not in target or "NAXIS2" not in target:
+            msg = "header must have NAXIS1 and NAXIS2 for the target grid"
+            raise ValueError(msg)
+        shape = (target["NAXIS2"], target["NAXIS1"])
+        wcs = celestial_wcs(target, "header")
+    elif wcs is not None:
+        if shape is None:
+            if width is None or height is None:
+                msg = "wcs needs shape=(ny, nx), or width and height"
+                raise ValueError(msg)
+            shape = (int(height), int(width))
+        target = None
+    else:
+        if shape is not None or width is not None or height is not None:
+            msg = "shape, width and height need wcs"
+            raise ValueError(msg)
+        return covering_grid([item.wcs.celestial for item in items], [i.shape for i in items])
+    celestial = wcs.celestial
+    cards = sip_to_tpv(celestial, shape) if has_sip(celestial) else celestial.to_header()
+    result = fits.Header([("NAXIS", 2), ("NAXIS1", int(shape[1])), ("NAXIS2", int(shape[0]))])
+    result.update(cards)
+    if target is not None:
+        for key in ("EQUINOX", "RADESYS"):
+            if key in target:
+                result[key] = target[key]
+    return result
