@@ -170,9 +170,9 @@ def background_level(data, valid, *, box=128):
     """Full-size background level, as SExtractor and SWarp estimate it (float32).
 
     In each box (128 pixels, SWarp's ``BACK_SIZE``) the pixels are clipped at
-    3 sigma about their median, and the mode is estimated as 2.5 median - 1.5 mean (the median where the clipped
-    distribution is too skewed for that); the boxes are median-filtered 3 x 3
-    and interpolated bilinearly.
+    3 sigma about their median, and the mode is estimated as 2.5 median - 1.5
+    mean (the median where the clipped distribution is too skewed for that);
+    the boxes are median-filtered 3 x 3 and interpolated bilinearly.
     """
     ny, nx = data.shape
     nby, nbx = max(ny // box, 1), max(nx // box, 1)
