@@ -1,8 +1,10 @@
+import os
 import sys
 import tracemalloc
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from stdpipe_ccd import StdpipeCCDWarning, coadd, datasets, make_mask
@@ -235,3 +237,211 @@ def test_tiles_with_reproject(inputs, tmp_path):
     assert both.mean() > 0.9
     np.testing.assert_allclose(tiled.data[both], single.data[both], rtol=1e-5, atol=1e-3)
     np.testing.assert_array_equal(read_fits(tmp_path / "single.fits").data, single.data)
+
+
+# --- both back ends: the same options, the same product ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def scaled_inputs(frames):
+    """The frames with their sky, a zero point, a flux scale and an exposure time each."""
+    result = []
+    for k, frame in enumerate(frames):
+        masked = make_mask(frame.ccd, mask_bleed=True)
+        meta = masked.meta.copy()
+        meta["ZP"], meta["FLXSCALE"], meta["EXPTIME"] = 25.0 + 0.1 * k, 1.0 + 0.2 * k, 60.0 + k
+        result.append(
+            CCDData(
+                masked.data,
+                unit="adu",
+                wcs=masked.wcs,
+                meta=meta,
+                mask=masked.mask,
+                uncertainty=StdDevUncertainty(frame.noise),
+            )
+        )
+    return result
+
+
+PARITY_CASES = {
+    "weighted": {},
+    "average": {"combine": "average"},
+    "sum": {"combine": "sum"},
+    "median": {"combine": "median"},
+    "clipped": {"combine": "clipped"},
+    "flux scale": {"flux_scale_keyword": "FLXSCALE"},
+    "zero point": {"zeropoint_keyword": "ZP", "zeropoint": 26.0},
+    "weights": {"weights": [1, 2, 3, 4]},
+    "surface brightness": {"conserve": "surface_brightness"},
+}
+
+
+@pytest.mark.requires_swarp
+@pytest.mark.parametrize("case", [*PARITY_CASES, "background"])
+def test_back_ends_give_the_same_product(frames, inputs, scaled_inputs, case):
+    if case == "background":
+        data, options = scaled_inputs, {"subtract_background": True}
+    else:
+        data = [
+            CCDData(
+                s.data - f.sky,
+                unit=s.unit,
+                wcs=s.wcs,
+                meta=s.meta,
+                mask=s.mask,
+                uncertainty=s.uncertainty,
+            )
+            for s, f in zip(scaled_inputs, frames)
+        ]
+        options = PARITY_CASES[case]
+    reference = coadd(data, method="swarp", **options)
+    out = coadd(data, method="interp", wcs=reference.wcs, shape=reference.shape, **options)
+    ours, theirs = star_fluxes(frames, out), star_fluxes(frames, reference)
+    assert len(ours) >= 3
+    np.testing.assert_allclose(ours[:, 1], theirs[:, 1], rtol=0.01)
+    both = ~out.mask & ~reference.mask
+    ratio = np.median(out.uncertainty.array[both]) / np.median(reference.uncertainty.array[both])
+    assert ratio == pytest.approx(1.0, abs=0.05)
+    assert out.meta["GAIN"] == pytest.approx(reference.meta["GAIN"], rel=0.02)
+    for key in ("EXPTIME", "TEXPTIME", "NCOMBINE", "COMBINET", "SATURATE"):
+        assert out.meta[key] == pytest.approx(reference.meta[key], rel=1e-6)
+    # the maps differ only within the resampling kernels' reach of frame edges and masks
+    assert np.mean(out.count_map[both] == reference.count_map[both]) > 0.85
+    assert out.count_map.max() == reference.count_map.max() == 4
+
+
+@pytest.mark.requires_swarp
+@pytest.mark.parametrize("method", ["swarp", "interp"])
+def test_zero_points_make_fluxes_agree(frames, inputs, method):
+    """Frames scaled by their zero point come back to the fluxes of the first frame."""
+    scaled = []
+    for k, ccd in enumerate(inputs):
+        meta = ccd.meta.copy()
+        meta["MAGZP"] = 25.0 + 0.5 * k  # frame k is 10**(0.2 k) times more sensitive...
+        factor = 10 ** (0.2 * k)  # ...so its counts are that much higher
+        scaled.append(
+            CCDData(
+                ccd.data * factor,
+                unit="adu",
+                wcs=ccd.wcs,
+                meta=meta,
+                mask=ccd.mask,
+                uncertainty=StdDevUncertainty(ccd.uncertainty.array * factor),
+            )
+        )
+    out = coadd(scaled, method=method, zeropoint_keyword="MAGZP")
+    fluxes = star_fluxes(frames, out)
+    unscaled = star_fluxes(frames, coadd(inputs, method=method, wcs=out.wcs, shape=out.shape))
+    np.testing.assert_allclose(fluxes[:, 1], unscaled[:, 1], rtol=0.01)
+    assert out.meta["MAGZP"] == 25.0
+
+
+@pytest.mark.requires_swarp
+@pytest.mark.parametrize("method", ["swarp", "interp"])
+def test_weights_keep_the_uncertainty_true(inputs, method):
+    """With weights w_i the variance of the mean is sum(w_i^2 var_i) / (sum w_i)^2."""
+    weights = np.array([1.0, 4.0, 1.0, 0.25])
+    out = coadd(inputs, method=method, weights=weights)
+    plain = coadd(inputs, method=method, wcs=out.wcs, shape=out.shape)
+    inverse = np.array([np.median(1 / np.asarray(c.uncertainty.array) ** 2) for c in inputs])
+    w = weights * inverse  # each frame's weight in the mean
+    expected = w.sum() ** 2 / (w**2 / inverse).sum()
+    everywhere = out.count_map == 4
+    assert np.median(out.uncertainty.array[everywhere]) == pytest.approx(expected, rel=0.05)
+    # unequal weights lose information against inverse-variance weights
+    assert np.median(out.uncertainty.array[everywhere]) < np.median(
+        plain.uncertainty.array[everywhere]
+    )
+
+
+@pytest.mark.requires_swarp
+@pytest.mark.parametrize("method", ["swarp", "interp"])
+def test_maps_count_the_frames(scaled_inputs, method, tmp_path):
+    out = coadd(scaled_inputs, method=method, combine="sum")
+    times = np.array([c.meta["EXPTIME"] for c in scaled_inputs])
+    assert out.meta["EXPTIME"] == out.meta["TEXPTIME"] == pytest.approx(times.sum())
+    # every pixel's exposure is the sum of the exposure times of the frames covering it
+    for n in range(1, 5):
+        at = out.count_map == n
+        assert at.any()
+        assert np.all(out.exposure_map[at] >= np.sort(times)[:n].sum() - 1e-3)
+        assert np.all(out.exposure_map[at] <= np.sort(times)[-n:].sum() + 1e-3)
+    assert np.all(out.count_map[out.mask] == 0)
+    write_fits(out, tmp_path / "coadd.fits")
+    back = read_fits(tmp_path / "coadd.fits")
+    np.testing.assert_array_equal(back.count_map, out.count_map)
+    np.testing.assert_array_equal(back.exposure_map, out.exposure_map)
+    assert back.meta["EXPMAP"] == "EXPMAP"
+
+
+@pytest.mark.requires_swarp
+def test_min_and_max_agree_between_back_ends(inputs):
+    """Minimum and maximum: the same pixels' values where the kernels do not matter."""
+    flat = []
+    for k, ccd in enumerate(inputs):
+        flat.append(
+            CCDData(
+                np.full(ccd.shape, 10.0 * (k + 1), dtype=np.float32),
+                unit="adu",
+                wcs=ccd.wcs,
+                uncertainty=StdDevUncertainty(np.full(ccd.shape, 1.0 + k)),
+            )
+        )
+    for combine, value in (("min", 10.0), ("max", 40.0)):
+        reference = coadd(flat, method="swarp", combine=combine)
+        out = coadd(
+            flat, method="interp", combine=combine, wcs=reference.wcs, shape=reference.shape
+        )
+        everywhere = (out.count_map == 4) & (reference.count_map == 4)
+        assert np.median(out.data[everywhere]) == pytest.approx(value, rel=1e-4)
+        assert np.median(reference.data[everywhere]) == pytest.approx(value, rel=1e-4)
+        # the mean inverse variance of the frames, for both (SWarp's own weight is 1)
+        expected = 4 / np.sum((1.0 + np.arange(4)) ** 2)
+        for result in (out, reference):
+            assert np.median(result.uncertainty.array[everywhere]) == pytest.approx(
+                expected, rel=1e-3
+            )
+
+
+# --- each input file is opened once -------------------------------------------------------
+
+_OPENED = []
+_LISTENING = []
+
+
+def _count_opens(event, args):
+    if event == "open" and _LISTENING and isinstance(args[0], (str, bytes)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_count_opens)  # audit hooks stay for the process: it counts only when asked
+
+
+@pytest.fixture(scope="module")
+def three_kinds_of_file(frames, tmp_path_factory):
+    """A float file with NaN, a file with MASK and UNCERT, and a raw integer file in HDU 1."""
+    folder = tmp_path_factory.mktemp("kinds")
+    with_nan = frames[0].ccd.copy()
+    with_nan.data[100:110, 100:110] = np.nan
+    with_nan.write(folder / "nan.fits")
+    write_fits(make_mask(frames[1].ccd), folder / "masked.fits")
+    counts = np.clip(np.nan_to_num(frames[2].ccd.data), 0, 65535).astype(np.uint16)
+    raw = fits.ImageHDU(counts, header=frames[2].ccd.wcs.to_header())
+    fits.HDUList([fits.PrimaryHDU(), raw]).writeto(folder / "raw.fits")
+    return [folder / "nan.fits", folder / "masked.fits", (folder / "raw.fits", 1)]
+
+
+@pytest.mark.requires_swarp
+@pytest.mark.parametrize("method", ["swarp", "interp"])
+def test_each_file_is_opened_once(three_kinds_of_file, method):
+    paths = [str(p[0] if isinstance(p, tuple) else p) for p in three_kinds_of_file]
+    _OPENED.clear()
+    _LISTENING.append(True)
+    try:
+        out = coadd(three_kinds_of_file, method=method)
+    finally:
+        _LISTENING.clear()
+    assert [_OPENED.count(path) for path in paths] == [1, 1, 1]
+    assert out.meta["NCOMBINE"] == 3
+    assert out.count_map.max() == 3
+    assert "raw.fits[1]" in "".join(out.meta["HISTORY"])
