@@ -1,10 +1,10 @@
 """The sample night of ``stdpipe-ccd demo``: write it, mask it, coadd it, draw it."""
 
-import logging
 import warnings
 from pathlib import Path
 
 import numpy as np
+from astropy import log
 
 from . import datasets
 from ._tasks import run_tasks
@@ -16,8 +16,6 @@ from .io import read_fits, write_fits
 from .swarp import find_swarp
 
 __all__ = ["run_demo"]
-
-logger = logging.getLogger(__name__)
 
 
 def run_demo(
@@ -36,7 +34,7 @@ def run_demo(
         frame.ccd.write(lights[-1], overwrite=True)
     write_fits(datasets.make_dark(shape), calib / "dark.fits", overwrite=True)
     write_fits(datasets.make_flat(shape), calib / "flat.fits", overwrite=True)
-    logger.info("wrote %d light frames, a dark and a flat of %d x %d", n_frames, size, size)
+    log.info("wrote %d light frames, a dark and a flat of %d x %d", n_frames, size, size)
 
     table = mask_collection(
         lights,

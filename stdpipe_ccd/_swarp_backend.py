@@ -9,7 +9,6 @@ a median) are handled here; see the stacking guide.
 """
 
 import functools
-import logging
 import re
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+from astropy import log
 from astropy.io import fits
 
 from ._conf import conf
@@ -27,8 +27,6 @@ from ._wcs import celestial_wcs, has_sip
 from .exceptions import SwarpError, SwarpNotFoundError
 
 __all__ = ["SwarpBackend", "find_swarp", "swarp_info"]
-
-logger = logging.getLogger(__name__)
 
 SWARP_NAMES = ("swarp", "SWarp")
 COMBINE_TYPES = ("weighted", "average", "median", "sum", "clipped", "min", "max")
@@ -248,7 +246,7 @@ class SwarpBackend:
         parent = conf.tmpdir or None
         if self.keep_workdir:
             workdir = Path(tempfile.mkdtemp(prefix="stdpipe_ccd_swarp_", dir=parent))
-            logger.warning("SWarp working directory kept: %s", workdir)
+            log.warning("SWarp working directory kept: %s", workdir)
             return self._run_in(workdir, items, target, scales, weights, resample_only, flag_dtype)
         with tempfile.TemporaryDirectory(prefix="stdpipe_ccd_swarp_", dir=parent) as name:
             args = (items, target, scales, weights, resample_only, flag_dtype)
@@ -285,7 +283,7 @@ class SwarpBackend:
         output = run_swarp(command, cwd=workdir, timeout=self.timeout)
         for line in output.splitlines():
             if "WARNING" in line.upper():
-                logger.info("SWarp: %s", line.strip())
+                log.debug("SWarp: %s", line.strip())
         resampled = [
             (
                 workdir / f"{Path(image).stem}.resamp.fits",

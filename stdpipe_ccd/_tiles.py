@@ -1,13 +1,13 @@
 """Mosaics larger than memory: one coadd per tile of the target grid, written into one file."""
 
 import contextlib
-import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from astropy import log
 from astropy.io import fits
 from astropy.nddata import CCDData, InverseVariance
 
@@ -16,8 +16,6 @@ from ._provenance import add_history_lines
 from ._wcs import celestial_wcs
 
 __all__ = ["coadd_tiles"]
-
-logger = logging.getLogger(__name__)
 
 #: target pixels beyond an input's edge that its resampling kernel can still reach
 KERNEL_MARGIN = 4
@@ -64,7 +62,7 @@ def coadd_tiles(items, target, tiles, output, *, run_tasks, tile_task, options):
         os.replace(partial, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    logger.info("wrote a %d x %d mosaic in %d tiles to %s", *shape[::-1], len(records), output)
+    log.info("wrote a %d x %d mosaic in %d tiles to %s", *shape[::-1], len(records), output)
     return open_mosaic(output)
 
 

@@ -1,7 +1,6 @@
 """The ``stdpipe-ccd`` command: mask, coadd, demo and info."""
 
 import argparse
-import glob
 import logging
 import os
 import sys
@@ -11,11 +10,12 @@ import time
 import warnings
 from pathlib import Path
 
-from . import io
+from astropy import log
+
+from . import _cli_arguments as arguments
 
 __all__ = ["main"]
 
-logger = logging.getLogger("stdpipe_ccd")
 
 SCHEDULERS = ("threads", "processes", "synchronous")
 DESCRIPTION = """\
@@ -235,7 +235,7 @@ def _add_coadd(commands, common):
     )
     parser.add_argument(
         "--tiles",
-        type=_tile_size,
+        type=arguments.tile_size,
         metavar="N or NYxNX",
         help="coadd in tiles of this many pixels, one task each, for mosaics larger than memory",
     )
@@ -331,19 +331,19 @@ def _run_mask(args):
     from ._tasks import run_tasks
     from .collection import mask_collection
 
-    files = _select(_expand(args.inputs), args.filter)
+    files = arguments.select(arguments.expand(args.inputs), args.filter)
     options = {
-        "saturation": _saturation(args.saturation),
+        "saturation": arguments.saturation(args.saturation),
         "mask_bleed": args.bleed,
         "mask_cosmics": args.cosmics,
         "gain": args.gain,
         "readnoise": args.readnoise,
-        "cosmics_options": _pairs(args.cosmics_option) or None,
-        "dark": _existing(args.dark),
+        "cosmics_options": arguments.pairs(args.cosmics_option) or None,
+        "dark": arguments.existing(args.dark),
         "hot_threshold": args.hot_threshold,
-        "flat": _existing(args.flat),
+        "flat": arguments.existing(args.flat),
         "flat_threshold": args.flat_threshold,
-        "external_mask": _existing(args.external_mask),
+        "external_mask": arguments.existing(args.external_mask),
     }
     options = {key: value for key, value in options.items() if value is not None}
     table = mask_collection(
@@ -376,12 +376,12 @@ def _run_mask(args):
 def _run_coadd(args):
     from . import coadd
 
-    files = _select(_expand(args.inputs), args.filter)
+    files = arguments.select(arguments.expand(args.inputs), args.filter)
     options = {}
     if args.reference is not None:
         from astropy.io import fits
 
-        options["header"] = fits.getheader(_existing(args.reference))
+        options["header"] = fits.getheader(arguments.existing(args.reference))
         if options["header"].get("NAXIS", 0) < 2:
             msg = f"--reference {args.reference} has no image in its primary HDU"
             raise ValueError(msg)
@@ -479,105 +479,6 @@ def _run_info(args):
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _expand(patterns):
-    """FITS files named by paths, folders and glob patterns, in order, without repeats."""
-    files = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            found = sorted(glob.glob(pattern))
-            if not found:
-                msg = f"no file matches {pattern}"
-                raise FileNotFoundError(msg)
-        elif os.path.isdir(pattern):
-            found = sorted(
-                str(p) for p in Path(pattern).iterdir() if p.name.lower().endswith(io.FITS_SUFFIXES)
-            )
-            if not found:
-                msg = f"folder {pattern} has no FITS files"
-                raise FileNotFoundError(msg)
-        elif os.path.isfile(pattern):
-            found = [pattern]
-        else:
-            msg = f"{pattern} does not exist"
-            raise FileNotFoundError(msg)
-        files += [f for f in found if f not in files]
-    return files
-
-
-def _select(files, filters):
-    """Keep the files whose headers match every KEY=VALUE, as ImageFileCollection.filter."""
-    if not filters:
-        return files
-    from ccdproc import ImageFileCollection
-
-    criteria = _pairs(filters)
-    folders = {os.path.dirname(os.path.abspath(f)) for f in files}
-    kept = []
-    for folder in sorted(folders):
-        names = [
-            os.path.basename(f) for f in files if os.path.dirname(os.path.abspath(f)) == folder
-        ]
-        collection = ImageFileCollection(folder, filenames=names, keywords=sorted(criteria))
-        kept += list(collection.files_filtered(include_path=True, **criteria))
-    kept = [f for f in files if os.path.abspath(f) in {os.path.abspath(k) for k in kept}]
-    if not kept:
-        msg = f"no frame matches {' '.join(filters)}"
-        raise ValueError(msg)
-    return kept
-
-
-def _pairs(texts):
-    pairs = {}
-    for text in texts:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            msg = f"expected NAME=VALUE, not {text!r}"
-            raise ValueError(msg)
-        pairs[key.strip().lower()] = _number(value.strip())
-    return pairs
-
-
-def _number(text):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def _saturation(text):
-    if text is None:
-        return None
-    if text.lower() == "estimate":
-        return True
-    if text.lower() == "none":
-        return False
-    try:
-        return float(text)
-    except ValueError:
-        msg = f"--saturation must be a number, 'estimate' or 'none', not {text!r}"
-        raise ValueError(msg) from None
-
-
-def _tile_size(text):
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts, default=0) < 1:
-        msg = f"expected N or NYxNX with positive integers, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return parts[0] if len(parts) == 1 else tuple(parts)
-
-
-def _existing(path):
-    if path is not None and not path.is_file():
-        msg = f"{path} does not exist"
-        raise FileNotFoundError(msg)
-    return None if path is None else str(path)
-
-
 def _progress(args):
     return not args.no_progress and sys.stdout.isatty()
 
@@ -603,14 +504,15 @@ def _one_line(err):
 
 
 def _configure_logging(level):
+    """Send astropy's log (which the package logs to) to stderr, one plain line each."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(
         {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
             level, logging.DEBUG if level > 1 else logging.ERROR
         )
     )
     # warnings as one line each, like the log
-    warnings.showwarning = lambda message, category, *args, **kwargs: logger.warning("%s", message)
+    warnings.showwarning = lambda message, category, *args, **kwargs: log.warning("%s", message)

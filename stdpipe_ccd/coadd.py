@@ -1,9 +1,10 @@
 """Coaddition with SWarp or, without it, with the ``reproject`` package: one product either way."""
 
 import functools
-import logging
 import warnings
 from pathlib import Path
+
+from astropy import log
 
 from ._inputs import parse_inputs, target_grid
 from ._product import format_call, stack_inputs
@@ -16,8 +17,6 @@ from .exceptions import StdpipeCCDWarning, SwarpNotFoundError
 from .io import write_fits
 
 __all__ = ["coadd"]
-
-logger = logging.getLogger(__name__)
 
 METHODS = ("auto", "swarp", *REPROJECT_METHODS)
 #: options of the SWarp back end that `coadd` passes on
@@ -177,7 +176,7 @@ def coadd(
     )
     if output is not None:
         write_fits(result, output, overwrite=overwrite)
-    logger.info("coadded %d images with %s", result.meta["NCOMBINE"], method)
+    log.debug("coadded %d images with %s", result.meta["NCOMBINE"], method)
     return result
 
 

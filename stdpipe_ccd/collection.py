@@ -1,11 +1,11 @@
 """Masking of whole collections of frames, on one machine or on a dask cluster."""
 
-import logging
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+from astropy import log
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
@@ -17,8 +17,6 @@ from .io import read_fits, write_fits
 from .masking import make_mask
 
 __all__ = ["mask_collection"]
-
-logger = logging.getLogger(__name__)
 
 SCHEDULERS = ("threads", "processes", "synchronous")
 #: make_mask options that may be given as FITS paths, read by each task
@@ -121,7 +119,7 @@ def mask_collection(
         mask_file, arguments, scheduler=scheduler, client=client, jobs=jobs, progress=progress
     )
     table = _records_table(records)
-    logger.info(
+    log.info(
         "masked %d frames: %d written, %d skipped, %d failed",
         len(table),
         np.sum(table["status"] == "written"),
@@ -154,7 +152,7 @@ def mask_file(input_path, output_path, overwrite, unit, options):
             record["status"] = "written"
     except Exception as err:  # one bad frame must not stop the night
         record["error"] = f"{type(err).__name__}: {err}"
-        logger.warning("%s failed: %s", input_path, record["error"])
+        log.warning("%s failed: %s", input_path, record["error"])
     record["seconds"] = time.perf_counter() - start
     return record
 

@@ -22,6 +22,8 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from scipy import ndimage
 
+from ._render import bleed, cosmic_rays, render_stars
+
 __all__ = [
     "SyntheticFrame",
     "make_dark",
@@ -32,7 +34,6 @@ __all__ = [
     "score_cosmic_rays",
 ]
 
-MOFFAT_BETA = 3.5
 GAIN = 1.6  # e-/ADU
 READNOISE = 6.0  # e-
 SATURATE = 60000.0  # ADU, as written in the header
@@ -203,21 +204,21 @@ def make_frame(
     stars = _field_stars(field_seed, star_density, n_saturated, wcs, shape, overscan)
     model = np.full(shape, sky, dtype=np.float64)
     model[:, data_nx:] = 0.0
-    _render_stars(model, stars, fwhm)
+    render_stars(model, stars, fwhm)
     model[:, data_nx:] = 0.0
 
     # the raw frame in electrons: what reaches the pixels times the response
     raw = model * response * GAIN
     saturated_mask = raw >= FULL_WELL * GAIN
-    bleed_mask = _bleed(raw, FULL_WELL * GAIN)
+    bleed_mask = bleed(raw, FULL_WELL * GAIN)
     hot = _hot_pixels(shape, detector_seed, n_hot, exptime, overscan)
     raw[hot["y"], hot["x"]] += hot["current"] * GAIN
     raw = rng.poisson(np.clip(raw, 0, None)).astype(np.float64)
     raw += rng.normal(0.0, READNOISE, shape)
 
     noise = _sky_noise(model, response)
-    cosmic_label, rays = _cosmic_rays(
-        rng, raw, shape, data_nx, cosmic_density, diffuse_cosmics, cosmic_blur
+    cosmic_label, rays = cosmic_rays(
+        rng, raw, shape, data_nx, cosmic_density, diffuse_cosmics, cosmic_blur, gain=GAIN
     )
     raw = np.minimum(raw, 65535.0 * GAIN)  # the ADC saturates too
 
@@ -491,144 +492,6 @@ def _field_stars(field_seed, density, n_saturated, wcs, shape, overscan):
     return Table(
         {"x": x[inside], "y": y[inside], "ra": ra[inside], "dec": dec[inside], "flux": flux[inside]}
     )
-
-
-def _render_stars(image, stars, fwhm, oversample=3):
-    """Add Moffat stars integrated over pixels (``oversample``-fold) to ``image``."""
-    ny, nx = image.shape
-    alpha = fwhm / (2 * np.sqrt(2 ** (1 / MOFFAT_BETA) - 1))
-    norm = (MOFFAT_BETA - 1) / (np.pi * alpha**2)
-    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
-    for x0, y0, flux in zip(stars["x"], stars["y"], stars["flux"], strict=True):
-        # radius where the profile falls below 0.02 ADU
-        radius = int(np.clip(alpha * np.sqrt((flux * norm / 0.02) ** (1 / MOFFAT_BETA)), 6, 200))
-        ix, iy = round(x0), round(y0)
-        xs = slice(max(ix - radius, 0), min(ix + radius + 1, nx))
-        ys = slice(max(iy - radius, 0), min(iy + radius + 1, ny))
-        if xs.start >= xs.stop or ys.start >= ys.stop:
-            continue
-        gx = (np.arange(xs.start, xs.stop)[:, None] + sub[None, :]).ravel() - x0
-        gy = (np.arange(ys.start, ys.stop)[:, None] + sub[None, :]).ravel() - y0
-        profile = (1 + (gy[:, None] ** 2 + gx[None, :] ** 2) / alpha**2) ** (-MOFFAT_BETA)
-        profile = profile.reshape(ys.stop - ys.start, oversample, xs.stop - xs.start, oversample)
-        image[ys, xs] += flux * norm * profile.mean(axis=(1, 3))
-
-
-def _bleed(raw, full_well):
-    """Spill charge above ``full_well`` up and down the columns; return the pixels that got any."""
-    bled = np.zeros(raw.shape, dtype=bool)
-    for column in np.flatnonzero((raw >= full_well).any(axis=0)):
-        values = raw[:, column]
-        over = np.flatnonzero(values > full_well)
-        excess = float(np.sum(values[over] - full_well))
-        values[over] = full_well
-        lo, hi = over.min(), over.max()
-        # half the excess goes each way, filling pixels to full well
-        for direction, start in ((-1, lo - 1), (1, hi + 1)):
-            charge = excess / 2
-            row = start
-            while charge > 0 and 0 <= row < values.size:
-                room = max(full_well - values[row], 0.0)
-                taken = min(room, charge)
-                if taken > 0:
-                    values[row] += taken
-                    bled[row, column] = True
-                charge -= taken
-                row += direction
-    return bled
-
-
-def _cosmic_rays(rng, raw, shape, data_nx, density, diffuse, blur):
-    """Deposit cosmic rays (electrons) into ``raw``; return the label image and the table."""
-    ny, _ = shape
-    n_rays = rng.poisson(density * ny * data_nx / 1e6)
-    label = np.zeros(shape, dtype=np.int32)
-    kinds = rng.choice(["point", "short", "long"], n_rays, p=[0.4, 0.4, 0.2])
-    rows = {"id": [], "kind": [], "npix": [], "peak": [], "px": [], "py": []}
-    for ray_id, kind in enumerate(kinds, start=1):
-        level = 10 ** rng.uniform(np.log10(80.0), np.log10(8000.0))  # ADU per pixel of track
-        x0, y0 = rng.uniform(3, data_nx - 3), rng.uniform(3, ny - 3)
-        if kind == "point":
-            length = rng.choice([0.0, 1.0])  # a single or a double hit
-        elif kind == "short":
-            length = rng.uniform(2.0, 8.0)
-        else:
-            length = rng.uniform(20.0, 120.0)
-        angle = rng.uniform(0, np.pi)
-        if diffuse:
-            ys, xs, values = _track(x0, y0, length, angle, level, shape, data_nx)
-        elif length == 1.0:
-            ys, xs, values = _double_hit(x0, y0, angle, level)
-        else:
-            ys, xs, values = _crossed(x0, y0, length, angle, level, shape, data_nx)
-        if blur > 0:
-            ys, xs, values = _blurred(ys, xs, values, blur, shape, data_nx)
-        raw[ys, xs] += values * GAIN
-        strong = (values >= 0.2 * level) & (label[ys, xs] == 0)
-        label[ys[strong], xs[strong]] = ray_id
-        best = np.argmax(values)
-        rows["id"].append(ray_id)
-        rows["kind"].append(kind)
-        rows["npix"].append(int(strong.sum()))
-        rows["peak"].append(float(values[best]))
-        rows["px"].append(int(xs[best]))
-        rows["py"].append(int(ys[best]))
-    return label, Table(rows, dtype=[int, str, int, float, int, int])
-
-
-def _blurred(ys, xs, values, blur, shape, data_nx):
-    """Blur the deposits ``values`` at ``ys, xs`` by a Gaussian of ``blur`` pixels."""
-    margin = int(np.ceil(4 * blur))
-    y0, x0 = ys.min() - margin, xs.min() - margin
-    box = np.zeros((ys.max() - y0 + margin + 1, xs.max() - x0 + margin + 1))
-    box[ys - y0, xs - x0] = values
-    box = ndimage.gaussian_filter(box, blur, mode="constant")
-    by, bx = np.nonzero(box > 1e-3 * values.max())
-    return _summed(by + y0, bx + x0, box[by, bx], shape, data_nx)
-
-
-def _double_hit(x0, y0, angle, level):
-    """Two neighbouring pixels of ``level`` ADU each, the second one step along ``angle``."""
-    x, y = int(x0), int(y0)  # x0, y0 keep 3 px from the edges
-    dx, dy = round(np.cos(angle)), round(np.sin(angle))
-    return np.array([y, y + dy]), np.array([x, x + dx]), np.array([level, level])
-
-
-def _crossed(x0, y0, length, angle, level, shape, data_nx):
-    """Pixels a straight track crosses, each with ``level`` ADU per pixel of length in it."""
-    if length == 0:
-        return np.array([int(y0)]), np.array([int(x0)]), np.array([level])
-    steps = max(int(np.ceil(length * 16)), 2)  # samples at the centres of equal pieces
-    t = ((np.arange(steps) + 0.5) / steps - 0.5) * length
-    ix = np.floor(x0 + t * np.cos(angle)).astype(int)
-    iy = np.floor(y0 + t * np.sin(angle)).astype(int)
-    return _summed(iy, ix, np.full(steps, level * length / steps), shape, data_nx)
-
-
-def _track(x0, y0, length, angle, level, shape, data_nx):
-    """Pixels and ADU deposits of a straight track, its charge shared bilinearly."""
-    if length == 0:
-        return np.array([int(y0)]), np.array([int(x0)]), np.array([level])
-    steps = max(int(length * 4), 2)
-    t = np.linspace(-length / 2, length / 2, steps)
-    x, y = x0 + t * np.cos(angle), y0 + t * np.sin(angle)
-    ix, iy = np.floor(x).astype(int), np.floor(y).astype(int)
-    fx, fy = x - ix, y - iy
-    px = np.concatenate([ix, ix + 1, ix, ix + 1])
-    py = np.concatenate([iy, iy, iy + 1, iy + 1])
-    weight = np.concatenate([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
-    return _summed(py, px, weight * level * length / steps, shape, data_nx)
-
-
-def _summed(iy, ix, values, shape, data_nx):
-    """Sum ``values`` per pixel, leaving out pixels beyond the data area."""
-    keep = (iy >= 0) & (iy < shape[0]) & (ix >= 0) & (ix < data_nx) & (values > 0)
-    index, inverse = np.unique(iy[keep] * data_nx + ix[keep], return_inverse=True)
-    values = np.bincount(inverse, weights=values[keep])
-    return index // data_nx, index % data_nx, values
-
-
-# --- scores against truth ------------------------------------------------------
 
 
 def score_cosmic_rays(frame, cosmic_mask, *, masked=None):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from stdpipe_ccd import datasets
+from stdpipe_ccd import _render, datasets
 
 
 def test_same_seed_same_frame():
@@ -41,7 +41,7 @@ def test_star_flux_and_position(x, y):
     from astropy.table import Table
 
     image = np.zeros((81, 81))
-    datasets._render_stars(image, Table({"x": [x], "y": [y], "flux": [1e5]}), fwhm=3.0)
+    _render.render_stars(image, Table({"x": [x], "y": [y], "flux": [1e5]}), fwhm=3.0)
     yy, xx = np.mgrid[:81, :81]
     assert image.sum() == pytest.approx(1e5, rel=2e-3)
     assert (image * xx).sum() / image.sum() == pytest.approx(x, abs=0.005)
@@ -65,14 +65,14 @@ def test_cosmic_ray_population(frame):
 def test_cosmic_ray_deposits_per_pixel_of_track():
     """A track gives each pixel it crosses its level times the length inside it."""
     level, shape = 500.0, (40, 40)
-    ys, xs, values = datasets._crossed(10.25, 20.5, 12.0, 0.0, level, shape, 40)
+    ys, xs, values = _render.crossed(10.25, 20.5, 12.0, 0.0, level, shape, 40)
     assert set(ys) == {20}
     assert list(xs) == list(range(4, 17))  # from x = 4.25 to 16.25
     np.testing.assert_allclose(values, [0.75 * level, *[level] * 11, 0.25 * level])
-    ys, xs, values = datasets._crossed(20.0, 20.0, 14.0, np.pi / 4, level, shape, 40)
+    ys, xs, values = _render.crossed(20.0, 20.0, 14.0, np.pi / 4, level, shape, 40)
     assert values.sum() == pytest.approx(14 * level)
     assert values.max() == pytest.approx(np.sqrt(2) * level, rel=0.05)  # a pixel's diagonal
-    ys, xs, values = datasets._double_hit(20.7, 20.2, 0.1, level)
+    ys, xs, values = _render.double_hit(20.7, 20.2, 0.1, level)
     assert (list(ys), list(xs), list(values)) == ([20, 20], [20, 21], [level, level])
 
 

@@ -12,7 +12,7 @@ from astropy.nddata import CCDData, bitmask
 from ccdproc import Keyword, trim_image
 from scipy import ndimage
 
-from stdpipe_ccd import MaskFlag, StdpipeCCDWarning, _sky, datasets, make_mask
+from stdpipe_ccd import MaskFlag, StdpipeCCDWarning, _render, _sky, datasets, make_mask
 from stdpipe_ccd.flags import MaskFlagMap, flag_counts
 
 
@@ -427,7 +427,7 @@ def cosmics_with_tracks(frame, tracks):
     noise = datasets._sky_noise(frame.sky, 1.0)
     pixels = []
     for x, y, length, angle, level in tracks:
-        iy, ix, values = datasets._track(x, y, length, angle, level * noise, (ny, nx), nx)
+        iy, ix, values = _render.track(x, y, length, angle, level * noise, (ny, nx), nx)
         data[iy, ix] += values
         strong = values >= 0.2 * level * noise
         pixels.append((iy[strong], ix[strong]))
@@ -467,7 +467,7 @@ def with_lines(frame, profile, peak, length=40.0):
     pixels = []
     for x, y, angle in _OPEN_SKY_TRACKS:
         line = np.zeros((ny, nx))
-        iy, ix, values = datasets._crossed(x, y, length, angle, 1.0, (ny, nx), nx)
+        iy, ix, values = _render.crossed(x, y, length, angle, 1.0, (ny, nx), nx)
         line[iy, ix] = values
         line = profile(line)
         line *= peak * noise / line.max()
@@ -487,7 +487,7 @@ def test_lines_through_the_psf_not_flagged(frame, peak):
         iy, ix = np.nonzero(line)
         image = np.zeros_like(line)
         points = {"x": ix, "y": iy, "flux": line[iy, ix]}
-        datasets._render_stars(image, points, fwhm)
+        _render.render_stars(image, points, fwhm)
         return image
 
     cosmic, lines = with_lines(frame, through_psf, peak)
