@@ -98,9 +98,6 @@ def stack_inputs(
         zeropoint=zeropoint,
     )
     factors = frame_weights(weights, len(items))
-    meta = dict(backend.meta)
-    if zeropoint_keyword:
-        meta[zeropoint_keyword] = (zeropoint, "zero point of the coadd")
     options = {"unit": unit, "use_nans": use_nans, "add_keyword": add_keyword}
     options.update(function=function, call=call)
     if resample_only:
@@ -109,6 +106,9 @@ def stack_inputs(
     else:
         stacks = [backend.combine_stack(items, target, scales, factors)]
         groups = [items]
+    meta = dict(backend.meta)  # after the run, which tells the version of the binary
+    if zeropoint_keyword:
+        meta[zeropoint_keyword] = (zeropoint, "zero point of the coadd")
     products = []
     for stack, group in zip(stacks, groups, strict=True):
         stack.meta = {**meta, **stack.meta}

@@ -196,8 +196,10 @@ class SwarpBackend:
             msg = f"weights need combine='weighted' or 'clipped', not {combine!r}"
             raise ValueError(msg)
         self.executable = find_swarp(swarp_path)
-        self.version, parameters = swarp_info(str(self.executable))
-        self.extra = _check_extra(extra, parameters)
+        # the parameter names are asked of the binary only to check extra; the version
+        # comes from the run's own banner: one SWarp process per call
+        self.extra = _check_extra(extra, swarp_info(str(self.executable))[1] if extra else set())
+        self.version = "unknown"
         self.is_flags, self.combine = is_flags, combine
         #: how much of each file `parse_inputs` reads for this back end
         self.read = "pixels" if is_flags else "noise" if weights else "finite"
@@ -281,6 +283,8 @@ class SwarpBackend:
         for key, value in parameters.items():
             command += [f"-{key}", value]
         output = run_swarp(command, cwd=workdir, timeout=self.timeout)
+        banner = re.search(r"SWarp\s+(\d\S*)\s+started", output)
+        self.version = banner.group(1) if banner else self.version
         for line in output.splitlines():
             if "WARNING" in line.upper():
                 log.debug("SWarp: %s", line.strip())

@@ -361,6 +361,10 @@ def test_extra_parameters_reach_swarp(small_frame):
     frames = [small_frame.ccd, small_frame.ccd]
     out = reproject_swarp(frames, combine="clipped", extra={"clip_sigma": 2.5})
     assert "SWarp CLIP_SIGMA 2.5" in "".join(out.meta["HISTORY"])
+    # the version, from the banner of the run itself
+    version = subprocess.run([str(find_swarp()), "-v"], capture_output=True, text=True).stdout
+    assert out.meta["SWARPVER"] in version
+    assert f"SWarp {out.meta['SWARPVER']}" in "".join(out.meta["HISTORY"])
 
 
 def test_input_never_modified(small_frame):
