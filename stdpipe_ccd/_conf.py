@@ -23,5 +23,12 @@ class Conf(_config.ConfigNamespace):
         module="stdpipe_ccd",
     )
 
+    max_output_pixels = _config.ConfigItem(
+        2**31,
+        "Largest target grid (pixels) a coadd may hold in memory; larger ones need tiles=.",
+        cfgtype="integer",
+        module="stdpipe_ccd",
+    )
+
 
 conf = Conf()

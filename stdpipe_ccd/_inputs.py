@@ -7,6 +7,7 @@ header, and as much of its pixels as the back end asked for, are read then.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,30 @@ from astropy.nddata import CCDData
 from astropy.wcs import WCS
 
 from ._wcs import celestial_wcs, covering_grid, has_sip, sip_to_tpv
+from .exceptions import StdpipeCCDWarning
 
-__all__ = ["READ_LEVELS", "Item", "common_unit", "flux_scales", "parse_inputs", "target_grid"]
+__all__ = [
+    "READ_LEVELS",
+    "Item",
+    "common_unit",
+    "flux_scales",
+    "parse_inputs",
+    "read_file",
+    "target_grid",
+]
 
 #: how much of a file `parse_inputs` reads: headers only; the finite pixels and the
 #: noise of float images; the noise of every image; every image as a CCDData
 READ_LEVELS = ("header", "finite", "noise", "pixels")
+
+#: extensions that go with an image rather than being images to stack
+COMPANIONS = frozenset(
+    {"MASK", "UNCERT", "FLAGS", "EXPMAP", "NIMAGES", "ERR", "DQ", "WHT", "VAR", "WEIGHT", "RMS"}
+)
+#: the companions this package writes and reads
+OWN_COMPANIONS = frozenset({"MASK", "UNCERT", "FLAGS", "EXPMAP", "NIMAGES"})
+#: keywords an image extension takes from the primary header when it has none
+INHERITED = ("BUNIT", "GAIN", "SATURATE", "EXPTIME", "RDNOISE", "READNOISE", "FLXSCALE")
 
 #: WCS keywords replaced by those of a CCDData's ``.wcs``
 _WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CDELT", "CUNIT")
@@ -65,8 +84,10 @@ class Item:
         self.name, self.source, self.path, self.hdu, self.ccd = name, source, path, hdu, ccd
         self.extensions = set()
         self.finite = self.noise = None
+        self.head = self.head_path = None
         if ccd is not None:
             self._set_memory(ccd)
+            self._check()
 
     def _set_memory(self, ccd):
         if ccd.data.ndim != 2:
@@ -85,16 +106,37 @@ class Item:
 
     @property
     def gain(self):
-        """Gain in e- per unit of the image: 1 for electrons, else ``GAIN`` or 1."""
-        if self.unit == u.electron:
-            return 1.0
-        return float(self.header.get("GAIN", 1.0))
+        """Gain in e- per unit of the image.
+
+        1 for electrons, else ``GAIN`` (or 1); times ``EXPTIME`` for rates
+        (ADU/s, e-/s), whose unit holds 1/EXPTIME of the counts.
+        """
+        gain = 1.0 if self.unit in (u.electron, u.electron / u.s) else self.header.get("GAIN", 1.0)
+        gain = _keyword_number(gain, "GAIN", self.name)
+        if self.unit is not None and self.unit.is_equivalent(u.adu / u.s):
+            return gain * (self.exptime or 1.0)
+        return gain
+
+    def _check(self):
+        """Refuse keywords the product would need but cannot read."""
+        if self.unit is not None and self.unit.is_equivalent(u.adu / u.s) and not self.exptime:
+            msg = f"input {self.name} is in {self.unit} but has no EXPTIME for its gain"
+            raise ValueError(msg)
+        self.gain  # noqa: B018 (raises on a GAIN that is not a number)
+        for key in ("SATURATE", "FLXSCALE"):
+            if key in self.header:
+                _keyword_number(self.header[key], key, self.name)
+
+    @property
+    def description(self):
+        """Name of the input, with the SCAMP ``.head`` file applied to it, if any."""
+        return self.name + (f" with {self.head_path.name}" if self.head_path else "")
 
     @property
     def exptime(self):
         """``EXPTIME`` in seconds, or `None`."""
         value = self.header.get("EXPTIME")
-        return None if value is None else float(value)
+        return None if value is None else _keyword_number(value, "EXPTIME", self.name)
 
     def swarp_header(self, keywords):
         """Header of the image as SWarp reads it: its WCS (TPV for SIP) and ``keywords``."""
@@ -111,39 +153,36 @@ class Item:
         """Return the WCS with its SIP distortion as TPV (which SWarp understands)."""
         return sip_to_tpv(self.wcs.celestial, self.shape)
 
-    def read(self, level):
-        """Open the file once and read its header and, by ``level``, its pixels."""
-        with open(self.path, "rb") as stream:
-            hdul = fits.open(stream)
-            self.hdu = self.hdu if self.hdu is not None else _first_image(hdul, self.path)
-            hdu = hdul[self.hdu]
-            if not hdu.is_image or hdu.header.get("NAXIS") != 2:
-                msg = f"HDU {self.hdu} of {self.path} is not a 2D image"
-                raise ValueError(msg)
-            self.header = hdu.header.copy()
-            self.shape = (self.header["NAXIS2"], self.header["NAXIS1"])
-            self.unit = _header_unit(self.header)
-            self.extensions = {h.name for h in hdul if h is not hdu and h.header.get("NAXIS")}
-            self.dtype = _pixel_dtype(self.header)
-            self.wcs = celestial_wcs(self.header, self.name)
-            if level == "header":
-                return self
-            if level == "pixels" or self.hdu != 0 or self.extensions:
-                self.ccd = self._load(hdul, stream)
-            elif level == "noise" or (level == "finite" and self.dtype.kind == "f"):
-                self.finite, self.noise = _scan(hdu.data)
-        return self
-
-    def _load(self, hdul, stream):
-        """Return the image as a CCDData, with its mask and uncertainty where the file has them."""
-        if self.extensions & {"MASK", "UNCERT"}:
-            stream.seek(0)
-            return CCDData.read(stream, hdu=self.hdu, unit=self.unit or u.adu, format="fits")
-        data = np.array(hdul[self.hdu].data)
-        return CCDData(data, unit=self.unit or u.adu, meta=self.header, wcs=self.wcs)
+    def _read_hdu(self, hdul, level, primary):
+        """Read this item's HDU of an open file: its header and, by ``level``, its pixels."""
+        hdu = hdul[self.hdu]
+        if not hdu.is_image or hdu.header.get("NAXIS") != 2:
+            msg = f"HDU {self.hdu} of {self.path} is not a 2D image"
+            raise ValueError(msg)
+        header = hdu.header.copy()
+        if self.hdu != 0:  # keywords an instrument writes once, in the primary header
+            for key in INHERITED:
+                if key not in header and key in primary:
+                    header[key] = primary[key]
+        if self.head is not None:
+            _apply_head(header, self.head)
+        self.header = header
+        self.shape = (header["NAXIS2"], header["NAXIS1"])
+        self.unit = _header_unit(header)
+        self.dtype = _pixel_dtype(header)
+        self.wcs = celestial_wcs(header, self.name)
+        self._check()
+        if level == "header":
+            return
+        if level == "pixels" or self.hdu != 0 or self.extensions:
+            self.ccd = CCDData(
+                np.array(hdu.data), unit=self.unit or u.adu, meta=header, wcs=self.wcs
+            )
+        elif level == "noise" or (level == "finite" and self.dtype.kind == "f"):
+            self.finite, self.noise = _scan(hdu.data)
 
 
-def parse_inputs(input, *, read="header"):  # noqa: A002 (the name of the public functions)
+def parse_inputs(input, *, read="header", header_suffix=".head"):  # noqa: A002 (as the fronts)
     """Turn every kind of input into a list of `Item`, opening each file once.
 
     Parameters
@@ -152,8 +191,14 @@ def parse_inputs(input, *, read="header"):  # noqa: A002 (the name of the public
         The inputs.
     read : {"header", "finite", "noise", "pixels"}, optional
         How much of each file to read; see `READ_LEVELS`.
+    header_suffix : str or None, optional
+        Suffix of the SCAMP header files applied to file inputs; `None` ignores them.
     """
-    return [_item(entry, index, read) for index, entry in enumerate(_entries(input))]
+    return [
+        item
+        for index, entry in enumerate(_entries(input))
+        for item in _items(entry, index, read, header_suffix)
+    ]
 
 
 def _entries(input):  # noqa: A002
@@ -186,22 +231,23 @@ def _is_single(entry):
     )
 
 
-def _item(entry, index, read):
+def _items(entry, index, read, header_suffix):
+    """Return the items of one input: one per image HDU of a multi-extension file."""
     if isinstance(entry, (str, os.PathLike)):
-        return _file_item(entry, None, entry, read)
+        return read_file(entry, None, read, header_suffix)
     if isinstance(entry, CCDData):
-        return Item(name=f"CCDData #{index}", source=entry, ccd=entry)
+        return [Item(name=f"CCDData #{index}", source=entry, ccd=entry)]
     if isinstance(entry, tuple) and len(entry) == 2:
         first, second = entry
         if isinstance(first, (str, os.PathLike)) and isinstance(second, (int, str)):
-            return _file_item(first, second, entry, read)
+            return read_file(first, second, read, header_suffix)
         if isinstance(second, WCS):
             ccd = CCDData(np.asarray(first), unit=u.adu, wcs=second)
-            return Item(name=f"array #{index}", source=entry, ccd=ccd)
+            return [Item(name=f"array #{index}", source=entry, ccd=ccd)]
         if isinstance(second, fits.Header):
             unit = _header_unit(second) or u.adu
             ccd = CCDData(np.asarray(first), unit=unit, meta=second.copy())
-            return Item(name=f"array #{index}", source=entry, ccd=ccd)
+            return [Item(name=f"array #{index}", source=entry, ccd=ccd)]
     msg = (
         f"input #{index} is a {type(entry).__name__}; expected a FITS path, a (path, hdu) "
         "tuple, a CCDData, or an (array, Header) or (array, WCS) tuple"
@@ -209,21 +255,137 @@ def _item(entry, index, read):
     raise TypeError(msg)
 
 
-def _file_item(path, hdu, source, read):
+def read_file(path, hdu, read, header_suffix=".head"):
+    """Open a FITS file once and return an `Item` per image HDU (or for ``hdu``).
+
+    Every 2D image HDU that is not a known companion (mask, uncertainty,
+    flags, error, data quality, ...) is an image to stack, so the CCDs of a
+    mosaic camera's file each become an item. Companions this package does
+    not use are named in a warning. A SCAMP ``.head`` file beside the file
+    (``header_suffix``; `None` to ignore it) replaces the header cards it
+    holds, one block per image HDU, as SWarp applies it.
+    """
     path = Path(path)
     if not path.is_file():
         msg = f"input file {path} does not exist"
         raise FileNotFoundError(msg)
-    name = str(path) if hdu is None else f"{path}[{hdu}]"
-    return Item(name=name, source=source, path=path.resolve(), hdu=hdu).read(read)
+    try:
+        with open(path, "rb") as stream:  # the only time this file is opened
+            hdul = fits.open(stream)
+            images = _image_hdus(hdul)
+            chosen = images if hdu is None else [_hdu_index(hdul, hdu, path)]
+            if not chosen:
+                msg = f"{path} has no 2D image"
+                raise ValueError(msg)
+            _warn_unused(hdul, path)
+            heads, head_path = _head_blocks(path, header_suffix)
+            named = hdu is not None or len(chosen) > 1
+            items = []
+            for index in chosen:
+                item = Item(
+                    name=f"{path}[{index}]" if named else str(path),
+                    source=(path, index) if named else path,
+                    path=path.resolve(),
+                    hdu=index,
+                )
+                item.extensions = {
+                    h.name for i, h in enumerate(hdul) if i != index and h.header.get("NAXIS")
+                }
+                position = images.index(index) if index in images else 0
+                if heads and position < len(heads):
+                    item.head, item.head_path = heads[position], head_path
+                item._read_hdu(hdul, read, hdul[0].header)
+                items.append(item)
+            if read != "header" and len(items) == 1 and items[0].extensions & {"MASK", "UNCERT"}:
+                # a file of write_fits or CCDData.write: its mask and uncertainty are weights
+                item = items[0]
+                stream.seek(0)
+                ccd = CCDData.read(stream, hdu=item.hdu, unit=item.unit or u.adu, format="fits")
+                ccd.meta = item.header
+                item.ccd = ccd
+    except (OSError, TypeError, IndexError, KeyError) as err:
+        msg = f"cannot read {path}: {err}"
+        raise ValueError(msg) from err
+    return items
 
 
-def _first_image(hdul, path):
-    for index, hdu in enumerate(hdul):
-        if hdu.is_image and hdu.header.get("NAXIS") == 2:
-            return index
-    msg = f"{path} has no 2D image"
-    raise ValueError(msg)
+def _image_hdus(hdul):
+    """Return the indices of the 2D image HDUs that hold images to stack (not companions)."""
+    return [
+        index
+        for index, hdu in enumerate(hdul)
+        if hdu.is_image and hdu.header.get("NAXIS") == 2 and hdu.name not in COMPANIONS
+    ]
+
+
+def _hdu_index(hdul, hdu, path):
+    try:
+        return hdul.index_of(hdu)
+    except (KeyError, IndexError) as err:
+        msg = f"{path} has no HDU {hdu!r}"
+        raise ValueError(msg) from err
+
+
+def _warn_unused(hdul, path):
+    unused = sorted(
+        hdu.name
+        for hdu in hdul
+        if hdu.header.get("NAXIS") and hdu.name in COMPANIONS and hdu.name not in OWN_COMPANIONS
+    )
+    if unused:
+        warnings.warn(
+            f"{path}: extensions {', '.join(unused)} are not used", StdpipeCCDWarning, stacklevel=5
+        )
+
+
+def _head_blocks(path, suffix):
+    """Return the header blocks of a SCAMP ``.head`` file beside ``path`` (one per image HDU)."""
+    if not suffix:
+        return [], None
+    stem = path.name
+    for ending in (".fz", ".gz", ".fits", ".fit", ".fts"):
+        stem = stem.removesuffix(ending)
+    head_path = path.with_name(stem + suffix)
+    if not head_path.is_file():
+        return [], None
+    blocks, cards = [], []
+    for line in head_path.read_text(encoding="ascii", errors="replace").splitlines():
+        if line[:8].strip() == "END":
+            blocks.append(fits.Header.fromstring("\n".join(cards), sep="\n"))
+            cards = []
+        elif line.strip():
+            cards.append(line)
+    if cards:
+        blocks.append(fits.Header.fromstring("\n".join(cards), sep="\n"))
+    return blocks, head_path
+
+
+def _apply_head(header, head):
+    """Replace the cards of ``header`` that a ``.head`` block holds.
+
+    A new astrometry drops the old distortion; SCAMP's TAN with PV terms is TPV.
+    """
+    if any(key.startswith(("CRVAL", "CD1_", "CD2_", "CTYPE")) for key in head):
+        for key in list(header):
+            if key.startswith(_WCS_STARTS) or key in ("A_ORDER", "B_ORDER", "AP_ORDER", "BP_ORDER"):
+                del header[key]
+    header.update(head)
+    if any(key.startswith("PV1_") for key in header):
+        for axis, kind in ((1, "RA---TPV"), (2, "DEC--TPV")):
+            if str(header.get(f"CTYPE{axis}", "")).endswith("TAN"):
+                header[f"CTYPE{axis}"] = kind
+
+
+def _keyword_number(value, key, name):
+    """Return a header value as a float, or raise ValueError naming the keyword and input."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = np.nan
+    if isinstance(value, bool) or not np.isfinite(number):
+        msg = f"input {name}: {key} = {value!r} is not a number"
+        raise ValueError(msg)
+    return number
 
 
 def _header_unit(header):

@@ -6,15 +6,20 @@ time and of the number of images, and the meta (effective gain and saturation,
 ``NCOMBINE``, ``EXPTIME``, provenance).
 """
 
+import os
+import shutil
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, InverseVariance
 
+from ._conf import conf
 from ._inputs import common_unit, flux_scales, frame_weights, parse_inputs, target_grid
 from ._provenance import record_provenance
 from ._wcs import celestial_wcs
+from .exceptions import StdpipeCCDWarning
 
 __all__ = [
     "COUNT_EXTENSION",
@@ -22,6 +27,7 @@ __all__ = [
     "Stack",
     "add_combine_keywords",
     "build_coadd",
+    "check_room",
     "effective_gain",
     "median_excess",
     "order_inverse_variance",
@@ -55,6 +61,8 @@ class Stack:
         Lines of provenance particular to the back end.
     meta : dict
         Keywords particular to the back end.
+    unused : list of int
+        Inputs that reached no pixel (outside the grid, or zero weight everywhere).
     """
 
     data: np.ndarray
@@ -65,6 +73,7 @@ class Stack:
     scales: np.ndarray
     history: list = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    unused: list = field(default_factory=list)
 
 
 def stack_inputs(
@@ -76,6 +85,7 @@ def stack_inputs(
     zeropoint_keyword=None,
     zeropoint=None,
     weights=None,
+    header_suffix=".head",
     use_nans=True,
     add_keyword=True,
     function,
@@ -88,9 +98,10 @@ def stack_inputs(
     ``height``, ``header``). With ``resample_only``, a list of one product
     per input.
     """
-    items = parse_inputs(input, read=backend.read)
+    items = parse_inputs(input, read=backend.read, header_suffix=header_suffix)
     unit = common_unit(items)
     target = target_grid(items, **grid)
+    check_room(target, len(items) if resample_only else 1)
     scales, zeropoint = flux_scales(
         items,
         flux_scale_keyword=flux_scale_keyword,
@@ -117,12 +128,69 @@ def stack_inputs(
     return products if resample_only else products[0]
 
 
+#: bytes per pixel of a product in memory: data, inverse variance, mask and the two maps
+PRODUCT_BYTES = 4 + 4 + 1 + 4 + 2
+
+
+def check_room(target, products=1, *, folder=None):
+    """Refuse a target grid that is empty, or too large for memory or for ``folder``'s disk.
+
+    Raises `ValueError` naming the size, before anything is read or run.
+    """
+    ny, nx = int(target["NAXIS2"]), int(target["NAXIS1"])
+    if ny < 1 or nx < 1:
+        msg = f"the target grid of {nx} x {ny} pixels is empty"
+        raise ValueError(msg)
+    needed = ny * nx * PRODUCT_BYTES * products
+    if folder is not None:
+        free = shutil.disk_usage(folder).free
+        if needed > free:
+            msg = f"a {nx} x {ny} mosaic needs {needed / 1e9:.3g} GB; {folder} has {free / 1e9:.3g}"
+            raise ValueError(msg)
+        return
+    if ny * nx > conf.max_output_pixels:
+        msg = (
+            f"the target grid of {nx} x {ny} pixels is larger than conf.max_output_pixels "
+            f"({conf.max_output_pixels}); coadd it in tiles (tiles=, output=) or raise the limit"
+        )
+        raise ValueError(msg)
+    available = _available_memory()
+    if available is not None and needed > available:
+        msg = (
+            f"the product of a {nx} x {ny} grid needs {needed / 1e9:.3g} GB of memory and "
+            f"{available / 1e9:.3g} GB are free; coadd it in tiles (tiles=, output=)"
+        )
+        raise ValueError(msg)
+
+
+def _available_memory():
+    """Bytes of free physical memory, where the system says (`None` elsewhere)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def build_coadd(stack, items, target, *, unit, combine, use_nans, add_keyword, function, call):
     """Return the `~astropy.nddata.CCDData` of a stack of ``items`` on the ``target`` grid.
 
     ``function`` and ``call`` (its options as text) go into the provenance.
     """
     covered = stack.weight > 0
+    if not covered.any():
+        warnings.warn(
+            f"{function}: no input reaches the target grid; the result is empty",
+            StdpipeCCDWarning,
+            stacklevel=4,
+        )
+    elif stack.unused:
+        names = ", ".join(items[i].name for i in stack.unused)
+        warnings.warn(
+            f"{function}: inputs {names} reach no pixel of the target grid (outside it, or "
+            "zero weight everywhere)",
+            StdpipeCCDWarning,
+            stacklevel=4,
+        )
     data = stack.data.astype(np.float32, copy=False)  # the back end's own array
     if use_nans:
         data[~covered] = np.nan
@@ -141,7 +209,7 @@ def build_coadd(stack, items, target, *, unit, combine, use_nans, add_keyword, f
     for key, value in stack.meta.items():
         meta[key] = value
     lines = [f"{function}({call})"]
-    lines += [f"input {i + 1}: {item.name}" for i, item in enumerate(items)]
+    lines += [f"input {i + 1}: {item.description}" for i, item in enumerate(items)]
     record_provenance(meta, add_keyword, function, lines + stack.history)
     result = CCDData(
         data,

@@ -82,8 +82,13 @@ def _set_card(meta, key, value, comment):
 
 
 def add_history_lines(meta, lines):
-    """Append text as HISTORY cards, wrapped to fit FITS cards."""
+    r"""Append text as HISTORY cards, wrapped to fit FITS cards.
+
+    FITS cards are ASCII: other characters (of a file name, say) are kept as
+    backslash escapes, ``\u043d`` for a Cyrillic letter.
+    """
     for text in lines:
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
         for line in textwrap.wrap(text, 70):
             _add_history(meta, line)
 

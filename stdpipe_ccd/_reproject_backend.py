@@ -91,9 +91,11 @@ class ReprojectBackend:
         shape = (target["NAXIS2"], target["NAXIS1"])
         factors = np.ones(len(items)) if weights is None else weights
         accumulator = _Accumulator(self.combine, shape, len(items))
-        noise, total_scales = [], []
-        for item, scale, factor in zip(items, scales, factors, strict=True):
+        noise, total_scales, unused = [], [], []
+        for index, (item, scale, factor) in enumerate(zip(items, scales, factors, strict=True)):
             values, variance, frame_noise, area = self._resample(item, out_wcs, shape)
+            if not np.isfinite(values).any():
+                unused.append(index)
             scale = scale * area
             noise.append(frame_noise)
             total_scales.append(scale)
@@ -106,6 +108,7 @@ class ReprojectBackend:
             accumulator.exposure,
             np.array(noise),
             np.array(total_scales),
+            unused=unused,
         )
 
     def _resample(self, item, out_wcs, shape):

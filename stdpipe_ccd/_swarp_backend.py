@@ -8,10 +8,7 @@ unknown parameters accepted, dropped variance-weighted images, its own gain of
 a median) are handled here; see the stacking guide.
 """
 
-import functools
 import re
-import shutil
-import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,12 +20,12 @@ from astropy.io import fits
 from ._conf import conf
 from ._product import Stack, order_inverse_variance
 from ._sky import inverse_variance_map
+from ._swarp_binary import find_swarp, run_swarp, signals_unwind, swarp_info, tail
 from ._wcs import celestial_wcs, has_sip
-from .exceptions import SwarpError, SwarpNotFoundError
+from .exceptions import SwarpError
 
 __all__ = ["SwarpBackend", "find_swarp", "swarp_info"]
 
-SWARP_NAMES = ("swarp", "SWarp")
 COMBINE_TYPES = ("weighted", "average", "median", "sum", "clipped", "min", "max")
 FLAG_COMBINE_TYPES = ("and", "or")
 RESAMPLING_TYPES = ("lanczos3", "lanczos2", "lanczos4", "bilinear", "nearest")
@@ -56,104 +53,29 @@ OWN_PARAMETERS = frozenset(
         "HEADER_SUFFIX",
         "NTHREADS",
         "FSCALE_KEYWORD",
+        # set from the options, which the product's keywords and gain follow
+        "COMBINE_TYPE",
+        "RESAMPLING_TYPE",
+        "SUBTRACT_BACK",
+        "FSCALASTRO_TYPE",
+        "GAIN_KEYWORD",
+        "SATLEV_KEYWORD",
+        "BLANK_BADPIXELS",
     }
 )
-
-
-# --- the binary ----------------------------------------------------------------------
-
-
-def find_swarp(path=None):
-    """Find the SWarp binary.
-
-    Parameters
-    ----------
-    path : str or path-like, optional
-        An explicit binary. Without it, ``stdpipe_ccd.conf.swarp_path`` is
-        used, then the ``PATH`` is searched for ``swarp`` (conda-forge, source
-        builds) and ``SWarp`` (Debian and Ubuntu).
-
-    Returns
-    -------
-    path : `pathlib.Path`
-
-    Raises
-    ------
-    stdpipe_ccd.SwarpNotFoundError
-        No executable SWarp was found, or the one named is not executable.
-    """
-    for explicit, origin in ((path, "path"), (conf.swarp_path or None, "conf.swarp_path")):
-        if explicit is None:
-            continue
-        found = shutil.which(str(explicit))
-        if found is None:
-            msg = f"{origin}={str(explicit)!r} is not an executable SWarp binary"
-            raise SwarpNotFoundError(msg)
-        return Path(found)
-    for name in SWARP_NAMES:
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-    msg = (
-        "SWarp was not found on the PATH as 'swarp' or 'SWarp'. Install it with "
-        "'apt-get install swarp' (Debian, Ubuntu) or 'conda install -c conda-forge "
-        "astromatic-swarp', or set stdpipe_ccd.conf.swarp_path."
-    )
-    raise SwarpNotFoundError(msg)
-
-
-@functools.lru_cache(maxsize=8)
-def swarp_info(executable):
-    """Version string and the set of valid parameter names of a SWarp binary."""
-    version_text = run_swarp([executable, "-v"], cwd=None, timeout=60)
-    match = re.search(r"version\s+(\S+)", version_text)
-    defaults = run_swarp([executable, "-dd"], cwd=None, timeout=60)
-    names = {
-        line.split()[0]
-        for line in defaults.splitlines()
-        if line.strip() and not line.startswith("#") and line.split()[0].isupper()
+#: parameters of the output grid, which SWarp ignores when given a target header
+GRID_PARAMETERS = frozenset(
+    {
+        "PIXEL_SCALE",
+        "PIXELSCALE_TYPE",
+        "CENTER",
+        "CENTER_TYPE",
+        "IMAGE_SIZE",
+        "PROJECTION_TYPE",
+        "PROJECTION_ERR",
+        "CELESTIAL_TYPE",
     }
-    return (match.group(1) if match else "unknown"), frozenset(names)
-
-
-def run_swarp(command, *, cwd, timeout):
-    """Run a command; return what it printed, or raise `SwarpError`."""
-    command = [str(part) for part in command]
-    try:
-        process = subprocess.Popen(
-            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-    except OSError as err:
-        msg = f"SWarp could not be started: {err}"
-        raise SwarpError(msg, command=command) from err
-    with process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as err:
-            process.kill()
-            _, stderr = process.communicate()
-            msg = f"SWarp did not finish within {timeout} s"
-            raise SwarpError(msg, command=command, output_tail=_tail(stderr)) from err
-        except BaseException:
-            # Ctrl-C or a signal: no SWarp left running, nor a zombie
-            process.kill()
-            process.wait()
-            raise
-    output = (stdout or "") + (stderr or "")
-    if process.returncode != 0 or "*Error*" in output:
-        errors = [line for line in output.splitlines() if "Error" in line]
-        reason = errors[-1].strip() if errors else f"exit code {process.returncode}"
-        msg = f"SWarp failed ({reason})"
-        raise SwarpError(
-            msg, command=command, returncode=process.returncode, output_tail=_tail(output)
-        )
-    return output
-
-
-def _tail(text, lines=15):
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return "\n".join((text or "").splitlines()[-lines:])
+)
 
 
 def check_choice(name, value, allowed):
@@ -245,6 +167,10 @@ class SwarpBackend:
     # --- one run ---
 
     def _execute(self, items, target, scales, weights, resample_only, flag_dtype=None):
+        with signals_unwind():
+            return self._execute_here(items, target, scales, weights, resample_only, flag_dtype)
+
+    def _execute_here(self, items, target, scales, weights, resample_only, flag_dtype):
         parent = conf.tmpdir or None
         if self.keep_workdir:
             workdir = Path(tempfile.mkdtemp(prefix="stdpipe_ccd_swarp_", dir=parent))
@@ -304,7 +230,7 @@ class SwarpBackend:
         if missing:
             msg = f"SWarp wrote no {', '.join(missing)}"
             raise SwarpError(
-                msg, command=[str(c) for c in command], returncode=0, output_tail=_tail(output)
+                msg, command=[str(c) for c in command], returncode=0, output_tail=tail(output)
             )
         noise, scales = _xml_statistics(workdir / "swarp.xml", len(items))
         reader = _ProductReader(target, flag_dtype, self.combine)
@@ -337,6 +263,8 @@ class SwarpBackend:
         # the file itself, under a name of ours, with a .head of the cards SWarp must see
         image.symlink_to(item.path)
         head = fits.Header(keywords)
+        if item.head is not None:
+            head.update(item.head)  # the user's SCAMP .head, under our file's name
         if has_sip(item.wcs):
             head.update(item.tpv_cards())
         if len(head):
@@ -365,10 +293,13 @@ class SwarpBackend:
         weight = inverse_variance_map(ccd, data)
         if factor != 1:
             weight *= np.float32(factor)
-        data = np.where(weight > 0, data, 0).astype(np.float32)
-        fits.PrimaryHDU(data, header=header).writeto(image)
+        # big-endian arrays, as FITS stores them: astropy writes them without swapping
+        # bytes twice (there and back) in memory
+        pixels = np.zeros(data.shape, dtype=">f4")
+        np.copyto(pixels, data, casting="unsafe", where=weight > 0)
+        fits.PrimaryHDU(pixels, header=header).writeto(image)
         weight_path = image.with_suffix(".weight.fits")
-        fits.PrimaryHDU(weight).writeto(weight_path)
+        fits.PrimaryHDU(weight.astype(">f4")).writeto(weight_path)
         return image.name, weight_path.name, "MAP_WEIGHT"
 
     def _weight_parameters(self, prepared):
@@ -417,6 +348,7 @@ class _ProductReader:
         squares = np.zeros(self.shape, dtype=np.float64) if weights is not None else None
         # SWarp's weight of a median is not an inverse variance, of a minimum or maximum 1
         order = self.combine in ("median", "min", "max") and len(items) > 1
+        unused = []
         variance_sum = np.zeros(self.shape, dtype=np.float64) if order else None
         for index, ((_, frame_weight), item) in enumerate(zip(resampled, items, strict=True)):
             covered = self.read(frame_weight) if len(items) > 1 else weight
@@ -426,6 +358,8 @@ class _ProductReader:
                 with np.errstate(divide="ignore"):
                     variance_sum += np.where(covered > 0, 1 / covered.astype(np.float64), 0)
             covered = covered > 0
+            if not covered.any():
+                unused.append(index)
             count += covered
             if item.exptime is not None:
                 exposure += np.float32(item.exptime) * covered
@@ -435,7 +369,9 @@ class _ProductReader:
             # weights change the mean: its variance is sum(w_i^2 var_i) / (sum w_i)^2
             with np.errstate(divide="ignore", invalid="ignore"):
                 weight = np.where(squares > 0, weight.astype(np.float64) ** 2 / squares, 0)
-        return Stack(data, weight.astype(np.float32), count, exposure, noise, scales, meta=meta)
+        stack = Stack(data, weight.astype(np.float32), count, exposure, noise, scales, meta=meta)
+        stack.unused = unused
+        return stack
 
     def flags(self, image, weight_path, item):
         data = self.read(image, self.flag_dtype.newbyteorder("="))
@@ -538,7 +474,14 @@ def _check_extra(extra, parameters):
         raise ValueError(msg)
     own = sorted(set(extra) & OWN_PARAMETERS)
     if own:
-        msg = f"extra may not set {own}: stdpipe_ccd sets them itself"
+        msg = (
+            f"extra may not set {own}: stdpipe_ccd sets them itself (from combine, "
+            "resampling, subtract_background, conserve and flux_scale_keyword)"
+        )
+        raise ValueError(msg)
+    grid = sorted(set(extra) & GRID_PARAMETERS)
+    if grid:
+        msg = f"extra may not set {grid}: give the target grid as wcs and shape, or header"
         raise ValueError(msg)
     return extra
 

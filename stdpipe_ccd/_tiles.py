@@ -14,6 +14,7 @@ from astropy.nddata import CCDData, InverseVariance
 from ._product import COUNT_EXTENSION, EXPOSURE_EXTENSION, add_combine_keywords
 from ._provenance import add_history_lines
 from ._wcs import celestial_wcs
+from .io import publish
 
 __all__ = ["coadd_tiles"]
 
@@ -21,7 +22,7 @@ __all__ = ["coadd_tiles"]
 KERNEL_MARGIN = 4
 
 
-def coadd_tiles(items, target, tiles, output, *, run_tasks, tile_task, options):
+def coadd_tiles(items, target, tiles, output, *, run_tasks, tile_task, options, overwrite):
     """Coadd ``items`` onto ``target`` tile by tile; write ``output``; return it memory-mapped.
 
     ``run_tasks(function, arguments)`` runs the tile tasks (on dask);
@@ -59,7 +60,7 @@ def coadd_tiles(items, target, tiles, output, *, run_tasks, tile_task, options):
         with open(partial, "r+b") as stream:
             for (rows, cols), record in zip(_tile_slices(shape, tiles), records, strict=True):
                 _write_tile(stream, planes, shape, record, rows, cols)
-        os.replace(partial, output)
+        publish(partial, output, overwrite=overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("wrote a %d x %d mosaic in %d tiles to %s", *shape[::-1], len(records), output)

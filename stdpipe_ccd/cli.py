@@ -450,7 +450,7 @@ def _run_info(args):
 
     from . import __version__
     from ._conf import conf
-    from ._swarp_backend import find_swarp, swarp_info
+    from ._swarp_binary import find_swarp, swarp_info
     from .exceptions import SwarpNotFoundError
 
     print(f"stdpipe_ccd {__version__}")

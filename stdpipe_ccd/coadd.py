@@ -6,11 +6,13 @@ from pathlib import Path
 
 from astropy import log
 
+from ._conf import conf
 from ._inputs import parse_inputs, target_grid
-from ._product import format_call, stack_inputs
+from ._product import check_room, format_call, stack_inputs
 from ._reproject_backend import METHODS as REPROJECT_METHODS
 from ._reproject_backend import ReprojectBackend
-from ._swarp_backend import SwarpBackend, check_choice, find_swarp
+from ._swarp_backend import SwarpBackend, check_choice
+from ._swarp_binary import find_swarp
 from ._tasks import run_tasks
 from ._tiles import coadd_tiles
 from .exceptions import StdpipeCCDWarning, SwarpNotFoundError
@@ -37,6 +39,7 @@ def coadd(
     zeropoint_keyword=None,
     zeropoint=None,
     weights=None,
+    header_suffix=".head",
     use_nans=True,
     add_keyword=True,
     output=None,
@@ -86,6 +89,9 @@ def coadd(
     flux_scale_keyword, zeropoint_keyword, zeropoint, weights : optional
         Scaling and weighting of each input, as for
         `~stdpipe_ccd.reproject_swarp`.
+    header_suffix : str or None, optional
+        SCAMP header files beside file inputs, as for
+        `~stdpipe_ccd.reproject_swarp`. Default is ``".head"``.
     use_nans : bool, optional
         NaN where nothing contributed. Default is `True`.
     add_keyword : bool, str, dict or `~ccdproc.Keyword`, optional
@@ -144,13 +150,15 @@ def coadd(
         "zeropoint_keyword": zeropoint_keyword,
         "zeropoint": zeropoint,
         "weights": weights,
+        "header_suffix": header_suffix,
     }
     if tiles is not None:
         if output is None:
             msg = "tiles need output=, the FITS file the mosaic is written to"
             raise ValueError(msg)
-        items = parse_inputs(input)
+        items = parse_inputs(input, header_suffix=header_suffix)
         target = target_grid(items, **grid)
+        check_room(target, folder=Path(output).absolute().parent)
         if zeropoint_keyword and zeropoint is None and zeropoint_keyword in items[0].header:
             scaling["zeropoint"] = float(
                 items[0].header[zeropoint_keyword]
@@ -161,7 +169,14 @@ def coadd(
         options = {"method": method, "combine": combine, "conserve": conserve, "use_nans": use_nans}
         options.update(subtract_background=subtract_background, **scaling, **method_options)
         return coadd_tiles(
-            items, target, tiles, output, run_tasks=runner, tile_task=coadd_tile, options=options
+            items,
+            target,
+            tiles,
+            output,
+            run_tasks=runner,
+            tile_task=coadd_tile,
+            options=options,
+            overwrite=overwrite,
         )
     call = format_call({"method": method, "combine": combine, "conserve": conserve})
     result = stack_inputs(
@@ -198,16 +213,21 @@ def make_backend(method, combine, conserve, subtract_background, weights, method
 
 
 def _available_method(method_options):
-    """``"swarp"`` when the binary is found, else ``"interp"`` with a warning."""
+    """``"swarp"`` when the binary is found, else ``"interp"`` with a warning.
+
+    A binary named (``swarp_path`` or ``conf.swarp_path``) must exist: a
+    missing one raises rather than falls back.
+    """
+    if method_options.get("swarp_path") or conf.swarp_path:
+        return "swarp"
     try:
-        find_swarp(method_options.get("swarp_path"))
+        find_swarp()
     except SwarpNotFoundError:
         warnings.warn(
             "SWarp was not found; coadding with reproject_interp instead",
             StdpipeCCDWarning,
             stacklevel=3,
         )
-        method_options.pop("swarp_path", None)
         return "interp"
     return "swarp"
 

@@ -74,10 +74,33 @@ def write_fits(ccd, path, *, overwrite=False):
     os.close(handle)
     try:
         hdul.writeto(temporary, overwrite=True)
-        os.replace(temporary, path)
+        publish(temporary, path, overwrite=overwrite)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def publish(temporary, path, *, overwrite):
+    """Give a complete file its final name, atomically.
+
+    Without ``overwrite`` the name is taken with a hard link, which fails if
+    the file exists, also when another process made it a moment ago.
+    """
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        msg = f"{path} exists; pass overwrite=True to replace it"
+        raise FileExistsError(msg) from None
+    except OSError:  # a file system without hard links: no guard between processes
+        if Path(path).exists():
+            msg = f"{path} exists; pass overwrite=True to replace it"
+            raise FileExistsError(msg) from None
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
 
 
 def read_fits(path, *, unit=None, hdu=0):

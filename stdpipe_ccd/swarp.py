@@ -14,7 +14,8 @@ from astropy.nddata import CCDData
 from ._inputs import parse_inputs, target_grid
 from ._product import format_call, stack_inputs
 from ._provenance import record_provenance
-from ._swarp_backend import SwarpBackend, find_swarp
+from ._swarp_backend import SwarpBackend
+from ._swarp_binary import find_swarp
 from ._wcs import celestial_wcs
 
 __all__ = ["find_swarp", "reproject_swarp", "resample_swarp"]
@@ -41,6 +42,7 @@ def reproject_swarp(
     zeropoint_keyword=None,
     zeropoint=None,
     weights=None,
+    header_suffix=".head",
     conserve="flux",
     swarp_path=None,
     nthreads=None,
@@ -56,7 +58,9 @@ def reproject_swarp(
     ----------
     input : path-like, `~astropy.nddata.CCDData`, tuple, list or `~ccdproc.ImageFileCollection`
         One image or a list of them. A FITS path is given to SWarp as a file
-        (its pixels are not loaded); a `~astropy.nddata.CCDData` gives its
+        (its pixels are not loaded); every image HDU of a multi-extension
+        file is an input, and a ``(path, hdu)`` tuple picks one (by index or
+        name); a `~astropy.nddata.CCDData` gives its
         ``.mask`` as zero weight and its ``.uncertainty`` as weight
         (1/variance); an ``(array, Header)`` or ``(array, WCS)`` tuple is an
         image without mask; a collection gives its currently filtered files.
@@ -103,6 +107,12 @@ def reproject_swarp(
         A factor for the weight of each input (with ``combine="weighted"`` or
         ``"clipped"``), in input order. The uncertainty of the coadd stays the
         true one of the weighted mean, sum(w_i^2 var_i) / (sum w_i)^2.
+    header_suffix : str or None, optional
+        A SCAMP header file beside a file input, named as the file with this
+        suffix (``frame.fits`` and ``frame.head``), replaces the header cards
+        it holds (its astrometry, mostly), one block per image HDU, as SWarp
+        does; the product's ``HISTORY`` names the files used. `None` ignores
+        them. Default is ``".head"``.
     conserve : {"flux", "surface_brightness"}, optional
         Where pixel areas change, ``"flux"`` scales pixel values by the ratio
         of pixel areas so that the total flux of a star is kept (and a flat sky
@@ -166,7 +176,7 @@ def reproject_swarp(
     grid = {"wcs": wcs, "shape": shape, "width": width, "height": height, "header": header}
     call = format_call({"combine": combine, "resampling": resampling, "conserve": conserve})
     if is_flags:
-        frames = _flag_frames(input, backend, grid)
+        frames = _flag_frames(input, backend, grid, header_suffix)
         return _combine_flags(frames, combine, add_keyword, "reproject_swarp", call)
     return stack_inputs(
         input,
@@ -176,6 +186,7 @@ def reproject_swarp(
         zeropoint_keyword=zeropoint_keyword,
         zeropoint=zeropoint,
         weights=weights,
+        header_suffix=header_suffix,
         use_nans=use_nans,
         add_keyword=add_keyword,
         function="reproject_swarp",
@@ -200,6 +211,7 @@ def resample_swarp(
     zeropoint_keyword=None,
     zeropoint=None,
     weights=None,
+    header_suffix=".head",
     conserve="flux",
     swarp_path=None,
     nthreads=None,
@@ -236,7 +248,9 @@ def resample_swarp(
     if is_flags:
         return [
             _flag_product(data, covered, target, [item], "OR", add_keyword, "resample_swarp", call)
-            for (data, covered), item, target in _flag_frames(input, backend, grid, each=True)
+            for (data, covered), item, target in _flag_frames(
+                input, backend, grid, header_suffix, each=True
+            )
         ]
     return stack_inputs(
         input,
@@ -246,6 +260,7 @@ def resample_swarp(
         zeropoint_keyword=zeropoint_keyword,
         zeropoint=zeropoint,
         weights=weights,
+        header_suffix=header_suffix,
         use_nans=use_nans,
         add_keyword=add_keyword,
         function="resample_swarp",
@@ -254,13 +269,13 @@ def resample_swarp(
     )
 
 
-def _flag_frames(input, backend, grid, *, each=False):  # noqa: A002
+def _flag_frames(input, backend, grid, header_suffix, *, each=False):  # noqa: A002
     """Resample flag images, each on its own.
 
     SWarp's FLAGS resampling drops isolated bits under rotation, and AND/OR
     need each frame's coverage, so the frames are combined here.
     """
-    items = parse_inputs(input, read=backend.read)
+    items = parse_inputs(input, read=backend.read, header_suffix=header_suffix)
     target = target_grid(items, **grid)
     frames = backend.flag_frames(items, target)
     if each:
@@ -289,7 +304,7 @@ def _flag_product(data, covered, target, items, combine, add_keyword, function, 
     meta["NCOMBINE"] = (len(items), "number of images combined")
     meta["COMBINET"] = (combine, "how flags of overlapping frames combine")
     lines = [f"{function}({call}, is_flags=True)"]
-    lines += [f"input {i + 1}: {item.name}" for i, item in enumerate(items)]
+    lines += [f"input {i + 1}: {item.description}" for i, item in enumerate(items)]
     record_provenance(meta, add_keyword, function, lines)
     wcs = celestial_wcs(target, "target")
     return CCDData(data, unit=u.dimensionless_unscaled, wcs=wcs, meta=meta, mask=~covered)

@@ -1,0 +1,138 @@
+"""The SWarp binary: finding it, asking it what it knows, and running it safely."""
+
+import contextlib
+import functools
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+from ._conf import conf
+from .exceptions import SwarpError, SwarpNotFoundError
+
+__all__ = ["find_swarp", "run_swarp", "signals_unwind", "swarp_info", "tail"]
+
+SWARP_NAMES = ("swarp", "SWarp")
+
+
+def find_swarp(path=None):
+    """Find the SWarp binary.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        An explicit binary. Without it, ``stdpipe_ccd.conf.swarp_path`` is
+        used, then the ``PATH`` is searched for ``swarp`` (conda-forge, source
+        builds) and ``SWarp`` (Debian and Ubuntu).
+
+    Returns
+    -------
+    path : `pathlib.Path`
+
+    Raises
+    ------
+    stdpipe_ccd.SwarpNotFoundError
+        No executable SWarp was found, or the one named is not executable.
+    """
+    for explicit, origin in ((path, "path"), (conf.swarp_path or None, "conf.swarp_path")):
+        if explicit is None:
+            continue
+        found = shutil.which(str(explicit))
+        if found is None:
+            msg = f"{origin}={str(explicit)!r} is not an executable SWarp binary"
+            raise SwarpNotFoundError(msg)
+        return Path(found)
+    for name in SWARP_NAMES:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    msg = (
+        "SWarp was not found on the PATH as 'swarp' or 'SWarp'. Install it with "
+        "'apt-get install swarp' (Debian, Ubuntu) or 'conda install -c conda-forge "
+        "astromatic-swarp', or set stdpipe_ccd.conf.swarp_path."
+    )
+    raise SwarpNotFoundError(msg)
+
+
+@functools.lru_cache(maxsize=8)
+def swarp_info(executable):
+    """Version string and the set of valid parameter names of a SWarp binary."""
+    version_text = run_swarp([executable, "-v"], cwd=None, timeout=60)
+    match = re.search(r"version\s+(\S+)", version_text)
+    defaults = run_swarp([executable, "-dd"], cwd=None, timeout=60)
+    names = {
+        line.split()[0]
+        for line in defaults.splitlines()
+        if line.strip() and not line.startswith("#") and line.split()[0].isupper()
+    }
+    return (match.group(1) if match else "unknown"), frozenset(names)
+
+
+def run_swarp(command, *, cwd, timeout):
+    """Run a command; return what it printed, or raise `SwarpError`."""
+    command = [str(part) for part in command]
+    try:
+        process = subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    except OSError as err:
+        msg = f"SWarp could not be started: {err}"
+        raise SwarpError(msg, command=command) from err
+    with process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as err:
+            process.kill()
+            _, stderr = process.communicate()
+            msg = f"SWarp did not finish within {timeout} s"
+            raise SwarpError(msg, command=command, output_tail=tail(stderr)) from err
+        except BaseException:
+            # Ctrl-C or a signal: no SWarp left running, nor a zombie
+            process.kill()
+            process.wait()
+            raise
+    output = (stdout or "") + (stderr or "")
+    if process.returncode != 0 or "*Error*" in output:
+        errors = [line for line in output.splitlines() if "Error" in line]
+        reason = errors[-1].strip() if errors else f"exit code {process.returncode}"
+        msg = f"SWarp failed ({reason})"
+        raise SwarpError(
+            msg, command=command, returncode=process.returncode, output_tail=tail(output)
+        )
+    return output
+
+
+def tail(text, lines=15):
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return "\n".join((text or "").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def signals_unwind():
+    """Let SIGTERM and SIGHUP (what batch systems send) unwind as Ctrl-C does.
+
+    While SWarp runs, in the main thread and where no handler of the
+    program's own is set, these signals raise `SystemExit` (status 128 plus
+    the signal number): SWarp is killed and reaped and the working directory
+    removed on the way out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unwind(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) in (signal.SIG_DFL, None):
+            previous[number] = signal.signal(number, unwind)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
