@@ -14,6 +14,7 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
 from ._wcs import celestial_wcs, covering_grid, has_sip, sip_to_tpv
@@ -270,7 +271,8 @@ def read_file(path, hdu, read, header_suffix=".head"):
         msg = f"input file {path} does not exist"
         raise FileNotFoundError(msg)
     try:
-        with open(path, "rb") as stream:  # the only time this file is opened
+        with open(path, "rb") as stream, warnings.catch_warnings():  # the only open of the file
+            warnings.filterwarnings("error", "File may have been truncated", AstropyUserWarning)
             hdul = fits.open(stream)
             images = _image_hdus(hdul)
             chosen = images if hdu is None else [_hdu_index(hdul, hdu, path)]
@@ -303,7 +305,7 @@ def read_file(path, hdu, read, header_suffix=".head"):
                 ccd = CCDData.read(stream, hdu=item.hdu, unit=item.unit or u.adu, format="fits")
                 ccd.meta = item.header
                 item.ccd = ccd
-    except (OSError, TypeError, IndexError, KeyError) as err:
+    except (OSError, TypeError, IndexError, KeyError, AstropyUserWarning) as err:
         msg = f"cannot read {path}: {err}"
         raise ValueError(msg) from err
     return items

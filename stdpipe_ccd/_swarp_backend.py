@@ -468,10 +468,6 @@ def _check_extra(extra, parameters):
         )
         for key, value in (extra or {}).items()
     }
-    unknown = sorted(set(extra) - parameters)
-    if unknown:
-        msg = f"extra has parameters SWarp does not know: {unknown}"
-        raise ValueError(msg)
     own = sorted(set(extra) & OWN_PARAMETERS)
     if own:
         msg = (
@@ -482,6 +478,10 @@ def _check_extra(extra, parameters):
     grid = sorted(set(extra) & GRID_PARAMETERS)
     if grid:
         msg = f"extra may not set {grid}: give the target grid as wcs and shape, or header"
+        raise ValueError(msg)
+    unknown = sorted(set(extra) - parameters)
+    if unknown:
+        msg = f"extra has parameters SWarp does not know: {unknown}"
         raise ValueError(msg)
     return extra
 
