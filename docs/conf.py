@@ -111,6 +111,20 @@ def _write_benchmark_tables():
             ],
         ),
     }
+    parity = json.loads((results / "parity.json").read_text())
+    tables["parity"] = _table(
+        parity["rows"],
+        [
+            ("option", f"option ({parity['frames']} x {parity['size']}^2)", "{}"),
+            ("stars", "stars", "{}"),
+            ("flux_ratio_median", "flux interp / SWarp", "{:.4f}"),
+            ("flux_ratio_worst", "worst star", "{:.4f}"),
+            ("within_1pc", "stars within 1 %", "{:.2f}"),
+            ("inverse_variance_ratio", "inverse variance", "{:.3f}"),
+            ("gain_ratio", "gain", "{:.3f}"),
+            ("count_map_agreement", "image counts equal", "{:.3f}"),
+        ],
+    )
     for name, record in (("swarp", swarp), ("swarp-no-nan", no_nan)):
         tables[name] = _table(
             record["rows"],

@@ -119,6 +119,8 @@ def covering_grid(wcs_list, shapes):
     """Return a TAN header (with ``NAXISn``) covering all images at their median pixel scale.
 
     The grid is north up, east left, centred on the images' footprints.
+    (`reproject.mosaicking.find_optimal_celestial_wcs` does this too, but
+    reproject is optional and SWarp users need none of it.)
 
     Parameters
     ----------
