@@ -63,7 +63,7 @@ def coadd_tiles(items, target, tiles, output, *, run_tasks, tile_task, options, 
         publish(partial, output, overwrite=overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log.info("wrote a %d x %d mosaic in %d tiles to %s", *shape[::-1], len(records), output)
+    log.debug("wrote a %d x %d mosaic in %d tiles to %s", *shape[::-1], len(records), output)
     return open_mosaic(output)
 
 

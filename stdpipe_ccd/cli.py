@@ -87,8 +87,10 @@ def _add_mask(commands, common):
         description=_paragraph(
             "Mask every frame with stdpipe_ccd.make_mask and write it to the --output-dir "
             "folder under its own name, with MASK and FLAGS extensions. Frames whose "
-            "output exists are skipped, so an interrupted run resumes. A frame that "
-            "fails is reported and the others still complete; the exit status is then 1."
+            "output exists, is complete and was made from the same input with the same "
+            "options are skipped, so an interrupted run resumes; other outputs are "
+            "redone. A frame that fails is reported and the others still complete; the "
+            "exit status is then 1."
         ),
         epilog=(
             "example:\n"
@@ -169,6 +171,11 @@ def _add_mask(commands, common):
         help="also write the table of results to this file (ECSV)",
     )
     _add_running(parser)
+    parser.add_argument(
+        "--no-overwrite-changed",
+        action="store_true",
+        help="fail, rather than redo, frames whose output exists but does not match",
+    )
     parser.add_argument(
         "--png", action="store_true", help="write a quick-look PNG beside each masked frame"
     )
@@ -329,7 +336,7 @@ def _add_running(parser):
 def _run_mask(args):
     from . import plot
     from ._tasks import run_tasks
-    from .collection import mask_collection
+    from .collection import STATUSES, mask_collection
 
     files = arguments.select(arguments.expand(args.inputs), args.filter)
     options = {
@@ -350,6 +357,7 @@ def _run_mask(args):
         files,
         args.output_dir,
         overwrite=args.overwrite,
+        redo_changed=not args.no_overwrite_changed,
         scheduler=args.scheduler,
         jobs=args.jobs,
         progress=_progress(args),
@@ -368,8 +376,13 @@ def _run_mask(args):
     if args.table:
         table.write(args.table, format="ascii.ecsv", overwrite=True)
     _print_mask_table(table)
-    failed = int((table["status"] == "failed").sum())
-    print(f"{len(table) - failed} of {len(table)} frames masked into {args.output_dir}")
+    counts = {status: int((table["status"] == status).sum()) for status in STATUSES}
+    print(
+        f"{counts['written'] + counts['redone']} of {len(table)} frames masked into "
+        f"{args.output_dir} ({counts['redone']} redone), {counts['skipped']} up to date, "
+        f"{counts['failed']} failed"
+    )
+    failed = counts["failed"]
     return 1 if failed else 0
 
 

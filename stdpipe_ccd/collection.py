@@ -1,7 +1,9 @@
 """Masking of whole collections of frames, on one machine or on a dask cluster."""
 
+import hashlib
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,8 @@ from .masking import make_mask
 __all__ = ["mask_collection"]
 
 SCHEDULERS = ("threads", "processes", "synchronous")
+#: what happened to each frame
+STATUSES = ("written", "redone", "skipped", "failed")
 #: make_mask options that may be given as FITS paths, read by each task
 PATH_OPTIONS = ("dark", "flat", "external_mask")
 
@@ -28,6 +32,7 @@ def mask_collection(
     output_dir,
     *,
     overwrite=False,
+    redo_changed=True,
     scheduler="threads",
     client=None,
     jobs=None,
@@ -41,9 +46,12 @@ def mask_collection(
     ``output_dir`` under its own file name with `~stdpipe_ccd.io.write_fits`
     (``MASK`` and ``FLAGS`` extensions). Frames are independent tasks: one
     that fails is reported in the table and the others still complete.
-    Outputs are written under a temporary name and renamed when complete, and
-    frames whose output exists are skipped, so an interrupted run resumes
-    where it stopped.
+    Outputs are written under a temporary name and renamed when complete.
+    Each output records (``MSKHASH``) a hash of its input file's bytes and of
+    the options; a rerun skips the frames whose output opens, is complete and
+    has the same hash, so an interrupted run resumes where it stopped, and
+    redoes the others (an output of other options or another input, or a
+    truncated or unrelated file).
 
     Parameters
     ----------
@@ -52,8 +60,13 @@ def mask_collection(
     output_dir : str or path-like
         Folder for the masked frames; created if needed.
     overwrite : bool, optional
-        Redo frames whose output exists, and allow ``output_dir`` to be the
-        folder of the inputs (which are then replaced). Default is `False`.
+        Redo every frame, even those whose output is up to date, and allow
+        ``output_dir`` to be the folder of the inputs (which are then
+        replaced). Default is `False`.
+    redo_changed : bool, optional
+        Redo frames whose output exists but does not match (other options,
+        another input, incomplete). With `False` they fail with a message
+        instead and their outputs are kept. Default is `True`.
     scheduler : {"threads", "processes", "synchronous"}, optional
         Local dask scheduler. Default is ``"threads"``; ``"synchronous"``
         runs one frame after the other without dask.
@@ -74,7 +87,7 @@ def mask_collection(
     -------
     table : `~astropy.table.Table`
         One row per frame: ``input``, ``output``, ``status`` (``"written"``,
-        ``"skipped"`` or ``"failed"``), ``error``, ``seconds``, and the number
+        ``"redone"``, ``"skipped"`` or ``"failed"``), ``error``, ``seconds``, and the number
         of masked pixels per `~stdpipe_ccd.MaskFlag` reason (a column per
         name: ``NONFINITE``, ..., ``INPUT``) and in total (``TOTAL``); the
         counts of failed frames are masked.
@@ -111,35 +124,45 @@ def mask_collection(
     output_dir = Path(output_dir)
     outputs = _output_paths(inputs, output_dir, overwrite=overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
+    options_hash = _options_hash(make_mask_options, unit)
     arguments = [
-        (str(source), str(target), overwrite, unit, make_mask_options)
+        (str(source), str(target), (overwrite, redo_changed, options_hash), unit, make_mask_options)
         for source, target in zip(inputs, outputs, strict=True)
     ]
     records = run_tasks(
         mask_file, arguments, scheduler=scheduler, client=client, jobs=jobs, progress=progress
     )
     table = _records_table(records)
-    log.info(
-        "masked %d frames: %d written, %d skipped, %d failed",
+    log.debug(
+        "masked %d frames: %d written, %d redone, %d skipped, %d failed",
         len(table),
-        np.sum(table["status"] == "written"),
-        np.sum(table["status"] == "skipped"),
-        np.sum(table["status"] == "failed"),
+        *(np.sum(table["status"] == status) for status in STATUSES),
     )
     return table
 
 
-def mask_file(input_path, output_path, overwrite, unit, options):
+def mask_file(input_path, output_path, policy, unit, options):
     """Mask one FITS file into another; the task of `mask_collection`.
 
-    Returns a record (a dict) of what happened; errors are caught and recorded.
+    ``policy`` is ``(overwrite, redo_changed, options_hash)``. Returns a
+    record (a dict) of what happened; errors are caught and recorded.
     """
+    overwrite, redo_changed, options_hash = policy
     start = time.perf_counter()
     record = {"input": input_path, "output": output_path, "status": "failed", "error": ""}
     try:
-        if os.path.exists(output_path) and not overwrite:
+        key = _file_hash(input_path, options_hash)
+        existing = os.path.exists(output_path)
+        found = _output_hash(output_path) if existing and not overwrite else None
+        if found == key:
             record["counts"] = _header_counts(output_path)
             record["status"] = "skipped"
+        elif existing and not overwrite and not redo_changed:
+            msg = (
+                f"{output_path} exists but was made from another input or other options, or is "
+                "incomplete; remove it, or allow redoing it (redo_changed=True)"
+            )
+            raise FileExistsError(msg)
         else:
             ccd = read_fits(input_path, unit=unit)
             options = {
@@ -147,14 +170,50 @@ def mask_file(input_path, output_path, overwrite, unit, options):
                 for key, value in options.items()
             }
             masked = make_mask(ccd, **options)
-            write_fits(masked, output_path, overwrite=overwrite)
+            masked.meta["MSKHASH"] = (key, "hash of the input file and the options")
+            write_fits(masked, output_path, overwrite=existing)
             record["counts"] = {**flag_counts(masked.flags), "TOTAL": int(masked.mask.sum())}
-            record["status"] = "written"
+            record["status"] = "redone" if existing and not overwrite else "written"
     except Exception as err:  # one bad frame must not stop the night
         record["error"] = f"{type(err).__name__}: {err}"
         log.warning("%s failed: %s", input_path, record["error"])
     record["seconds"] = time.perf_counter() - start
     return record
+
+
+def _file_hash(path, salt):
+    """SHA-256 (16 hex digits) of a file's bytes and ``salt``, read in 1 MiB blocks."""
+    digest = hashlib.sha256(salt.encode())
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _options_hash(options, unit):
+    """Return a hash that changes with any option of the masking, files by path included."""
+    parts = [f"unit={unit}"]
+    for key in sorted(options):
+        value = options[key]
+        if key in PATH_OPTIONS and isinstance(value, (str, os.PathLike)):
+            value = "file:" + _file_hash(value, "")
+        elif hasattr(value, "data") and hasattr(value, "shape"):  # CCDData, arrays
+            value = "array:" + hashlib.sha256(np.ascontiguousarray(value.data)).hexdigest()
+        parts.append(f"{key}={value!r}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _output_hash(path):
+    """Return the ``MSKHASH`` of a complete output, or None (unreadable, truncated, other)."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # "File may have been truncated" among them
+            with fits.open(path, lazy_load_hdus=False) as hdul:
+                complete = "MASK" in hdul and "FLAGS" in hdul
+                found = hdul[0].header.get("MSKHASH")
+    except (OSError, ValueError):
+        return None
+    return found if complete and not caught else None
 
 
 def _check_options(options):
@@ -186,7 +245,8 @@ def _input_paths(collection):
 
 
 def _output_paths(inputs, output_dir, *, overwrite):
-    outputs = [output_dir / path.name for path in inputs]
+    # outputs are plain FITS: a compressed input's output does not keep the .fz
+    outputs = [output_dir / path.name.removesuffix(".fz") for path in inputs]
     names = [path.name for path in inputs]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:

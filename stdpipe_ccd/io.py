@@ -17,6 +17,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
+from ._inputs import INHERITED
+
 __all__ = ["read_fits", "write_fits"]
 
 #: file name endings of FITS images
@@ -103,7 +105,7 @@ def publish(temporary, path, *, overwrite):
     os.unlink(temporary)
 
 
-def read_fits(path, *, unit=None, hdu=0):
+def read_fits(path, *, unit=None, hdu=None):
     """Read a FITS image with its ``MASK``, ``UNCERT``, ``FLAGS`` and map extensions.
 
     Parameters
@@ -113,7 +115,10 @@ def read_fits(path, *, unit=None, hdu=0):
     unit : `~astropy.units.Unit` or str, optional
         Unit of the data when the header has no ``BUNIT``.
     hdu : int or str, optional
-        HDU of the image. Default is 0.
+        HDU of the image. Default is the first that holds a 2D image: the
+        primary, or the first extension where the primary is empty (as in
+        tile-compressed ``.fz`` files and HST-style files). Keywords the
+        extension lacks are taken from the primary header.
 
     Returns
     -------
@@ -121,14 +126,21 @@ def read_fits(path, *, unit=None, hdu=0):
         With ``.mask`` as booleans and ``.flags`` when the file has them.
     """
     with fits.open(path) as hdul:
-        if "BUNIT" in hdul[hdu].header:
-            unit = None  # the file's own unit wins
+        if hdu is None:
+            hdu = next(
+                (i for i, h in enumerate(hdul) if h.is_image and h.header.get("NAXIS") == 2), 0
+            )
+        header, primary = hdul[hdu].header, hdul[0].header
+        unit = header.get("BUNIT", primary.get("BUNIT", unit))  # the file's own unit wins
+        inherited = {key: primary[key] for key in INHERITED if key in primary and key not in header}
         extras = {
             attribute: hdul[name].data.astype(hdul[name].data.dtype.newbyteorder("="))
             for attribute, name in {"flags": FLAGS_EXTENSION, **MAP_EXTENSIONS}.items()
             if name in hdul
         }
     ccd = CCDData.read(path, hdu=hdu, unit=unit, hdu_mask="MASK", hdu_uncertainty="UNCERT")
+    if hdu not in (0, "PRIMARY"):
+        ccd.meta.update(inherited)  # what an instrument writes once, in the primary header
     ccd.flags = extras.pop("flags", None)
     for attribute, values in extras.items():
         setattr(ccd, attribute, values)

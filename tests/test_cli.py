@@ -41,6 +41,23 @@ def test_help_reads_like_a_manual(capsys):
     assert "(default: 10)" in text
 
 
+def test_mask_rerun_with_other_options(night, tmp_path, capsys):
+    folder, _ = night
+    lights = [str(folder / f"light{i}.fits") for i in range(2)]
+    out = str(tmp_path / "out")
+    assert main(["mask", *lights, "-o", out]) == 0
+    assert main(["mask", *lights, "-o", out]) == 0
+    assert "0 of 2 frames masked" in capsys.readouterr().out.splitlines()[-1]
+    assert main(["mask", *lights, "-o", out, "--bleed", "--no-overwrite-changed"]) == 1
+    captured = capsys.readouterr()
+    assert "2 failed" in captured.out
+    assert "made from another input or other options" in captured.err
+    assert main(["mask", *lights, "-o", out, "--bleed"]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert "2 of 2 frames masked" in summary
+    assert "(2 redone), 0 up to date" in summary
+
+
 def test_mask_a_folder_with_a_filter(night, tmp_path, capsys):
     folder, frames = night
     status = main(

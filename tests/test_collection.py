@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.nddata import CCDData
 from ccdproc import ImageFileCollection
 
@@ -83,6 +84,44 @@ def test_resume_skips_finished_frames(night, tmp_path):
     assert after["light0.fits"] == done["light0.fits"]
     third = mask_collection(lights, tmp_path, progress=False, overwrite=True)
     assert list(third["status"]) == ["written"] * 3
+
+
+def test_resume_redoes_what_does_not_match(night, tmp_path):
+    """Truncated, unrelated or other-option outputs are redone, not trusted."""
+    _, lights, _ = night
+    mask_collection(lights, tmp_path, progress=False)
+    truncated = tmp_path / "light0.fits"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 3])
+    CCDData(np.zeros((4, 4)), unit="adu").write(tmp_path / "light1.fits", overwrite=True)
+    table = mask_collection(lights, tmp_path, progress=False)
+    assert list(table["status"]) == ["redone", "redone", "skipped"]
+    assert read_fits(truncated).shape == SHAPE
+    # other options: every output is redone, and says so
+    other = mask_collection(lights, tmp_path, progress=False, saturation=50000.0)
+    assert list(other["status"]) == ["redone"] * 3
+    again = mask_collection(lights, tmp_path, progress=False, saturation=50000.0)
+    assert list(again["status"]) == ["skipped"] * 3
+    # or they are refused, and kept
+    before = snapshot(tmp_path)
+    refused = mask_collection(lights, tmp_path, progress=False, redo_changed=False)
+    assert list(refused["status"]) == ["failed"] * 3
+    assert "made from another input or other options" in refused["error"][0]
+    assert snapshot(tmp_path) == before
+
+
+def test_compressed_frames(night, tmp_path):
+    _, _, frames = night
+    packed = tmp_path / "light0.fits.fz"
+    header = frames[0].ccd.meta.copy()
+    header.update(frames[0].ccd.wcs.to_header())
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.CompImageHDU(frames[0].ccd.data.astype(np.float32), header)]
+    ).writeto(packed)
+    table = mask_collection([packed], tmp_path / "out", progress=False)
+    assert list(table["status"]) == ["written"]
+    masked = read_fits(tmp_path / "out" / "light0.fits")
+    reference = make_mask(frames[0].ccd)
+    np.testing.assert_array_equal(masked.mask, reference.mask)
 
 
 def test_never_overwrites_inputs(night, tmp_path):
