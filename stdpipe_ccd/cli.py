@@ -1,6 +1,7 @@
 """The ``stdpipe-ccd`` command: mask, coadd, demo and info."""
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -41,17 +42,17 @@ def main(argv=None):
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose - args.quiet)
-    try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        print("stdpipe-ccd: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:
-        if args.debug:
-            raise
-        print(f"stdpipe-ccd {args.command}: error: {_one_line(err)}", file=sys.stderr)
-        return 1
+    with _command_logging(args.verbose - args.quiet):
+        try:
+            return args.run(args)
+        except KeyboardInterrupt:
+            print("stdpipe-ccd: interrupted", file=sys.stderr)
+            return 130
+        except Exception as err:
+            if args.debug:
+                raise
+            print(f"stdpipe-ccd {args.command}: error: {_one_line(err)}", file=sys.stderr)
+            return 1
 
 
 def build_parser():
@@ -516,8 +517,14 @@ def _one_line(err):
     return text[0] if text else type(err).__name__
 
 
-def _configure_logging(level):
-    """Send astropy's log (which the package logs to) to stderr, one plain line each."""
+@contextlib.contextmanager
+def _command_logging(level):
+    """Send astropy's log (which the package logs to) to stderr, one plain line each.
+
+    The log and ``warnings.showwarning`` are put back afterwards, so calling
+    `main` from Python leaves them as they were.
+    """
+    saved = (log.handlers[:], log.propagate, log.level, warnings.showwarning)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     log.handlers[:] = [handler]
@@ -529,3 +536,8 @@ def _configure_logging(level):
     )
     # warnings as one line each, like the log
     warnings.showwarning = lambda message, category, *args, **kwargs: log.warning("%s", message)
+    try:
+        yield
+    finally:
+        log.handlers[:], log.propagate, _, warnings.showwarning = saved
+        log.setLevel(saved[2])

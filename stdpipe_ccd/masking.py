@@ -437,7 +437,7 @@ def _saturation_level(ccd, saturation):
             raise ValueError(msg)
         median = np.median(finite)
         level = float(median + 0.95 * (finite.max() - median))
-        log.info("estimated saturation level %.1f %s", level, ccd.unit)
+        log.debug("estimated saturation level %.1f %s", level, ccd.unit)
         name = "estimated saturation"
     else:
         level = _quantity_value(saturation, ccd.unit, "saturation")
@@ -469,7 +469,7 @@ def _header_saturation(ccd):
         if found
         else _quantity_value(ccd.meta.get("GAIN", 1.0), u.electron / u.adu, "GAIN")
     )
-    log.info(
+    log.debug(
         "SATURATE = %s ADU converted to %s e- with the gain %s e-/ADU that gain_correct applied",
         value,
         level * gain,
