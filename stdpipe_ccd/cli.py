@@ -436,8 +436,13 @@ def _run_coadd(args):
 
 
 def _run_demo(args):
+    from . import datasets
     from ._demo import run_demo
 
+    smallest = datasets.MIN_SIZE + datasets.OVERSCAN
+    if args.size < smallest or args.frames < 1:
+        msg = f"--size must be at least {smallest} and --frames at least 1"
+        raise ValueError(msg)  # before any folder is made
     folder = args.output_dir
     if folder is None:
         folder = Path(tempfile.mkdtemp(prefix="stdpipe-ccd-demo-", dir="."))

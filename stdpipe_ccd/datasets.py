@@ -39,6 +39,7 @@ READNOISE = 6.0  # e-
 SATURATE = 60000.0  # ADU, as written in the header
 FULL_WELL = 62000.0  # ADU in the raw frame, where charge starts to bleed
 OVERSCAN = 32  # columns on the right of the data section
+MIN_SIZE = 32  # pixels of the data section along each axis
 PIXEL_SCALE = 0.5  # arcsec per pixel
 FIELD_CENTER = (150.0, 2.0)  # RA, Dec in degrees
 
@@ -197,6 +198,12 @@ def make_frame(
     rng = np.random.default_rng(seed)
     ny, nx = shape
     data_nx = nx - overscan
+    if ny < MIN_SIZE or data_nx < MIN_SIZE:
+        msg = (
+            f"shape {tuple(shape)} is too small: the data section (without the {overscan} "
+            f"overscan columns) must be at least {MIN_SIZE} x {MIN_SIZE} pixels"
+        )
+        raise ValueError(msg)
     wcs = _frame_wcs(shape, offset, rotation, sip, overscan)
     response = _response(shape, detector_seed, vignetting, overscan)
 

@@ -244,6 +244,12 @@ def test_demo(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
+def test_demo_refuses_a_tiny_frame_and_makes_nothing(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--size", "10"]) == 1
+    assert "--size must be at least 64" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
+
+
 def test_demo_without_swarp(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no SWarp on it
     assert main(["demo", "-o", str(tmp_path), "--size", "256", "--frames", "2"]) == 0

@@ -123,3 +123,8 @@ def test_dither_set_shares_the_field():
     skies = [item.sky for item in frames]
     assert len(set(skies)) == 3
     assert all(600 <= s <= 1950 for s in skies)
+
+
+def test_too_small_a_frame_is_refused():
+    with pytest.raises(ValueError, match="too small: the data section"):
+        datasets.make_frame((10, 10))
