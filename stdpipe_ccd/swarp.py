@@ -159,39 +159,9 @@ def reproject_swarp(
     astropy.units.UnitsError
         The inputs have different units.
     """
-    combine = ("and" if is_flags else "weighted") if combine is None else combine
-    backend = SwarpBackend(
-        combine=combine,
-        conserve=conserve,
-        subtract_background=subtract_background,
-        weights=weights is not None,
-        is_flags=is_flags,
-        resampling=resampling,
-        extra=extra,
-        swarp_path=swarp_path,
-        nthreads=nthreads,
-        timeout=timeout,
-        keep_workdir=keep_workdir,
-    )
-    grid = {"wcs": wcs, "shape": shape, "width": width, "height": height, "header": header}
-    call = format_call({"combine": combine, "resampling": resampling, "conserve": conserve})
-    if is_flags:
-        frames = _flag_frames(input, backend, grid, header_suffix)
-        return _combine_flags(frames, combine, add_keyword, "reproject_swarp", call)
-    return stack_inputs(
-        input,
-        backend,
-        grid=grid,
-        flux_scale_keyword=flux_scale_keyword,
-        zeropoint_keyword=zeropoint_keyword,
-        zeropoint=zeropoint,
-        weights=weights,
-        header_suffix=header_suffix,
-        use_nans=use_nans,
-        add_keyword=add_keyword,
-        function="reproject_swarp",
-        call=call,
-    )
+    options = dict(locals())  # every argument, for the one implementation below
+    options["combine"] = ("and" if is_flags else "weighted") if combine is None else combine
+    return _swarp_product("reproject_swarp", options, resample_only=False)
 
 
 def resample_swarp(
@@ -230,62 +200,77 @@ def resample_swarp(
     frames : list of `~astropy.nddata.CCDData`
         One per input, in input order, each on the full target grid.
     """
+    options = dict(locals())  # every argument, for the one implementation below
+    options["combine"] = "or" if is_flags else "weighted"
+    return _swarp_product("resample_swarp", options, resample_only=True)
+
+
+#: options of the fronts that go to the back end, to the grid, and to the product
+_BACKEND_OPTIONS = (
+    "combine",
+    "conserve",
+    "subtract_background",
+    "is_flags",
+    "resampling",
+    "extra",
+    "swarp_path",
+    "nthreads",
+    "timeout",
+    "keep_workdir",
+)
+_GRID_OPTIONS = ("wcs", "shape", "width", "height", "header")
+_PRODUCT_OPTIONS = (
+    "flux_scale_keyword",
+    "zeropoint_keyword",
+    "zeropoint",
+    "weights",
+    "header_suffix",
+    "use_nans",
+    "add_keyword",
+)
+
+
+def _swarp_product(function, options, *, resample_only):
+    """Run SWarp on the inputs and build the product(s) of ``function``."""
     backend = SwarpBackend(
-        combine="or" if is_flags else "weighted",
-        conserve=conserve,
-        subtract_background=subtract_background,
-        weights=weights is not None,
-        is_flags=is_flags,
-        resampling=resampling,
-        extra=extra,
-        swarp_path=swarp_path,
-        nthreads=nthreads,
-        timeout=timeout,
-        keep_workdir=keep_workdir,
+        weights=options["weights"] is not None, **{k: options[k] for k in _BACKEND_OPTIONS}
     )
-    grid = {"wcs": wcs, "shape": shape, "width": width, "height": height, "header": header}
-    call = format_call({"resampling": resampling, "conserve": conserve})
-    if is_flags:
+    grid = {key: options[key] for key in _GRID_OPTIONS}
+    shown = ("resampling", "conserve") if resample_only else ("combine", "resampling", "conserve")
+    call = format_call({key: options[key] for key in shown})
+    if options["is_flags"]:
+        frames, items, target = _flag_frames(options["input"], backend, grid, options)
+        if not resample_only:
+            return _combine_flags(frames, items, target, options, function, call)
         return [
-            _flag_product(data, covered, target, [item], "OR", add_keyword, "resample_swarp", call)
-            for (data, covered), item, target in _flag_frames(
-                input, backend, grid, header_suffix, each=True
-            )
+            _flag_product(data, covered, target, [item], "OR", options, function, call)
+            for (data, covered), item in zip(frames, items, strict=True)
         ]
     return stack_inputs(
-        input,
+        options["input"],
         backend,
         grid=grid,
-        flux_scale_keyword=flux_scale_keyword,
-        zeropoint_keyword=zeropoint_keyword,
-        zeropoint=zeropoint,
-        weights=weights,
-        header_suffix=header_suffix,
-        use_nans=use_nans,
-        add_keyword=add_keyword,
-        function="resample_swarp",
+        **{key: options[key] for key in _PRODUCT_OPTIONS},
+        function=function,
         call=call,
-        resample_only=True,
+        resample_only=resample_only,
     )
 
 
-def _flag_frames(input, backend, grid, header_suffix, *, each=False):  # noqa: A002
-    """Resample flag images, each on its own.
+def _flag_frames(input, backend, grid, options):  # noqa: A002
+    """Resample flag images, each on its own: (flags, covered) of each, the items, the grid.
 
     SWarp's FLAGS resampling drops isolated bits under rotation, and AND/OR
     need each frame's coverage, so the frames are combined here.
     """
-    items = parse_inputs(input, read=backend.read, header_suffix=header_suffix)
+    items = parse_inputs(input, read=backend.read, header_suffix=options["header_suffix"])
     target = target_grid(items, **grid)
-    frames = backend.flag_frames(items, target)
-    if each:
-        return [(frame, item, target) for frame, item in zip(frames, items, strict=True)]
-    return frames, items, target
+    return backend.flag_frames(items, target), items, target
 
 
-def _combine_flags(frames, combine, add_keyword, function, call):
+def _combine_flags(frames, items, target, options, function, call):
     """Combine resampled flag frames: ``and`` keeps flags common to every covering frame."""
-    frames, items, target = frames
+    combine = options["combine"]
     data = np.zeros(frames[0][0].shape, dtype=frames[0][0].dtype)
     coverage = np.zeros(data.shape, dtype=np.int32)
     for frame, covered in frames:
@@ -295,16 +280,16 @@ def _combine_flags(frames, combine, add_keyword, function, call):
         else:
             data = np.where(covered, np.where(coverage == 1, frame, data & frame), data)
     return _flag_product(
-        data, coverage > 0, target, items, combine.upper(), add_keyword, function, call
+        data, coverage > 0, target, items, combine.upper(), options, function, call
     )
 
 
-def _flag_product(data, covered, target, items, combine, add_keyword, function, call):
+def _flag_product(data, covered, target, items, combine, options, function, call):
     meta = fits.Header(target)
     meta["NCOMBINE"] = (len(items), "number of images combined")
     meta["COMBINET"] = (combine, "how flags of overlapping frames combine")
     lines = [f"{function}({call}, is_flags=True)"]
     lines += [f"input {i + 1}: {item.description}" for i, item in enumerate(items)]
-    record_provenance(meta, add_keyword, function, lines)
+    record_provenance(meta, options["add_keyword"], function, lines)
     wcs = celestial_wcs(target, "target")
     return CCDData(data, unit=u.dimensionless_unscaled, wcs=wcs, meta=meta, mask=~covered)
