@@ -1,10 +1,20 @@
-"""Rendering of the synthetic frames: stars, bleeding charge and cosmic-ray tracks."""
+"""Rendering of the synthetic frames: the detector, stars, bleeding charge and cosmic rays."""
 
 import numpy as np
 from astropy.table import Table
 from scipy import ndimage
 
-__all__ = ["MOFFAT_BETA", "bleed", "cosmic_rays", "crossed", "double_hit", "render_stars", "track"]
+__all__ = [
+    "MOFFAT_BETA",
+    "bleed",
+    "cosmic_rays",
+    "crossed",
+    "detector_response",
+    "double_hit",
+    "hot_pixels",
+    "render_stars",
+    "track",
+]
 
 MOFFAT_BETA = 3.5
 
@@ -145,3 +155,34 @@ def _summed(iy, ix, values, shape, data_nx):
 
 
 # --- scores against truth ------------------------------------------------------
+
+
+def detector_response(shape, detector_seed, vignetting, overscan):
+    """Return the flat-field response: vignetted to ``vignetting`` in the corners, 0.5 % noise."""
+    ny, nx = shape
+    data_nx = nx - overscan
+    y, x = np.ogrid[:ny, :data_nx]
+    r2 = ((x - (data_nx - 1) / 2) / (data_nx / 2)) ** 2 + ((y - (ny - 1) / 2) / (ny / 2)) ** 2
+    # flat out to 70 % of the half-diagonal, then falling to `vignetting` at the corners
+    edge = np.clip((np.sqrt(r2 / 2) - 0.7) / 0.3, 0, 1)
+    response = np.ones(shape)
+    response[:, :data_nx] = 1.0 - (1.0 - vignetting) * edge**2
+    rng = np.random.default_rng([detector_seed, 3])
+    response[:, :data_nx] *= 1.0 + 0.005 * rng.standard_normal((ny, data_nx))
+    return response
+
+
+def hot_pixels(shape, detector_seed, n_hot, exptime, overscan):
+    """Hot pixels of the detector; ``current`` is in ADU for ``exptime``."""
+    ny, nx = shape
+    if n_hot is None:
+        n_hot = max(3, round(30 * ny * nx / 1e6))
+    rng = np.random.default_rng([detector_seed, 4])
+    rate = 10 ** rng.uniform(1.0, 2.5, n_hot)  # ADU per second
+    return Table(
+        {
+            "x": rng.integers(2, nx - overscan - 2, n_hot),
+            "y": rng.integers(2, ny - 2, n_hot),
+            "current": rate * exptime,
+        }
+    )

@@ -22,7 +22,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from scipy import ndimage
 
-from ._render import bleed, cosmic_rays, render_stars
+from ._render import bleed, cosmic_rays, detector_response, hot_pixels, render_stars
 
 __all__ = [
     "SyntheticFrame",
@@ -205,7 +205,7 @@ def make_frame(
         )
         raise ValueError(msg)
     wcs = _frame_wcs(shape, offset, rotation, sip, overscan)
-    response = _response(shape, detector_seed, vignetting, overscan)
+    response = detector_response(shape, detector_seed, vignetting, overscan)
 
     # star light in ADU after flat-fielding
     stars = _field_stars(field_seed, star_density, n_saturated, wcs, shape, overscan)
@@ -218,7 +218,7 @@ def make_frame(
     raw = model * response * GAIN
     saturated_mask = raw >= FULL_WELL * GAIN
     bleed_mask = bleed(raw, FULL_WELL * GAIN)
-    hot = _hot_pixels(shape, detector_seed, n_hot, exptime, overscan)
+    hot = hot_pixels(shape, detector_seed, n_hot, exptime, overscan)
     raw[hot["y"], hot["x"]] += hot["current"] * GAIN
     raw = rng.poisson(np.clip(raw, 0, None)).astype(np.float64)
     raw += rng.normal(0.0, READNOISE, shape)
@@ -350,7 +350,7 @@ def make_dark(
     """
     rng = np.random.default_rng([detector_seed, 1])
     data = rng.normal(0.0, READNOISE / GAIN / np.sqrt(n_combined), shape)
-    hot = _hot_pixels(shape, detector_seed, n_hot, exptime, overscan)
+    hot = hot_pixels(shape, detector_seed, n_hot, exptime, overscan)
     data[hot["y"], hot["x"]] += hot["current"]
     meta = {"IMAGETYP": "DARK", "EXPTIME": exptime, "NCOMBINE": n_combined}
     return CCDData(data.astype(dtype), unit=u.adu, meta=meta)
@@ -391,7 +391,7 @@ def make_flat(
         Dimensionless.
     """
     rng = np.random.default_rng([detector_seed, 2])
-    response = _response(shape, detector_seed, vignetting, overscan)
+    response = detector_response(shape, detector_seed, vignetting, overscan)
     noise = np.sqrt(np.clip(response, 1e-6, None) * level * GAIN * n_combined) / (
         level * GAIN * n_combined
     )
@@ -407,37 +407,6 @@ def _sky_noise(level, response):
 
 
 # --- detector ---------------------------------------------------------------
-
-
-def _response(shape, detector_seed, vignetting, overscan):
-    """Return the flat-field response: vignetted to ``vignetting`` in the corners, 0.5 % noise."""
-    ny, nx = shape
-    data_nx = nx - overscan
-    y, x = np.ogrid[:ny, :data_nx]
-    r2 = ((x - (data_nx - 1) / 2) / (data_nx / 2)) ** 2 + ((y - (ny - 1) / 2) / (ny / 2)) ** 2
-    # flat out to 70 % of the half-diagonal, then falling to `vignetting` at the corners
-    edge = np.clip((np.sqrt(r2 / 2) - 0.7) / 0.3, 0, 1)
-    response = np.ones(shape)
-    response[:, :data_nx] = 1.0 - (1.0 - vignetting) * edge**2
-    rng = np.random.default_rng([detector_seed, 3])
-    response[:, :data_nx] *= 1.0 + 0.005 * rng.standard_normal((ny, data_nx))
-    return response
-
-
-def _hot_pixels(shape, detector_seed, n_hot, exptime, overscan):
-    """Hot pixels of the detector; ``current`` is in ADU for ``exptime``."""
-    ny, nx = shape
-    if n_hot is None:
-        n_hot = max(3, round(30 * ny * nx / 1e6))
-    rng = np.random.default_rng([detector_seed, 4])
-    rate = 10 ** rng.uniform(1.0, 2.5, n_hot)  # ADU per second
-    return Table(
-        {
-            "x": rng.integers(2, nx - overscan - 2, n_hot),
-            "y": rng.integers(2, ny - 2, n_hot),
-            "current": rate * exptime,
-        }
-    )
 
 
 def _frame_wcs(shape, offset, rotation, sip, overscan=OVERSCAN):
