@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
-from astropy.nddata import CCDData
+from astropy.nddata import (
+    CCDData,
+    InverseVariance,
+    StdDevUncertainty,
+    VarianceUncertainty,
+)
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
@@ -23,8 +28,11 @@ from .exceptions import StdpipeCCDWarning
 __all__ = [
     "READ_LEVELS",
     "Item",
+    "ccd_from_hdulist",
     "common_unit",
+    "companions",
     "flux_scales",
+    "image_hdus",
     "parse_inputs",
     "read_file",
     "target_grid",
@@ -176,9 +184,7 @@ class Item:
         if level == "header":
             return
         if level == "pixels" or self.hdu != 0 or self.extensions:
-            self.ccd = CCDData(
-                np.array(hdu.data), unit=self.unit or u.adu, meta=header, wcs=self.wcs
-            )
+            self.ccd = ccd_from_hdulist(hdul, self.hdu, header, self.wcs, self.unit or u.adu)
         elif level == "noise" or (level == "finite" and self.dtype.kind == "f"):
             self.finite, self.noise = _scan(hdu.data)
 
@@ -274,7 +280,7 @@ def read_file(path, hdu, read, header_suffix=".head"):
         with open(path, "rb") as stream, warnings.catch_warnings():  # the only open of the file
             warnings.filterwarnings("error", "File may have been truncated", AstropyUserWarning)
             hdul = fits.open(stream)
-            images = _image_hdus(hdul)
+            images = image_hdus(hdul)
             chosen = images if hdu is None else [_hdu_index(hdul, hdu, path)]
             if not chosen:
                 msg = f"{path} has no 2D image"
@@ -298,20 +304,54 @@ def read_file(path, hdu, read, header_suffix=".head"):
                     item.head, item.head_path = heads[position], head_path
                 item._read_hdu(hdul, read, hdul[0].header)
                 items.append(item)
-            if read != "header" and len(items) == 1 and items[0].extensions & {"MASK", "UNCERT"}:
-                # a file of write_fits or CCDData.write: its mask and uncertainty are weights
-                item = items[0]
-                stream.seek(0)
-                ccd = CCDData.read(stream, hdu=item.hdu, unit=item.unit or u.adu, format="fits")
-                ccd.meta = item.header
-                item.ccd = ccd
     except (OSError, TypeError, IndexError, KeyError, AstropyUserWarning) as err:
         msg = f"cannot read {path}: {err}"
         raise ValueError(msg) from err
     return items
 
 
-def _image_hdus(hdul):
+def ccd_from_hdulist(hdul, index, header, wcs, unit, *, flags=False):
+    """Return the image of HDU ``index`` of an open file as a CCDData, with its companions.
+
+    The ``MASK``, ``UNCERT`` and ``FLAGS`` of an image are the extensions of
+    those names with its ``EXTVER`` (several CCDs in one file), or the only
+    ones of the file; ``UNCERT`` is of the class its ``UTYPE`` names, as
+    `~astropy.nddata.CCDData.write` writes it.
+    """
+    parts = companions(hdul, index)
+    uncertainty = None
+    if "UNCERT" in parts:
+        kind = parts["UNCERT"].header.get("UTYPE", "StdDevUncertainty")
+        classes = {"InverseVariance": InverseVariance, "VarianceUncertainty": VarianceUncertainty}
+        uncertainty = classes.get(kind, StdDevUncertainty)(np.array(parts["UNCERT"].data))
+    mask = np.array(parts["MASK"].data, dtype=bool) if "MASK" in parts else None
+    ccd = CCDData(
+        np.array(hdul[index].data),
+        unit=unit,
+        meta=header,
+        wcs=wcs,
+        mask=mask,
+        uncertainty=uncertainty,
+    )
+    if flags and "FLAGS" in parts:
+        values = parts["FLAGS"].data
+        ccd.flags = values.astype(values.dtype.newbyteorder("="))
+    return ccd
+
+
+def companions(hdul, index):
+    """Return the ``MASK``, ``UNCERT`` and ``FLAGS`` HDUs of the image in HDU ``index``."""
+    version = hdul[index].header.get("EXTVER")
+    found = {}
+    for name in ("MASK", "UNCERT", "FLAGS"):
+        if version is not None and (name, version) in hdul:
+            found[name] = hdul[name, version]
+        elif name in hdul and len(image_hdus(hdul)) == 1:
+            found[name] = hdul[name]
+    return found
+
+
+def image_hdus(hdul):
     """Return the indices of the 2D image HDUs that hold images to stack (not companions)."""
     return [
         index

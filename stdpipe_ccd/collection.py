@@ -12,6 +12,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
 from ._cosmics import check_options
+from ._inputs import companions, image_hdus
 from ._provenance import COUNT_KEYWORDS
 from ._tasks import run_tasks
 from .flags import MaskFlag, flag_counts
@@ -164,21 +165,53 @@ def mask_file(input_path, output_path, policy, unit, options):
             )
             raise FileExistsError(msg)
         else:
-            ccd = read_fits(input_path, unit=unit)
             options = {
                 key: _read_option(value) if key in PATH_OPTIONS else value
                 for key, value in options.items()
             }
-            masked = make_mask(ccd, **options)
-            masked.meta["MSKHASH"] = (key, "hash of the input file and the options")
-            write_fits(masked, output_path, overwrite=existing)
-            record["counts"] = {**flag_counts(masked.flags), "TOTAL": int(masked.mask.sum())}
+            record["counts"] = _mask_and_write(input_path, output_path, key, unit, options)
             record["status"] = "redone" if existing and not overwrite else "written"
     except Exception as err:  # one bad frame must not stop the night
         record["error"] = f"{type(err).__name__}: {err}"
         log.warning("%s failed: %s", input_path, record["error"])
     record["seconds"] = time.perf_counter() - start
     return record
+
+
+def _mask_and_write(input_path, output_path, key, unit, options):
+    """Mask every image of a file (each CCD of a multi-extension file) and write them.
+
+    Returns the pixel counts per reason, summed over the images.
+    """
+    with fits.open(input_path) as hdul:
+        images = image_hdus(hdul)
+        primary = hdul[0].header.copy()
+    hash_card = (key, "hash of the input file and the options")
+    if len(images) <= 1:
+        masked = [make_mask(read_fits(input_path, unit=unit), **options)]
+        masked[0].meta["MSKHASH"] = hash_card
+        write_fits(masked[0], output_path, overwrite=os.path.exists(output_path))
+    else:
+        masked = [
+            make_mask(read_fits(input_path, unit=unit, hdu=index), **options) for index in images
+        ]
+        counts = _sum_counts(masked)
+        primary["MSKHASH"] = hash_card
+        primary["NCCD"] = (len(masked), "images masked, one SCI/MASK/FLAGS set each")
+        for flag, keyword in COUNT_KEYWORDS.items():
+            primary[keyword] = (counts[flag.name], f"pixels masked in all images: {flag.name}")
+        primary["MSKTOTAL"] = (counts["TOTAL"], "pixels masked for any reason, all images")
+        write_fits(masked, output_path, overwrite=os.path.exists(output_path), primary=primary)
+    return _sum_counts(masked)
+
+
+def _sum_counts(masked):
+    counts = {"TOTAL": 0}
+    for ccd in masked:
+        for name, value in flag_counts(ccd.flags).items():
+            counts[name] = counts.get(name, 0) + value
+        counts["TOTAL"] += int(ccd.mask.sum())
+    return counts
 
 
 def _file_hash(path, salt):
@@ -209,7 +242,8 @@ def _output_hash(path):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")  # "File may have been truncated" among them
             with fits.open(path, lazy_load_hdus=False) as hdul:
-                complete = "MASK" in hdul and "FLAGS" in hdul
+                complete = "MASK" in hdul and "FLAGS" in hdul  # (all of them, by EXTVER)
+                complete = complete and all(companions(hdul, i) for i in image_hdus(hdul))
                 found = hdul[0].header.get("MSKHASH")
     except (OSError, ValueError):
         return None

@@ -17,7 +17,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ._inputs import INHERITED
+from ._inputs import INHERITED, ccd_from_hdulist, companions
+from ._wcs import celestial_wcs
 
 __all__ = ["read_fits", "write_fits"]
 
@@ -29,16 +30,19 @@ FLAGS_EXTENSION = "FLAGS"
 MAP_EXTENSIONS = {"exposure_map": "EXPMAP", "count_map": "NIMAGES"}
 
 
-def write_fits(ccd, path, *, overwrite=False):
+def write_fits(ccd, path, *, overwrite=False, primary=None):
     """Write a `~astropy.nddata.CCDData` with its mask, uncertainty and flags.
 
     Parameters
     ----------
-    ccd : `~astropy.nddata.CCDData`
+    ccd : `~astropy.nddata.CCDData` or list of them
         The image; ``.mask`` goes to a ``MASK`` extension, ``.uncertainty``
         to ``UNCERT`` (as `~astropy.nddata.CCDData.write` does),
         ``.flags`` to ``FLAGS``, and a coadd's ``.exposure_map`` and
-        ``.count_map`` to ``EXPMAP`` and ``NIMAGES``.
+        ``.count_map`` to ``EXPMAP`` and ``NIMAGES``. A list (the CCDs of a
+        mosaic camera) is written as one file with an empty primary HDU
+        (``primary`` its header) and, for the k-th image, ``SCI``, ``MASK``,
+        ``UNCERT`` and ``FLAGS`` extensions with ``EXTVER = k``.
     path : str or path-like
         Output FITS file.
     overwrite : bool, optional
@@ -66,12 +70,15 @@ def write_fits(ccd, path, *, overwrite=False):
     if path.exists() and not overwrite:
         msg = f"{path} exists; pass overwrite=True to replace it"
         raise FileExistsError(msg)
-    hdul = ccd.to_hdu(hdu_mask="MASK", hdu_uncertainty="UNCERT", hdu_flags=None)
-    if ccd.flags is not None:
-        hdul.append(fits.ImageHDU(np.asarray(ccd.flags), name=FLAGS_EXTENSION))
-    for attribute, name in MAP_EXTENSIONS.items():
-        if getattr(ccd, attribute, None) is not None:
-            hdul.append(fits.ImageHDU(np.asarray(getattr(ccd, attribute)), name=name))
+    if isinstance(ccd, (list, tuple)):
+        hdul = _multi_extension(ccd, primary)
+    else:
+        hdul = ccd.to_hdu(hdu_mask="MASK", hdu_uncertainty="UNCERT", hdu_flags=None)
+        if ccd.flags is not None:
+            hdul.append(fits.ImageHDU(np.asarray(ccd.flags), name=FLAGS_EXTENSION))
+        for attribute, name in MAP_EXTENSIONS.items():
+            if getattr(ccd, attribute, None) is not None:
+                hdul.append(fits.ImageHDU(np.asarray(getattr(ccd, attribute)), name=name))
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
     try:
@@ -80,6 +87,33 @@ def write_fits(ccd, path, *, overwrite=False):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def _multi_extension(ccds, primary):
+    """Return several images as one file's HDUs: HST-style SCI/MASK/UNCERT/FLAGS sets."""
+    header = fits.Header(primary or {})
+    for key in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND"):
+        header.remove(key, ignore_missing=True)
+    hdul = fits.HDUList([fits.PrimaryHDU(header=header)])
+    hdul[0].header["EXTEND"] = True
+    for version, ccd in enumerate(ccds, start=1):
+        header = fits.Header(ccd.meta)
+        if ccd.wcs is not None:
+            header.update(ccd.wcs.to_header(relax=True))
+        header["BUNIT"] = ccd.unit.to_string()
+        parts = [fits.ImageHDU(np.asarray(ccd.data), header=header, name="SCI")]
+        if ccd.mask is not None:
+            parts.append(fits.ImageHDU(np.asarray(ccd.mask, dtype=np.uint8), name="MASK"))
+        if ccd.uncertainty is not None:
+            uncertainty = fits.ImageHDU(np.asarray(ccd.uncertainty.array), name="UNCERT")
+            uncertainty.header["UTYPE"] = type(ccd.uncertainty).__name__
+            parts.append(uncertainty)
+        if ccd.flags is not None:
+            parts.append(fits.ImageHDU(np.asarray(ccd.flags), name=FLAGS_EXTENSION))
+        for part in parts:
+            part.header["EXTVER"] = version
+        hdul.extend(parts)
+    return hdul
 
 
 def publish(temporary, path, *, overwrite):
@@ -132,6 +166,16 @@ def read_fits(path, *, unit=None, hdu=None):
             )
         header, primary = hdul[hdu].header, hdul[0].header
         unit = header.get("BUNIT", primary.get("BUNIT", unit))  # the file's own unit wins
+        if header.get("EXTVER") is not None and companions(hdul, hdul.index_of(hdu)):
+            # one of several images, with companions of its EXTVER
+            merged = header.copy()
+            merged.update({k: primary[k] for k in INHERITED if k in primary and k not in header})
+            try:
+                wcs = celestial_wcs(merged, str(path))
+            except ValueError:
+                wcs = None
+            index = hdul.index_of(hdu)
+            return ccd_from_hdulist(hdul, index, merged, wcs, unit or "adu", flags=True)
         inherited = {key: primary[key] for key in INHERITED if key in primary and key not in header}
         extras = {
             attribute: hdul[name].data.astype(hdul[name].data.dtype.newbyteorder("="))

@@ -290,3 +290,39 @@ def test_sigterm_kills_swarp_and_cleans_up(tmp_path, name):
     with pytest.raises(ProcessLookupError):
         os.kill(swarp_pid, 0)  # SWarp is gone (killed and reaped)
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.requires_swarp
+def test_mask_and_stack_a_multi_extension_night(frames, tmp_path):
+    """Each CCD is masked into its own SCI/MASK/FLAGS set; the stack weighs by those masks."""
+    from stdpipe_ccd import make_mask, mask_collection
+
+    ccds = [frame.ccd.copy() for frame in frames]
+    ccds[1].data[100:120, 100:120] = np.nan  # a hole that must stay out of the stack
+    hdus = [fits.PrimaryHDU(header=fits.Header({"GAIN": 1.6, "SATURATE": 60000.0}))]
+    for k, ccd in enumerate(ccds, start=1):
+        hdus.append(fits.ImageHDU(ccd.data, header=ccd.wcs.to_header(), name=f"CCD{k}"))
+    raw = tmp_path / "night" / "mosaic.fits"
+    raw.parent.mkdir()
+    fits.HDUList(hdus).writeto(raw)
+    table = mask_collection([raw], tmp_path / "masked", progress=False, mask_bleed=True)
+    assert list(table["status"]) == ["written"]
+    output = tmp_path / "masked" / "mosaic.fits"
+    for k, ccd in enumerate(ccds, start=1):
+        back = read_fits(output, hdu=("SCI", k))
+        alone = make_mask(
+            CCDData(ccd.data, unit="adu", wcs=ccd.wcs, meta={"GAIN": 1.6, "SATURATE": 60000.0}),
+            mask_bleed=True,
+        )
+        np.testing.assert_array_equal(back.mask, alone.mask)
+        np.testing.assert_array_equal(back.flags, alone.flags)
+    assert table["NONFINITE"][0] == 400
+    again = mask_collection([raw], tmp_path / "masked", progress=False, mask_bleed=True)
+    assert list(again["status"]) == ["skipped"]
+    assert again["TOTAL"][0] == table["TOTAL"][0]
+    stack = coadd(output, method="swarp")
+    assert stack.meta["NCOMBINE"] == 2
+    hole = ccds[1].wcs.pixel_to_world(110, 110)
+    x, y = np.round(stack.wcs.world_to_pixel(hole)).astype(int)
+    assert stack.count_map[y, x] == 1  # the masked hole of CCD 2 gave no weight there
+    assert stack.count_map.max() == 2
