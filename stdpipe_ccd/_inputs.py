@@ -36,6 +36,7 @@ __all__ = [
     "parse_inputs",
     "read_file",
     "target_grid",
+    "warn_unused",
 ]
 
 #: how much of a file `parse_inputs` reads: headers only; the finite pixels and the
@@ -285,7 +286,7 @@ def read_file(path, hdu, read, header_suffix=".head"):
             if not chosen:
                 msg = f"{path} has no 2D image"
                 raise ValueError(msg)
-            _warn_unused(hdul, path)
+            warn_unused(hdul, path)
             heads, head_path = _head_blocks(path, header_suffix)
             named = hdu is not None or len(chosen) > 1
             items = []
@@ -368,7 +369,8 @@ def _hdu_index(hdul, hdu, path):
         raise ValueError(msg) from err
 
 
-def _warn_unused(hdul, path):
+def warn_unused(hdul, path, stacklevel=5):
+    """Warn about companion extensions this package does not use (ERR, DQ, ...)."""
     unused = sorted(
         hdu.name
         for hdu in hdul
@@ -376,7 +378,9 @@ def _warn_unused(hdul, path):
     )
     if unused:
         warnings.warn(
-            f"{path}: extensions {', '.join(unused)} are not used", StdpipeCCDWarning, stacklevel=5
+            f"{path}: extensions {', '.join(unused)} are not used",
+            StdpipeCCDWarning,
+            stacklevel=stacklevel,
         )
 
 

@@ -12,7 +12,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
 from ._cosmics import check_options
-from ._inputs import companions, image_hdus
+from ._inputs import companions, image_hdus, warn_unused
 from ._provenance import COUNT_KEYWORDS
 from ._tasks import run_tasks
 from .flags import MaskFlag, flag_counts
@@ -186,6 +186,7 @@ def _mask_and_write(input_path, output_path, key, unit, options):
     with fits.open(input_path) as hdul:
         images = image_hdus(hdul)
         primary = hdul[0].header.copy()
+        warn_unused(hdul, input_path, stacklevel=2)
     hash_card = (key, "hash of the input file and the options")
     if len(images) <= 1:
         masked = [make_mask(read_fits(input_path, unit=unit), **options)]

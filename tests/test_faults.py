@@ -326,3 +326,26 @@ def test_mask_and_stack_a_multi_extension_night(frames, tmp_path):
     x, y = np.round(stack.wcs.world_to_pixel(hole)).astype(int)
     assert stack.count_map[y, x] == 1  # the masked hole of CCD 2 gave no weight there
     assert stack.count_map.max() == 2
+
+
+def test_mask_an_hst_style_file(frames, tmp_path):
+    """An empty primary with SCI, ERR and DQ: SCI is masked in its own unit, the rest named."""
+    from stdpipe_ccd import mask_collection
+
+    header = frames[0].ccd.wcs.to_header()
+    header["BUNIT"] = "electron"
+    path = tmp_path / "hst.fits"
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(header=fits.Header({"EXPTIME": 100.0})),
+            fits.ImageHDU(frames[0].ccd.data * datasets.GAIN, header=header, name="SCI"),
+            fits.ImageHDU(np.ones(SHAPE, np.float32), name="ERR"),
+            fits.ImageHDU(np.zeros(SHAPE, np.int16), name="DQ"),
+        ]
+    ).writeto(path)
+    with pytest.warns(StdpipeCCDWarning, match="extensions DQ, ERR are not used"):
+        table = mask_collection([path], tmp_path / "out", progress=False, scheduler="synchronous")
+    assert list(table["status"]) == ["written"]
+    masked = read_fits(tmp_path / "out" / "hst.fits")
+    assert masked.unit == u.electron
+    assert masked.meta["EXPTIME"] == 100.0
