@@ -3,9 +3,9 @@
 Dithered frames (2048 x 2048 by default, with their sky, a zero point and a
 flux scale each, masked for saturation and bleed trails) are stacked with
 ``method="swarp"`` and with ``method="interp"`` on the same grid, for every
-combine type and scaling option. For isolated stars of known position the aperture sums (radius 10 px)
-of the two are compared, and the median inverse variance, the gain and the
-image-count maps.
+combine type and scaling option. For isolated stars of known position the
+aperture sums (radius 10 px) of the two are compared, and the median inverse
+variance, the gain and the image-count maps.
 
     python benchmarks/bench_parity.py            # 4 x 2048 x 2048
     python benchmarks/bench_parity.py --quick    # 4 x 512 x 512
