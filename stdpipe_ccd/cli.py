@@ -232,7 +232,8 @@ def _add_coadd(commands, common):
     parser.add_argument(
         "--subtract-background",
         action="store_true",
-        help="let SWarp subtract a background map from each frame",
+        help="subtract each frame's background first (SWarp's map, or the same estimate "
+        "with reproject)",
     )
     parser.add_argument(
         "--reference",
@@ -246,6 +247,19 @@ def _add_coadd(commands, common):
         type=arguments.tile_size,
         metavar="N or NYxNX",
         help="coadd in tiles of this many pixels, one task each, for mosaics larger than memory",
+    )
+    parser.add_argument(
+        "--zeropoint-keyword",
+        metavar="KEY",
+        help="scale every frame to the zero point of the first, read from this keyword",
+    )
+    parser.add_argument(
+        "--flux-scale-keyword", metavar="KEY", help="multiply each frame by this keyword's value"
+    )
+    parser.add_argument(
+        "--ignore-head",
+        action="store_true",
+        help="ignore SCAMP .head files beside the frames (default: apply them, as SWarp does)",
     )
     parser.add_argument(
         "--swarp", type=Path, metavar="PATH", help="the SWarp binary (default: from the PATH)"
@@ -402,13 +416,15 @@ def _run_coadd(args):
     if args.method in ("auto", "swarp"):
         if args.resampling:
             options["resampling"] = args.resampling
-        if args.subtract_background:
-            options["subtract_background"] = True
         if args.swarp:
             options["swarp_path"] = args.swarp
-    elif args.resampling or args.subtract_background or args.swarp:
-        msg = "--resampling, --subtract-background and --swarp need --method swarp or auto"
+    elif args.resampling or args.swarp:
+        msg = "--resampling and --swarp need --method swarp or auto"
         raise ValueError(msg)
+    options["subtract_background"] = args.subtract_background
+    options["zeropoint_keyword"] = args.zeropoint_keyword
+    options["flux_scale_keyword"] = args.flux_scale_keyword
+    options["header_suffix"] = None if args.ignore_head else ".head"
     start = time.perf_counter()
     result = coadd(
         files,
@@ -428,7 +444,7 @@ def _run_coadd(args):
 
         plot.write_coadd_png(result, args.output.with_suffix(".png"))
     print(
-        f"coadded {len(files)} frames into {args.output} "
+        f"coadded {result.meta['NCOMBINE']} images of {len(files)} files into {args.output} "
         f"({result.shape[1]} x {result.shape[0]} pixels, GAIN {result.meta.get('GAIN', 1):.3g}) "
         f"in {time.perf_counter() - start:.1f} s"
     )

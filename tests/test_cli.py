@@ -179,7 +179,7 @@ def test_stack_matches_the_python_call(night, tmp_path, capsys):
         ["stack", *lights, "-o", str(tmp_path / "stack.fits"), "--png", "--combine", "average"]
     )
     assert status == 0
-    assert "coadded 2 frames" in capsys.readouterr().out
+    assert "coadded 2 images of 2 files" in capsys.readouterr().out
     ours = read_fits(tmp_path / "stack.fits")
     direct = coadd(lights, method="swarp", combine="average")
     np.testing.assert_allclose(ours.data, direct.data, rtol=1e-6, equal_nan=True)
@@ -289,3 +289,37 @@ def test_mask_a_raw_uint16_night(tmp_path, capsys):
         scores = datasets.score_cosmic_rays(frame, ccd.flags & MaskFlag.COSMIC_RAY, masked=ccd.mask)
         assert scores["recall_5sigma"] > 0.9
         assert scores["star_cores"] == 0
+
+
+@pytest.mark.requires_swarp
+def test_multi_extension_night_through_the_command(night, tmp_path, capsys):
+    """Mask a two-CCD file, then stack it with and without a SCAMP .head file."""
+    _, frames = night
+    hdus = [fits.PrimaryHDU(header=fits.Header({"GAIN": 1.6, "SATURATE": 60000.0}))]
+    for k, frame in enumerate(frames, start=1):
+        hdus.append(fits.ImageHDU(frame.ccd.data, header=frame.ccd.wcs.to_header(), name=f"C{k}"))
+    raw = tmp_path / "raw" / "mosaic.fits"
+    raw.parent.mkdir()
+    fits.HDUList(hdus).writeto(raw)
+    masked = tmp_path / "masked"
+    assert main(["mask", str(raw), "-o", str(masked), "--bleed"]) == 0
+    assert "1 of 1 frames masked" in capsys.readouterr().out
+    output = masked / "mosaic.fits"
+    assert read_fits(output, hdu=("SCI", 2)).mask is not None
+    assert main(["coadd", str(output), "-o", str(tmp_path / "stack.fits")]) == 0
+    assert "coadded 2 images of 1 files" in capsys.readouterr().out
+    # a SCAMP solution for the two CCDs moves the stack; --ignore-head leaves it
+    head = ""
+    for frame in frames:
+        cards = frame.ccd.wcs.to_header()
+        cards["CRVAL1"] += 0.01
+        head += cards.tostring(sep="\n", endcard=True, padding=False) + "\n"
+    (masked / "mosaic.head").write_text(head)
+    for name, extra in (("solved", []), ("ignored", ["--ignore-head"])):
+        target = str(tmp_path / f"{name}.fits")
+        assert main(["coadd", str(output), "-o", target, *extra]) == 0
+    plain = fits.getheader(tmp_path / "stack.fits")
+    assert fits.getheader(tmp_path / "ignored.fits")["CRVAL1"] == plain["CRVAL1"]
+    assert fits.getheader(tmp_path / "solved.fits")["CRVAL1"] == pytest.approx(
+        plain["CRVAL1"] + 0.01, abs=1e-3
+    )
