@@ -22,6 +22,14 @@ from astropy.nddata import (
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
+from ._headers import (
+    WCS_STARTS,
+    apply_head,
+    head_blocks,
+    header_unit,
+    keyword_number,
+    pixel_dtype,
+)
 from ._wcs import celestial_wcs, covering_grid, has_sip, sip_to_tpv
 from .exceptions import StdpipeCCDWarning
 
@@ -54,7 +62,6 @@ INHERITED = ("BUNIT", "GAIN", "SATURATE", "EXPTIME", "RDNOISE", "READNOISE", "FL
 
 #: WCS keywords replaced by those of a CCDData's ``.wcs``
 _WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CDELT", "CUNIT")
-_WCS_STARTS = ("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "PV1_", "PV2_")
 
 
 class Item:
@@ -95,6 +102,7 @@ class Item:
         self.extensions = set()
         self.finite = self.noise = None
         self.head = self.head_path = None
+        self._pending = None
         if ccd is not None:
             self._set_memory(ccd)
             self._check()
@@ -107,7 +115,7 @@ class Item:
         header = header.copy()
         if ccd.wcs is not None:
             for key in list(header):
-                if key[:5] in _WCS_PREFIXES or key.startswith(_WCS_STARTS):
+                if key[:5] in _WCS_PREFIXES or key.startswith(WCS_STARTS):
                     del header[key]
             header.update(ccd.wcs.to_header(relax=True))
         self.header, self.shape, self.unit = header, ccd.data.shape, ccd.unit
@@ -122,7 +130,7 @@ class Item:
         (ADU/s, e-/s), whose unit holds 1/EXPTIME of the counts.
         """
         gain = 1.0 if self.unit in (u.electron, u.electron / u.s) else self.header.get("GAIN", 1.0)
-        gain = _keyword_number(gain, "GAIN", self.name)
+        gain = keyword_number(gain, "GAIN", self.name)
         if self.unit is not None and self.unit.is_equivalent(u.adu / u.s):
             return gain * (self.exptime or 1.0)
         return gain
@@ -135,7 +143,7 @@ class Item:
         self.gain  # noqa: B018 (raises on a GAIN that is not a number)
         for key in ("SATURATE", "FLXSCALE"):
             if key in self.header:
-                _keyword_number(self.header[key], key, self.name)
+                keyword_number(self.header[key], key, self.name)
 
     @property
     def description(self):
@@ -146,7 +154,7 @@ class Item:
     def exptime(self):
         """``EXPTIME`` in seconds, or `None`."""
         value = self.header.get("EXPTIME")
-        return None if value is None else _keyword_number(value, "EXPTIME", self.name)
+        return None if value is None else keyword_number(value, "EXPTIME", self.name)
 
     def swarp_header(self, keywords):
         """Header of the image as SWarp reads it: its WCS (TPV for SIP) and ``keywords``."""
@@ -163,8 +171,8 @@ class Item:
         """Return the WCS with its SIP distortion as TPV (which SWarp understands)."""
         return sip_to_tpv(self.wcs.celestial, self.shape)
 
-    def _read_hdu(self, hdul, level, primary):
-        """Read this item's HDU of an open file: its header and, by ``level``, its pixels."""
+    def _read_hdu(self, hdul, primary):
+        """Read this item's header from an open file (its pixels wait for `load`)."""
         hdu = hdul[self.hdu]
         if not hdu.is_image or hdu.header.get("NAXIS") != 2:
             msg = f"HDU {self.hdu} of {self.path} is not a 2D image"
@@ -175,19 +183,61 @@ class Item:
                 if key not in header and key in primary:
                     header[key] = primary[key]
         if self.head is not None:
-            _apply_head(header, self.head)
+            apply_head(header, self.head)
         self.header = header
         self.shape = (header["NAXIS2"], header["NAXIS1"])
-        self.unit = _header_unit(header)
-        self.dtype = _pixel_dtype(header)
+        self.unit = header_unit(header)
+        self.dtype = pixel_dtype(header)
         self.wcs = celestial_wcs(header, self.name)
         self._check()
-        if level == "header":
-            return
-        if level == "pixels" or self.hdu != 0 or self.extensions:
-            self.ccd = ccd_from_hdulist(hdul, self.hdu, header, self.wcs, self.unit or u.adu)
-        elif level == "noise" or (level == "finite" and self.dtype.kind == "f"):
-            self.finite, self.noise = _scan(hdu.data)
+
+    def load(self):
+        """Read the pixels the back end asked for, from the file opened at parsing.
+
+        Pixels are read one input at a time, as the back end reaches it, and
+        the file is closed once its items are read: a call holds the pixels
+        of one input, not of all of them. In-memory inputs have nothing to load.
+        """
+        if self._pending is None:
+            return self
+        opened, level = self._pending
+        self._pending = None
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("error", "File may have been truncated", AstropyUserWarning)
+                hdu = opened.hdul[self.hdu]
+                if level == "pixels" or self.hdu != 0 or self.extensions:
+                    unit = self.unit or u.adu
+                    self.ccd = ccd_from_hdulist(opened.hdul, self.hdu, self.header, self.wcs, unit)
+                elif level == "noise" or (level == "finite" and self.dtype.kind == "f"):
+                    self.finite, self.noise = _scan(hdu.data)
+        except (OSError, TypeError, IndexError, KeyError, AstropyUserWarning) as err:
+            msg = f"cannot read {self.path}: {err}"
+            raise ValueError(msg) from err
+        finally:
+            opened.release()
+        return self
+
+    def release(self):
+        """Drop the pixels read from a file (and close it if they were never read)."""
+        if self._pending is not None:
+            self._pending[0].release()
+            self._pending = None
+        if self.path is not None:
+            self.ccd = self.finite = None
+
+
+class _OpenFile:
+    """A FITS file kept open from parsing until each of its items has read its pixels."""
+
+    def __init__(self, stream, hdul, users):
+        self.stream, self.hdul, self.users = stream, hdul, users
+
+    def release(self):
+        self.users -= 1
+        if self.users <= 0:
+            self.hdul.close()
+            self.stream.close()
 
 
 def parse_inputs(input, *, read="header", header_suffix=".head"):  # noqa: A002 (as the fronts)
@@ -202,11 +252,15 @@ def parse_inputs(input, *, read="header", header_suffix=".head"):  # noqa: A002 
     header_suffix : str or None, optional
         Suffix of the SCAMP header files applied to file inputs; `None` ignores them.
     """
-    return [
-        item
-        for index, entry in enumerate(_entries(input))
-        for item in _items(entry, index, read, header_suffix)
-    ]
+    items = []
+    try:
+        for index, entry in enumerate(_entries(input)):
+            items += _items(entry, index, read, header_suffix)
+    except BaseException:
+        for item in items:
+            item.release()  # close the files parsed before the bad one
+        raise
+    return items
 
 
 def _entries(input):  # noqa: A002
@@ -253,7 +307,7 @@ def _items(entry, index, read, header_suffix):
             ccd = CCDData(np.asarray(first), unit=u.adu, wcs=second)
             return [Item(name=f"array #{index}", source=entry, ccd=ccd)]
         if isinstance(second, fits.Header):
-            unit = _header_unit(second) or u.adu
+            unit = header_unit(second) or u.adu
             ccd = CCDData(np.asarray(first), unit=unit, meta=second.copy())
             return [Item(name=f"array #{index}", source=entry, ccd=ccd)]
     msg = (
@@ -277,8 +331,10 @@ def read_file(path, hdu, read, header_suffix=".head"):
     if not path.is_file():
         msg = f"input file {path} does not exist"
         raise FileNotFoundError(msg)
+    stream = open(path, "rb")  # noqa: SIM115 (the only open of the file, closed by its items)
+    hdul = None
     try:
-        with open(path, "rb") as stream, warnings.catch_warnings():  # the only open of the file
+        with warnings.catch_warnings():
             warnings.filterwarnings("error", "File may have been truncated", AstropyUserWarning)
             hdul = fits.open(stream)
             images = image_hdus(hdul)
@@ -287,7 +343,7 @@ def read_file(path, hdu, read, header_suffix=".head"):
                 msg = f"{path} has no 2D image"
                 raise ValueError(msg)
             warn_unused(hdul, path)
-            heads, head_path = _head_blocks(path, header_suffix)
+            heads, head_path = head_blocks(path, header_suffix)
             named = hdu is not None or len(chosen) > 1
             items = []
             for index in chosen:
@@ -303,11 +359,23 @@ def read_file(path, hdu, read, header_suffix=".head"):
                 position = images.index(index) if index in images else 0
                 if heads and position < len(heads):
                     item.head, item.head_path = heads[position], head_path
-                item._read_hdu(hdul, read, hdul[0].header)
+                item._read_hdu(hdul, hdul[0].header)
                 items.append(item)
-    except (OSError, TypeError, IndexError, KeyError, AstropyUserWarning) as err:
-        msg = f"cannot read {path}: {err}"
-        raise ValueError(msg) from err
+    except BaseException as err:
+        if hdul is not None:
+            hdul.close()
+        stream.close()
+        if isinstance(err, (OSError, TypeError, IndexError, KeyError, AstropyUserWarning)):
+            msg = f"cannot read {path}: {err}"
+            raise ValueError(msg) from err
+        raise
+    if read == "header":
+        hdul.close()
+        stream.close()
+        return items
+    opened = _OpenFile(stream, hdul, len(items))
+    for item in items:
+        item._pending = (opened, read)
     return items
 
 
@@ -382,76 +450,6 @@ def warn_unused(hdul, path, stacklevel=5):
             StdpipeCCDWarning,
             stacklevel=stacklevel,
         )
-
-
-def _head_blocks(path, suffix):
-    """Return the header blocks of a SCAMP ``.head`` file beside ``path`` (one per image HDU)."""
-    if not suffix:
-        return [], None
-    stem = path.name
-    for ending in (".fz", ".gz", ".fits", ".fit", ".fts"):
-        stem = stem.removesuffix(ending)
-    head_path = path.with_name(stem + suffix)
-    if not head_path.is_file():
-        return [], None
-    blocks, cards = [], []
-    for line in head_path.read_text(encoding="ascii", errors="replace").splitlines():
-        if line[:8].strip() == "END":
-            blocks.append(fits.Header.fromstring("\n".join(cards), sep="\n"))
-            cards = []
-        elif line.strip():
-            cards.append(line)
-    if cards:
-        blocks.append(fits.Header.fromstring("\n".join(cards), sep="\n"))
-    return blocks, head_path
-
-
-def _apply_head(header, head):
-    """Replace the cards of ``header`` that a ``.head`` block holds.
-
-    A new astrometry drops the old distortion; SCAMP's TAN with PV terms is TPV.
-    """
-    if any(key.startswith(("CRVAL", "CD1_", "CD2_", "CTYPE")) for key in head):
-        for key in list(header):
-            if key.startswith(_WCS_STARTS) or key in ("A_ORDER", "B_ORDER", "AP_ORDER", "BP_ORDER"):
-                del header[key]
-    header.update(head)
-    if any(key.startswith("PV1_") for key in header):
-        for axis, kind in ((1, "RA---TPV"), (2, "DEC--TPV")):
-            if str(header.get(f"CTYPE{axis}", "")).endswith("TAN"):
-                header[f"CTYPE{axis}"] = kind
-
-
-def _keyword_number(value, key, name):
-    """Return a header value as a float, or raise ValueError naming the keyword and input."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = np.nan
-    if isinstance(value, bool) or not np.isfinite(number):
-        msg = f"input {name}: {key} = {value!r} is not a number"
-        raise ValueError(msg)
-    return number
-
-
-def _header_unit(header):
-    try:
-        return u.Unit(header["BUNIT"]) if "BUNIT" in header else None
-    except ValueError:
-        return None
-
-
-def _pixel_dtype(header):
-    """Return the dtype astropy gives the pixels: scaled integers become floats or unsigned."""
-    bitpix = header["BITPIX"]
-    if bitpix < 0:
-        return np.dtype(f"f{-bitpix // 8}")
-    bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
-    if bscale == 1 and bzero == 2 ** (bitpix - 1) and bitpix > 8:
-        return np.dtype(f"u{bitpix // 8}")
-    if bscale != 1 or bzero != 0:
-        return np.dtype(np.float32 if bitpix <= 16 else np.float64)
-    return np.dtype(np.uint8 if bitpix == 8 else f"i{bitpix // 8}")
 
 
 def _scan(data, rows=256):

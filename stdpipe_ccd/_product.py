@@ -99,24 +99,28 @@ def stack_inputs(
     per input.
     """
     items = parse_inputs(input, read=backend.read, header_suffix=header_suffix)
-    unit = common_unit(items)
-    target = target_grid(items, **grid)
-    check_room(target, len(items) if resample_only else 1)
-    scales, zeropoint = flux_scales(
-        items,
-        flux_scale_keyword=flux_scale_keyword,
-        zeropoint_keyword=zeropoint_keyword,
-        zeropoint=zeropoint,
-    )
-    factors = frame_weights(weights, len(items))
+    try:
+        unit = common_unit(items)
+        target = target_grid(items, **grid)
+        check_room(target, len(items) if resample_only else 1)
+        scales, zeropoint = flux_scales(
+            items,
+            flux_scale_keyword=flux_scale_keyword,
+            zeropoint_keyword=zeropoint_keyword,
+            zeropoint=zeropoint,
+        )
+        factors = frame_weights(weights, len(items))
+        if resample_only:
+            stacks = backend.resample_stacks(items, target, scales, factors)
+            groups = [[item] for item in items]
+        else:
+            stacks = [backend.combine_stack(items, target, scales, factors)]
+            groups = [items]
+    finally:
+        for item in items:
+            item.release()  # files not read yet (an error came first) are closed
     options = {"unit": unit, "use_nans": use_nans, "add_keyword": add_keyword}
     options.update(function=function, call=call)
-    if resample_only:
-        stacks = backend.resample_stacks(items, target, scales, factors)
-        groups = [[item] for item in items]
-    else:
-        stacks = [backend.combine_stack(items, target, scales, factors)]
-        groups = [items]
     meta = dict(backend.meta)  # after the run, which tells the version of the binary
     if zeropoint_keyword:
         meta[zeropoint_keyword] = (zeropoint, "zero point of the coadd")

@@ -93,7 +93,8 @@ class ReprojectBackend:
         accumulator = _Accumulator(self.combine, shape, len(items))
         noise, total_scales, unused = [], [], []
         for index, (item, scale, factor) in enumerate(zip(items, scales, factors, strict=True)):
-            values, variance, frame_noise, area = self._resample(item, out_wcs, shape)
+            values, variance, frame_noise, area = self._resample(item.load(), out_wcs, shape)
+            item.release()  # one input's pixels in memory at a time
             if not np.isfinite(values).any():
                 unused.append(index)
             scale = scale * area

@@ -182,10 +182,15 @@ class SwarpBackend:
 
     def _run_in(self, workdir, items, target, scales, weights, resample_only, flag_dtype):
         factors = np.ones(len(items)) if weights is None else weights
-        prepared = [
-            self._prepare(index, item, workdir, scales[index], factors[index], weights is not None)
-            for index, item in enumerate(items)
-        ]
+        prepared = []
+        for index, item in enumerate(items):
+            item.load()
+            weighted = weights is not None
+            prepared.append(
+                self._prepare(index, item, workdir, scales[index], factors[index], weighted)
+            )
+            if flag_dtype is None:
+                item.release()  # written for SWarp: one input's pixels in memory at a time
         images = [image for image, _, _ in prepared]
         (workdir / "coadd.head").write_text(target.tostring(sep="\n", endcard=True, padding=False))
         (workdir / "empty.swarp").write_text("")
@@ -213,7 +218,9 @@ class SwarpBackend:
         self.version = banner.group(1) if banner else self.version
         for line in output.splitlines():
             if "WARNING" in line.upper():
-                log.debug("SWarp: %s", line.strip())
+                # reading the .head files this module writes is how the grid gets to SWarp
+                routine = "FITS header data read in" in line
+                (log.debug if routine else log.warning)("SWarp: %s", line.strip())
         resampled = [
             (
                 workdir / f"{Path(image).stem}.resamp.fits",

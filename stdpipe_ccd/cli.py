@@ -44,6 +44,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with _command_logging(args.verbose - args.quiet):
         try:
+            _check_plotting(args)
             return args.run(args)
         except KeyboardInterrupt:
             print("stdpipe-ccd: interrupted", file=sys.stderr)
@@ -390,7 +391,8 @@ def _run_mask(args):
         )
     if args.table:
         table.write(args.table, format="ascii.ecsv", overwrite=True)
-    _print_mask_table(table)
+    if args.verbose - args.quiet >= 0:
+        _print_mask_table(table)
     counts = {status: int((table["status"] == status).sum()) for status in STATUSES}
     print(
         f"{counts['written'] + counts['redone']} of {len(table)} frames masked into "
@@ -534,8 +536,20 @@ def _paragraph(text):
 
 
 def _one_line(err):
+    """Return the first line of an error, in the command's words."""
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    line = text[0] if text else type(err).__name__
+    return line.replace("pass overwrite=True", "pass --overwrite")
+
+
+def _check_plotting(args):
+    """Refuse --png (and the demo's pictures) before any work when matplotlib is missing."""
+    if getattr(args, "png", False) or args.command == "demo":
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            msg = "pictures need matplotlib: pip install 'stdpipe_ccd[plot]'"
+            raise ImportError(msg) from None
 
 
 @contextlib.contextmanager

@@ -264,8 +264,12 @@ def _flag_frames(input, backend, grid, options):  # noqa: A002
     need each frame's coverage, so the frames are combined here.
     """
     items = parse_inputs(input, read=backend.read, header_suffix=options["header_suffix"])
-    target = target_grid(items, **grid)
-    return backend.flag_frames(items, target), items, target
+    try:
+        target = target_grid(items, **grid)
+        return backend.flag_frames(items, target), items, target
+    finally:
+        for item in items:
+            item.release()
 
 
 def _combine_flags(frames, items, target, options, function, call):

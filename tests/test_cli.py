@@ -323,3 +323,26 @@ def test_multi_extension_night_through_the_command(night, tmp_path, capsys):
     assert fits.getheader(tmp_path / "solved.fits")["CRVAL1"] == pytest.approx(
         plain["CRVAL1"] + 0.01, abs=1e-3
     )
+
+
+def test_png_without_matplotlib_is_refused_before_work(night, tmp_path, capsys, monkeypatch):
+    folder, _ = night
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "out"
+    assert main(["mask", str(folder / "light0.fits"), "-o", str(out), "--png"]) == 1
+    assert "pip install 'stdpipe_ccd[plot]'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_quiet_and_the_commands_own_words(night, tmp_path, capsys):
+    folder, _ = night
+    light = str(folder / "light0.fits")
+    assert main(["mask", light, "-o", str(tmp_path / "out"), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "NONFINITE" not in printed  # no table
+    assert "1 of 1 frames masked" in printed
+    stack = str(tmp_path / "stack.fits")
+    assert main(["coadd", light, "-o", stack, "--method", "interp"]) == 0
+    capsys.readouterr()
+    assert main(["coadd", light, "-o", stack, "--method", "interp"]) == 1
+    assert "pass --overwrite" in capsys.readouterr().err
