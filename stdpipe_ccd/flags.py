@@ -9,7 +9,7 @@ import enum
 import numpy as np
 from astropy.nddata import bitmask
 
-__all__ = ["FLAGS_DTYPE", "MaskFlag", "MaskFlagMap", "flag_counts"]
+__all__ = ["FLAGS_DTYPE", "MaskFlag", "MaskFlagMap", "flag_counts", "trim_with_flags"]
 
 #: dtype of the flag images (room for 16 reasons).
 FLAGS_DTYPE = np.dtype(np.uint16)
@@ -81,3 +81,48 @@ def flag_counts(flags):
         flag.name: int(np.count_nonzero(flags & flag.value)) if used & flag.value else 0
         for flag in MaskFlag
     }
+
+
+def trim_with_flags(ccd, fits_section=None, *, add_keyword=True):
+    """Trim a masked frame with `ccdproc.trim_image`, keeping its ``.flags``.
+
+    Slicing a `~astropy.nddata.CCDData`, `ccdproc.trim_image` and arithmetic
+    drop ``.flags`` (astropy carries data, mask, uncertainty and WCS, not
+    flags); this trims the flags with the same section.
+
+    Parameters
+    ----------
+    ccd : `~astropy.nddata.CCDData`
+        A frame with ``.flags``, such as the result of `~stdpipe_ccd.make_mask`.
+    fits_section : str, optional
+        The section to keep, in FITS convention (``"[1:2048, 1:4096]"``), as
+        for `ccdproc.trim_image`; `None` keeps the whole frame.
+    add_keyword : bool, optional
+        Passed to `ccdproc.trim_image` (records the trim in ``.meta``).
+
+    Returns
+    -------
+    trimmed : `~astropy.nddata.CCDData`
+        With ``.flags`` cut like the data, so ``mask == (flags != 0)`` still holds.
+
+    Examples
+    --------
+    >>> from stdpipe_ccd import datasets, make_mask
+    >>> from stdpipe_ccd.flags import trim_with_flags
+    >>> masked = make_mask(datasets.make_frame((128, 160), seed=1).ccd)
+    >>> trimmed = trim_with_flags(masked, masked.meta["DATASEC"])
+    >>> trimmed.shape, trimmed.flags.shape, bool((trimmed.mask == (trimmed.flags != 0)).all())
+    ((128, 128), (128, 128), True)
+    """
+    from ccdproc import trim_image
+    from ccdproc.utils.slices import slice_from_string
+
+    trimmed = trim_image(ccd, fits_section=fits_section, add_keyword=add_keyword)
+    if ccd.flags is not None:
+        section = (
+            slice_from_string(fits_section, fits_convention=True)
+            if fits_section
+            else (slice(None), slice(None))
+        )
+        trimmed.flags = np.array(ccd.flags[section])
+    return trimmed

@@ -61,3 +61,15 @@ def test_unit_only_where_the_file_has_none(tmp_path):
     CCDData(np.ones((4, 5)), unit="adu").write(tmp_path / "adu.fits")
     assert read_fits(tmp_path / "adu.fits", unit="electron").unit == u.adu
     assert read_fits(tmp_path / "adu.fits").flags is None
+
+
+def test_trim_with_flags_keeps_them_aligned():
+    from stdpipe_ccd import datasets, make_mask
+    from stdpipe_ccd.flags import MaskFlag, trim_with_flags
+
+    masked = make_mask(datasets.make_frame((128, 160), seed=2).ccd, mask_bleed=True)
+    trimmed = trim_with_flags(masked, "[1:100, 11:120]")
+    np.testing.assert_array_equal(trimmed.flags, masked.flags[10:120, 0:100])
+    np.testing.assert_array_equal(trimmed.mask, trimmed.flags != 0)
+    assert not (trimmed.flags & MaskFlag.OUTSIDE_DATASEC).any()  # the overscan is cut away
+    assert trim_with_flags(masked).flags.shape == masked.shape
