@@ -4,7 +4,14 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 
-__all__ = ["apply_head", "head_blocks", "header_unit", "keyword_number", "pixel_dtype"]
+__all__ = [
+    "apply_head",
+    "fits_layout",
+    "head_blocks",
+    "header_unit",
+    "keyword_number",
+    "pixel_dtype",
+]
 
 #: WCS keywords a new astrometry replaces
 WCS_STARTS = ("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "PV1_", "PV2_")
@@ -78,3 +85,31 @@ def pixel_dtype(header):
     if bscale != 1 or bzero != 0:
         return np.dtype(np.float32 if bitpix <= 16 else np.float64)
     return np.dtype(np.uint8 if bitpix == 8 else f"i{bitpix // 8}")
+
+
+def fits_layout(stream):
+    """Read the headers of an open FITS file; return them and whether its data are all there.
+
+    Each header is read in turn and the data after it skipped by its size
+    (``BITPIX``, ``NAXISn``, ``PCOUNT``, ``GCOUNT``), so a truncated file is
+    told without astropy's warning (whose filters are process-wide, unsafe
+    to change from threads). The stream is left at its start.
+    """
+    stream.seek(0, 2)
+    size = stream.tell()
+    stream.seek(0)
+    headers, position = [], 0
+    while position < size:
+        try:
+            header = fits.Header.fromfile(stream)
+        except (OSError, ValueError, EOFError):
+            break
+        headers.append(header)
+        axes = [header.get(f"NAXIS{i}", 0) for i in range(1, header.get("NAXIS", 0) + 1)]
+        count = int(np.prod(axes)) if axes else 0
+        data = abs(header.get("BITPIX", 8)) // 8 * header.get("GCOUNT", 1)
+        data *= header.get("PCOUNT", 0) + count
+        position = stream.tell() + -(-data // 2880) * 2880
+        stream.seek(min(position, size))
+    stream.seek(0)
+    return headers, bool(headers) and position <= size

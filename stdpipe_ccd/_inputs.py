@@ -25,6 +25,7 @@ from astropy.wcs import WCS
 from ._headers import (
     WCS_STARTS,
     apply_head,
+    fits_layout,
     head_blocks,
     header_unit,
     keyword_number,
@@ -203,14 +204,12 @@ class Item:
         opened, level = self._pending
         self._pending = None
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("error", "File may have been truncated", AstropyUserWarning)
-                hdu = opened.hdul[self.hdu]
-                if level == "pixels" or self.hdu != 0 or self.extensions:
-                    unit = self.unit or u.adu
-                    self.ccd = ccd_from_hdulist(opened.hdul, self.hdu, self.header, self.wcs, unit)
-                elif level == "noise" or (level == "finite" and self.dtype.kind == "f"):
-                    self.finite, self.noise = _scan(hdu.data)
+            hdu = opened.hdul[self.hdu]
+            if level == "pixels" or self.hdu != 0 or self.extensions:
+                unit = self.unit or u.adu
+                self.ccd = ccd_from_hdulist(opened.hdul, self.hdu, self.header, self.wcs, unit)
+            elif level == "noise" or (level == "finite" and self.dtype.kind == "f"):
+                self.finite, self.noise = _scan(hdu.data)
         except (OSError, TypeError, IndexError, KeyError, AstropyUserWarning) as err:
             msg = f"cannot read {self.path}: {err}"
             raise ValueError(msg) from err
@@ -334,33 +333,34 @@ def read_file(path, hdu, read, header_suffix=".head"):
     stream = open(path, "rb")  # noqa: SIM115 (the only open of the file, closed by its items)
     hdul = None
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("error", "File may have been truncated", AstropyUserWarning)
-            hdul = fits.open(stream)
-            images = image_hdus(hdul)
-            chosen = images if hdu is None else [_hdu_index(hdul, hdu, path)]
-            if not chosen:
-                msg = f"{path} has no 2D image"
-                raise ValueError(msg)
-            warn_unused(hdul, path)
-            heads, head_path = head_blocks(path, header_suffix)
-            named = hdu is not None or len(chosen) > 1
-            items = []
-            for index in chosen:
-                item = Item(
-                    name=f"{path}[{index}]" if named else str(path),
-                    source=(path, index) if named else path,
-                    path=path.resolve(),
-                    hdu=index,
-                )
-                item.extensions = {
-                    h.name for i, h in enumerate(hdul) if i != index and h.header.get("NAXIS")
-                }
-                position = images.index(index) if index in images else 0
-                if heads and position < len(heads):
-                    item.head, item.head_path = heads[position], head_path
-                item._read_hdu(hdul, hdul[0].header)
-                items.append(item)
+        if not fits_layout(stream)[1]:
+            msg = f"cannot read {path}: the file is truncated (or not FITS)"
+            raise ValueError(msg)
+        hdul = fits.open(stream)
+        images = image_hdus(hdul)
+        chosen = images if hdu is None else [_hdu_index(hdul, hdu, path)]
+        if not chosen:
+            msg = f"{path} has no 2D image"
+            raise ValueError(msg)
+        warn_unused(hdul, path)
+        heads, head_path = head_blocks(path, header_suffix)
+        named = hdu is not None or len(chosen) > 1
+        items = []
+        for index in chosen:
+            item = Item(
+                name=f"{path}[{index}]" if named else str(path),
+                source=(path, index) if named else path,
+                path=path.resolve(),
+                hdu=index,
+            )
+            item.extensions = {
+                h.name for i, h in enumerate(hdul) if i != index and h.header.get("NAXIS")
+            }
+            position = images.index(index) if index in images else 0
+            if heads and position < len(heads):
+                item.head, item.head_path = heads[position], head_path
+            item._read_hdu(hdul, hdul[0].header)
+            items.append(item)
     except BaseException as err:
         if hdul is not None:
             hdul.close()

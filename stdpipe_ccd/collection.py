@@ -3,7 +3,6 @@
 import hashlib
 import os
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,8 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
 from ._cosmics import check_options
-from ._inputs import companions, image_hdus, warn_unused
+from ._headers import fits_layout
+from ._inputs import image_hdus, warn_unused
 from ._provenance import COUNT_KEYWORDS
 from ._tasks import run_tasks
 from .flags import MaskFlag, flag_counts
@@ -240,15 +240,15 @@ def _options_hash(options, unit):
 def _output_hash(path):
     """Return the ``MSKHASH`` of a complete output, or None (unreadable, truncated, other)."""
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")  # "File may have been truncated" among them
-            with fits.open(path, lazy_load_hdus=False) as hdul:
-                complete = "MASK" in hdul and "FLAGS" in hdul  # (all of them, by EXTVER)
-                complete = complete and all(companions(hdul, i) for i in image_hdus(hdul))
-                found = hdul[0].header.get("MSKHASH")
-    except (OSError, ValueError):
+        with open(path, "rb") as stream:
+            headers, complete = fits_layout(stream)
+    except OSError:
         return None
-    return found if complete and not caught else None
+    names = {(h.get("EXTNAME"), h.get("EXTVER", 1)) for h in headers[1:]}
+    images = [h.get("EXTVER", 1) for h in headers[1:] if h.get("EXTNAME") == "SCI"] or [1]
+    # every image has its MASK and FLAGS (one set per EXTVER in multi-extension outputs)
+    complete = complete and all(("MASK", v) in names and ("FLAGS", v) in names for v in images)
+    return headers[0].get("MSKHASH") if complete else None
 
 
 def _check_options(options):
