@@ -5,13 +5,18 @@ from astropy import units as u
 from astropy.io import fits
 
 __all__ = [
+    "INHERITED",
     "apply_head",
     "fits_layout",
     "head_blocks",
     "header_unit",
+    "inherit_primary",
     "keyword_number",
     "pixel_dtype",
 ]
+
+#: keywords an image extension takes from the primary header when it has none
+INHERITED = ("BUNIT", "GAIN", "SATURATE", "EXPTIME", "RDNOISE", "READNOISE", "FLXSCALE")
 
 #: WCS keywords a new astrometry replaces
 WCS_STARTS = ("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "PV1_", "PV2_")
@@ -113,3 +118,15 @@ def fits_layout(stream):
         stream.seek(min(position, size))
     stream.seek(0)
     return headers, bool(headers) and position <= size
+
+
+def inherit_primary(header, primary):
+    """Return a copy of an extension's header with the `INHERITED` keywords it lacks.
+
+    Instruments write gain, exposure time and the like once, in the primary header.
+    """
+    merged = header.copy()
+    for key in INHERITED:
+        if key not in merged and key in primary:
+            merged[key] = primary[key]
+    return merged

@@ -19,7 +19,6 @@ from astropy.nddata import (
     StdDevUncertainty,
     VarianceUncertainty,
 )
-from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
 from ._headers import (
@@ -28,6 +27,7 @@ from ._headers import (
     fits_layout,
     head_blocks,
     header_unit,
+    inherit_primary,
     keyword_number,
     pixel_dtype,
 )
@@ -58,9 +58,6 @@ COMPANIONS = frozenset(
 )
 #: the companions this package writes and reads
 OWN_COMPANIONS = frozenset({"MASK", "UNCERT", "FLAGS", "EXPMAP", "NIMAGES"})
-#: keywords an image extension takes from the primary header when it has none
-INHERITED = ("BUNIT", "GAIN", "SATURATE", "EXPTIME", "RDNOISE", "READNOISE", "FLXSCALE")
-
 #: WCS keywords replaced by those of a CCDData's ``.wcs``
 _WCS_PREFIXES = ("CTYPE", "CRPIX", "CRVAL", "CDELT", "CUNIT")
 
@@ -132,13 +129,17 @@ class Item:
         """
         gain = 1.0 if self.unit in (u.electron, u.electron / u.s) else self.header.get("GAIN", 1.0)
         gain = keyword_number(gain, "GAIN", self.name)
-        if self.unit is not None and self.unit.is_equivalent(u.adu / u.s):
-            return gain * (self.exptime or 1.0)
-        return gain
+        return gain * (self.exptime or 1.0) if self._is_rate else gain
+
+    @property
+    def _is_rate(self):
+        return self.unit is not None and (
+            self.unit.is_equivalent(u.adu / u.s) or self.unit.is_equivalent(u.electron / u.s)
+        )
 
     def _check(self):
         """Refuse keywords the product would need but cannot read."""
-        if self.unit is not None and self.unit.is_equivalent(u.adu / u.s) and not self.exptime:
+        if self._is_rate and not self.exptime:
             msg = f"input {self.name} is in {self.unit} but has no EXPTIME for its gain"
             raise ValueError(msg)
         self.gain  # noqa: B018 (raises on a GAIN that is not a number)
@@ -178,11 +179,7 @@ class Item:
         if not hdu.is_image or hdu.header.get("NAXIS") != 2:
             msg = f"HDU {self.hdu} of {self.path} is not a 2D image"
             raise ValueError(msg)
-        header = hdu.header.copy()
-        if self.hdu != 0:  # keywords an instrument writes once, in the primary header
-            for key in INHERITED:
-                if key not in header and key in primary:
-                    header[key] = primary[key]
+        header = inherit_primary(hdu.header, primary) if self.hdu else hdu.header.copy()
         if self.head is not None:
             apply_head(header, self.head)
         self.header = header
@@ -210,7 +207,7 @@ class Item:
                 self.ccd = ccd_from_hdulist(opened.hdul, self.hdu, self.header, self.wcs, unit)
             elif level == "noise" or (level == "finite" and self.dtype.kind == "f"):
                 self.finite, self.noise = _scan(hdu.data)
-        except (OSError, TypeError, IndexError, KeyError, AstropyUserWarning) as err:
+        except (OSError, TypeError, IndexError, KeyError) as err:
             msg = f"cannot read {self.path}: {err}"
             raise ValueError(msg) from err
         finally:
@@ -365,7 +362,7 @@ def read_file(path, hdu, read, header_suffix=".head"):
         if hdul is not None:
             hdul.close()
         stream.close()
-        if isinstance(err, (OSError, TypeError, IndexError, KeyError, AstropyUserWarning)):
+        if isinstance(err, (OSError, TypeError, IndexError, KeyError)):
             msg = f"cannot read {path}: {err}"
             raise ValueError(msg) from err
         raise
@@ -511,7 +508,7 @@ def _header_values(items, keyword):
         if keyword not in item.header:
             msg = f"input {item.name} has no {keyword} keyword"
             raise ValueError(msg)
-        values.append(float(item.header[keyword]))
+        values.append(keyword_number(item.header[keyword], keyword, item.name))
     return np.array(values)
 
 

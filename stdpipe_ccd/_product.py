@@ -158,19 +158,23 @@ def check_room(target, products=1, *, folder=None):
             f"({conf.max_output_pixels}); coadd it in tiles (tiles=, output=) or raise the limit"
         )
         raise ValueError(msg)
-    available = _available_memory()
-    if available is not None and needed > available:
+    memory = _physical_memory()
+    if memory is not None and needed > memory:
         msg = (
             f"the product of a {nx} x {ny} grid needs {needed / 1e9:.3g} GB of memory and "
-            f"{available / 1e9:.3g} GB are free; coadd it in tiles (tiles=, output=)"
+            f"the machine has {memory / 1e9:.3g} GB; coadd it in tiles (tiles=, output=)"
         )
         raise ValueError(msg)
 
 
-def _available_memory():
-    """Bytes of free physical memory, where the system says (`None` elsewhere)."""
+def _physical_memory():
+    """Bytes of physical memory, where the system says (`None` elsewhere).
+
+    All of it, not what is free now: free memory excludes the page cache, which
+    the system gives back, so it would refuse grids that fit.
+    """
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
 

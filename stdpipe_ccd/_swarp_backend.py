@@ -376,9 +376,8 @@ class _ProductReader:
             # weights change the mean: its variance is sum(w_i^2 var_i) / (sum w_i)^2
             with np.errstate(divide="ignore", invalid="ignore"):
                 weight = np.where(squares > 0, weight.astype(np.float64) ** 2 / squares, 0)
-        stack = Stack(data, weight.astype(np.float32), count, exposure, noise, scales, meta=meta)
-        stack.unused = unused
-        return stack
+        weight = weight.astype(np.float32)
+        return Stack(data, weight, count, exposure, noise, scales, meta=meta, unused=unused)
 
     def flags(self, image, weight_path, item):
         data = self.read(image, self.flag_dtype.newbyteorder("="))

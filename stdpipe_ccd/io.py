@@ -17,7 +17,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ._inputs import INHERITED, ccd_from_hdulist, companions
+from ._headers import inherit_primary
+from ._inputs import ccd_from_hdulist, companions, image_hdus
 from ._wcs import celestial_wcs
 
 __all__ = ["read_fits", "write_fits"]
@@ -160,31 +161,24 @@ def read_fits(path, *, unit=None, hdu=None):
         With ``.mask`` as booleans and ``.flags`` when the file has them.
     """
     with fits.open(path) as hdul:
-        if hdu is None:
-            hdu = next(
-                (i for i, h in enumerate(hdul) if h.is_image and h.header.get("NAXIS") == 2), 0
-            )
-        header, primary = hdul[hdu].header, hdul[0].header
-        unit = header.get("BUNIT", primary.get("BUNIT", unit))  # the file's own unit wins
-        if header.get("EXTVER") is not None and companions(hdul, hdul.index_of(hdu)):
+        index = hdul.index_of(hdu) if hdu is not None else (image_hdus(hdul) or [0])[0]
+        header = inherit_primary(hdul[index].header, hdul[0].header) if index else None
+        unit = (header or hdul[0].header).get("BUNIT", unit)  # the file's own unit wins
+        if index and hdul[index].header.get("EXTVER") is not None and companions(hdul, index):
             # one of several images, with companions of its EXTVER
-            merged = header.copy()
-            merged.update({k: primary[k] for k in INHERITED if k in primary and k not in header})
             try:
-                wcs = celestial_wcs(merged, str(path))
+                wcs = celestial_wcs(header, str(path))
             except ValueError:
                 wcs = None
-            index = hdul.index_of(hdu)
-            return ccd_from_hdulist(hdul, index, merged, wcs, unit or "adu", flags=True)
-        inherited = {key: primary[key] for key in INHERITED if key in primary and key not in header}
+            return ccd_from_hdulist(hdul, index, header, wcs, unit or "adu", flags=True)
         extras = {
             attribute: hdul[name].data.astype(hdul[name].data.dtype.newbyteorder("="))
             for attribute, name in {"flags": FLAGS_EXTENSION, **MAP_EXTENSIONS}.items()
             if name in hdul
         }
-    ccd = CCDData.read(path, hdu=hdu, unit=unit, hdu_mask="MASK", hdu_uncertainty="UNCERT")
-    if hdu not in (0, "PRIMARY"):
-        ccd.meta.update(inherited)  # what an instrument writes once, in the primary header
+    ccd = CCDData.read(path, hdu=index, unit=unit, hdu_mask="MASK", hdu_uncertainty="UNCERT")
+    if header is not None:
+        ccd.meta = inherit_primary(ccd.meta, header)  # what the primary header said once
     ccd.flags = extras.pop("flags", None)
     for attribute, values in extras.items():
         setattr(ccd, attribute, values)

@@ -144,6 +144,10 @@ def test_rates_have_the_gain_of_their_counts(frames, method):
         rates.append(CCDData(data, unit=u.adu / u.s, wcs=frame.ccd.wcs, meta=meta))
     out = coadd(rates, method=method, combine="sum")
     assert out.meta["GAIN"] == pytest.approx(80.0)
+    electrons = [
+        CCDData(r.data * 1.6, unit=u.electron / u.s, wcs=r.wcs, meta=r.meta) for r in rates
+    ]
+    assert coadd(electrons, method=method, combine="sum").meta["GAIN"] == pytest.approx(50.0)
     rates[0].meta.remove("EXPTIME")
     with pytest.raises(ValueError, match="no EXPTIME for its gain"):
         coadd(rates, method=method)
