@@ -161,3 +161,23 @@ def test_field_truth():
     assert abs(np.std(residual) - 1) < 0.05
     assert len(f.galaxies) == round(20 * (SIZE / 1024) ** 2)
     assert (f.galaxies["flux"] > 0).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ray_on_a_bright_star_wing_keeps_its_flags(seed):
+    """A ray 3-5 px from a bright star's top is found; the star's core stays unflagged."""
+    from scipy.spatial import cKDTree
+
+    f = validation.make_field((512, 512), seed=seed, fwhm=3.0, n_stars=400, n_rays=0)
+    x, y, snr = (np.asarray(f.stars[key]) for key in ("x", "y", "peak_snr"))
+    alone = cKDTree(np.column_stack([x, y])).query(np.column_stack([x, y]), k=2)[0][:, 1] > 15
+    inside = (x > 20) & (x < 490) & (y > 20) & (y < 490)
+    star = np.flatnonzero(alone & inside & (snr > 200) & (snr < 2000))[0]
+    cy, cx = round(y[star]), round(x[star])
+    ccd = f.ccd.copy()
+    ray = [(cy + 1, cx + 3), (cy + 1, cx + 4), (cy + 2, cx + 5)]
+    for pixel in ray:
+        ccd.data[pixel] += 25 * f.sigma[pixel] / ccd.meta["GAIN"]  # 25 sigma, in ADU
+    cosmic = ours(ccd)
+    assert all(cosmic[pixel] for pixel in ray)
+    assert not cosmic[cy - 1 : cy + 2, cx - 1 : cx + 2].any()

@@ -9,8 +9,18 @@ import numpy as np
 
 #: the 8 neighbours of a pixel
 NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+
+
+def box(radius):
+    """Offsets (dy, dx) of the square box of the given radius, the centre included."""
+    return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+
+
+#: the 3 x 3 box around a pixel (as an array too, for centroids)
+BOX1 = box(1)
+BOX1_OFFSETS = np.array(BOX1, dtype=float)
 #: the 25 pixels of the 5 x 5 box around a pixel, and the 16 of its outer ring
-BOX2 = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+BOX2 = box(2)
 RING2 = [(dy, dx) for dy, dx in BOX2 if max(abs(dy), abs(dx)) == 2]
 #: the neighbours after a pixel in row order: enough to join 8-connected groups
 _AHEAD = [(0, 1), (1, -1), (1, 0), (1, 1)]

@@ -4,55 +4,175 @@ import numpy as np
 
 from . import geometry as geo
 
+#: the star profile is measured this far (pixels) from the peak, in steps of PROFILE_STEP
+PROFILE_RADIUS = 6
+PROFILE_STEP = 0.25
+PROFILE_BINS = int(PROFILE_RADIUS / PROFILE_STEP)
+PROFILE_BOX = geo.box(PROFILE_RADIUS)
+PROFILE_BOX_OFFSETS = np.array(PROFILE_BOX)
+#: at most about this many stars are measured for the profile
+PROFILE_STARS = 1000
+#: a flagged pixel is followed uphill at most this many pixels to the top of its star
+CLIMB_STEPS = 8
 
-def star_thresholds(cosmics, frame, tuning):
-    """Neighbour-sum and dimmest-neighbour thresholds of the star test for this frame.
 
-    A star's 8 neighbours hold a set multiple of its excess that depends on
-    the PSF: about 5 for FWHM 3, 2.7 for an undersampled FWHM of 1.6 pixels,
-    against about 0 for a one-pixel ray. The bright unflagged local maxima
-    are nearly all stars, so the thresholds are fractions of their medians.
+def bright_peaks(cosmics, frame, tuning):
+    """Rows and columns of the unflagged local maxima ``star_shape_sigma`` above the sky.
+
+    They are nearly all stars; None when there are fewer than ``star_shape_min``.
     """
     iy, ix = geo.pixels_above(
         frame.data, frame.sky, frame.sigma, tuning.star_shape_sigma, frame.known | cosmics
     )
-    excess = frame.excess(iy, ix)
     light = geo.around(frame.data, iy, ix, geo.NEIGHBOURS) - frame.sky[iy, ix, None]
-    peak = (light < excess[:, None]).all(axis=1)
+    peak = (light < frame.excess(iy, ix)[:, None]).all(axis=1)
     if np.count_nonzero(peak) < tuning.star_shape_min:
+        return None
+    return iy[peak], ix[peak]
+
+
+def star_thresholds(frame, peaks, tuning):
+    """Neighbour-sum and dimmest-neighbour thresholds of the star test for this frame.
+
+    A star's 8 neighbours hold a set multiple of its excess that depends on
+    the PSF: about 5 for FWHM 3, 2.7 for an undersampled FWHM of 1.6 pixels,
+    against about 0 for a one-pixel ray. The thresholds are fractions of
+    their medians over the frame's bright ``peaks`` (fixed ones without).
+    """
+    if peaks is None:
         return tuning.star_neighbours, tuning.star_dimmest
-    light, excess = light[peak], excess[peak]
+    iy, ix = peaks
+    light = geo.around(frame.data, iy, ix, geo.NEIGHBOURS) - frame.sky[iy, ix, None]
+    excess = frame.excess(iy, ix)
     return (
         tuning.star_neighbours_fraction * float(np.median(light.sum(axis=1) / excess)),
         tuning.star_dimmest_fraction * float(np.median(light.min(axis=1) / excess)),
     )
 
 
-def drop_star_cores(cosmics, frame, tuning):
-    """Unflag the cores of the flagged groups whose brightest pixel is a star's.
+def centroids(frame, iy, ix):
+    """Centroid (rows, columns) and summed excess of the 3 x 3 box around each pixel."""
+    light = np.clip(geo.around(frame.data, iy, ix, geo.BOX1) - frame.sky[iy, ix, None], 0, None)
+    total = light.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cy = iy + np.nan_to_num(light @ geo.BOX1_OFFSETS[:, 0] / total)
+        cx = ix + np.nan_to_num(light @ geo.BOX1_OFFSETS[:, 1] / total)
+    return cy, cx, total
 
-    Pixels beyond `~CosmicRayTuning.star_core_radius` keep their flags (a
-    ray that leaves the star), unless the whole group lies within
-    `~CosmicRayTuning.star_group_reach`; those left over are tested for
-    sitting on the star's light (`drop_on_sources`).
+
+def star_profile(frame, peaks):
+    """Median light of the frame's stars against distance from their centroid.
+
+    Returns the distances (pixels, bin centres) and the light there as a
+    fraction of the star's 3 x 3 sum, measured on the bright ``peaks``. The
+    median over many stars averages out the pixel phase and the neighbours
+    of a crowded field.
+    """
+    iy, ix = peaks
+    step = max(len(iy) // PROFILE_STARS, 1)  # enough for a median; bounded cost
+    iy, ix = iy[::step], ix[::step]
+    cy, cx, total = centroids(frame, iy, ix)
+    light = geo.around(frame.data, iy, ix, PROFILE_BOX) - frame.sky[iy, ix, None]
+    dy, dx = PROFILE_BOX_OFFSETS.T
+    distance = np.hypot(iy[:, None] + dy - cy[:, None], ix[:, None] + dx - cx[:, None])
+    bins = np.minimum((distance / PROFILE_STEP).astype(np.intp), PROFILE_BINS).ravel()
+    fraction = (light / total[:, None]).ravel()
+    order = np.argsort(bins, kind="stable")
+    edges = np.searchsorted(bins[order], np.arange(PROFILE_BINS + 1))
+    profile = np.zeros(PROFILE_BINS)
+    for k in range(PROFILE_BINS):
+        values = fraction[order[edges[k] : edges[k + 1]]]
+        if values.size:
+            profile[k] = max(float(np.median(values)), 0.0)
+    return (np.arange(PROFILE_BINS) + 0.5) * PROFILE_STEP, profile
+
+
+def drop_star_cores(cosmics, frame, tuning):
+    """Unflag the flags LACosmic put on stars.
+
+    A group whose brightest pixel passes the star test (`star_thresholds`),
+    that is no track and that holds or comes near its star's top
+    (`~CosmicRayTuning.star_top_reach`; a group out on the wing is a ray)
+    loses its pixels within `~CosmicRayTuning.star_core_radius` of its peak,
+    and those the star's own light explains: at most
+    `~CosmicRayTuning.star_profile_slack` times the frame's median star
+    profile (`star_profile`) scaled to the star, plus
+    `~CosmicRayTuning.star_profile_sigma` sigma, from the group's star or
+    the one uphill of the pixel (a group may span two stars). A ray on the
+    star stands out of that and keeps its flags; the pixels kept are tested
+    for sitting on another smooth source (`drop_on_sources`). Frames with too
+    few bright stars to measure a profile lose every pixel of a star's group
+    within `~CosmicRayTuning.star_group_reach` of its peak.
     """
     iy, ix, group, count = geo.groups(cosmics)
     if not count:
         return
-    neighbours, dimmest = star_thresholds(cosmics, frame, tuning)
+    peaks = bright_peaks(cosmics, frame, tuning)
+    neighbours, dimmest = star_thresholds(frame, peaks, tuning)
     py, px = geo.group_peaks(frame.data, iy, ix, group)
-    light = geo.around(frame.data, py, px, geo.NEIGHBOURS) - frame.sky[py, px, None]
-    excess = frame.excess(py, px)
-    star = (light.sum(axis=1) >= neighbours * excess) & (light.min(axis=1) >= dimmest * excess)
+    star = is_star_top(frame, py, px, neighbours, dimmest)
     star &= ~is_track(group, iy, ix, count, tuning.track_extent)
-    distance2 = (iy - py[group]) ** 2 + (ix - px[group]) ** 2
-    reach = np.zeros(count)
-    np.maximum.at(reach, group, distance2)
-    whole = reach <= tuning.star_group_reach**2
-    drop = star[group] & ((distance2 <= tuning.star_core_radius**2) | whole[group])
+    # a group on a star's wing, away from the star's top, is what LACosmic found sharp
+    # there: a ray, which keeps its flags
+    sy, sx = climb(frame.data, py, px, CLIMB_STEPS, radius=2)
+    closest = np.full(count, np.inf)
+    np.minimum.at(closest, group, np.hypot(iy - sy[group], ix - sx[group]))
+    star &= cosmics[sy, sx] | (closest <= tuning.star_top_reach)
+    on_star = np.flatnonzero(star[group])
+    iy, ix, group = iy[on_star], ix[on_star], group[on_star]
+    from_peak = np.hypot(iy - py[group], ix - px[group])
+    if peaks is None:
+        drop = from_peak <= tuning.star_group_reach
+    else:
+        radii, profile = star_profile(frame, peaks)
+        # the light of the group's star, or of the star uphill of the pixel (a group
+        # may span two stars); a pixel that is its own top is no star's wing
+        starlight = star_light(frame, py[group], px[group], iy, ix, radii, profile)
+        ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
+        own_top = (ty == iy) & (tx == ix)
+        other = np.flatnonzero(~own_top & ((ty != py[group]) | (tx != px[group])))
+        other = other[is_star_top(frame, ty[other], tx[other], neighbours, dimmest)]
+        starlight[other] = np.maximum(
+            starlight[other],
+            star_light(frame, ty[other], tx[other], iy[other], ix[other], radii, profile),
+        )
+        starlight *= tuning.star_profile_slack
+        explained = frame.excess(iy, ix) <= (
+            starlight + tuning.star_profile_sigma * frame.sigma[iy, ix]
+        )
+        drop = (from_peak <= tuning.star_core_radius) | explained
     cosmics[iy[drop], ix[drop]] = False
-    left = np.flatnonzero(star[group] & ~drop)
-    drop_on_sources(cosmics, frame, iy[left], ix[left], tuning.smooth_fraction)
+    drop_on_sources(cosmics, frame, iy[~drop], ix[~drop], tuning.smooth_fraction)
+
+
+def is_star_top(frame, iy, ix, neighbours, dimmest):
+    """Whether pixels ``iy, ix`` have a star's light around them (`star_thresholds`)."""
+    light = geo.around(frame.data, iy, ix, geo.NEIGHBOURS) - frame.sky[iy, ix, None]
+    excess = frame.excess(iy, ix)
+    return (light.sum(axis=1) >= neighbours * excess) & (light.min(axis=1) >= dimmest * excess)
+
+
+def star_light(frame, ty, tx, iy, ix, radii, profile):
+    """Light at pixels ``iy, ix`` of the stars whose tops are ``ty, tx``, by the median profile."""
+    cy, cx, total = centroids(frame, ty, tx)
+    return total * np.interp(np.hypot(iy - cy, ix - cx), radii, profile, right=0.0)
+
+
+def climb(data, iy, ix, steps, radius=1):
+    """Move each pixel to the brightest of its box until a local maximum, at most ``steps``."""
+    iy, ix = iy.copy(), ix.copy()
+    box = geo.box(radius)
+    offsets = np.array(box)
+    centre = len(box) // 2
+    ny, nx = data.shape
+    for _ in range(steps):
+        best = np.argmax(geo.around(data, iy, ix, box), axis=1)
+        moving = np.flatnonzero(best != centre)
+        if not moving.size:
+            break
+        iy[moving] = np.clip(iy[moving] + offsets[best[moving], 0], 0, ny - 1)
+        ix[moving] = np.clip(ix[moving] + offsets[best[moving], 1], 0, nx - 1)
+    return iy, ix
 
 
 def is_track(group, iy, ix, count, extent):

@@ -38,13 +38,27 @@ class CosmicRayTuning:
     star_dimmest_fraction : float
         When the frame's stars are measured, `star_dimmest` is this fraction
         of their median. Default is 0.5.
+    star_top_reach : float
+        A flagged group on a star's wing that neither holds the star's top
+        nor comes this close to it (pixels) is a ray LACosmic found sharp on
+        the wing, and keeps its flags. Default is 2.5.
     star_core_radius : float
         The flags of a star's core are dropped within this radius (pixels) of
-        its peak; a ray leaving the star keeps its pixels beyond. Default is 2.5.
+        its peak whatever their value: the pixel phase of an undersampled
+        star changes its core too much to predict. Default is 1.5 (the 3 x 3
+        box).
+    star_profile_slack : float
+        Beyond the core, a flagged pixel of a star is the star's own light
+        when it holds at most this many times what the frame's median star
+        profile, scaled to the star's 3 x 3 sum, puts there ... Default is 2
+        (a star's pixels scatter about the median profile by their phase).
+    star_profile_sigma : float
+        ... plus this many sigma. A ray on the star's wing stands out of that
+        and keeps its flags. Default is 3.
     star_group_reach : float
-        A star's group all within this distance (pixels) of its peak is
-        dropped whole: what is left of it beside the core is the star's too.
-        Default is 4.
+        On frames with fewer than `star_shape_min` bright stars, where no
+        profile is measured, a star's flags are dropped this far (pixels)
+        from its peak. Default is 4.
     track_extent : int
         Flagged groups longer than this (pixels), and thin or sparse, are
         tracks, never star cores. Default is 7.
@@ -112,7 +126,10 @@ class CosmicRayTuning:
     star_neighbours_fraction: float = 0.6
     star_dimmest: float = 0.2
     star_dimmest_fraction: float = 0.5
-    star_core_radius: float = 2.5
+    star_top_reach: float = 2.5
+    star_core_radius: float = 1.5
+    star_profile_slack: float = 2.0
+    star_profile_sigma: float = 3.0
     star_group_reach: float = 4.0
     track_extent: int = 7
     smooth_fraction: float = 0.2
