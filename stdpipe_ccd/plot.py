@@ -30,9 +30,20 @@ REASON_COLOURS = {
 }
 #: colour of pixels without data (nothing coadded, or not finite)
 EMPTY_COLOUR = "#ff00ff"
+#: reasons that cover areas, outlined where another reason hides them
+AREA_REASONS = (
+    MaskFlag.OUTSIDE_DATASEC,
+    MaskFlag.EXTERNAL,
+    MaskFlag.INPUT,
+    MaskFlag.LOW_RESPONSE,
+)
+#: reasons of single pixels or small groups, ringed where the picture is smaller than the frame
+RINGED_REASONS = (MaskFlag.HOT, MaskFlag.NONFINITE, MaskFlag.COSMIC_RAY)
+#: a reason with at most this many groups is ringed where the picture is smaller than the frame
+RING_LIMIT = 100
 
 
-def plot_mask(ccd, *, flags=None, filename=None, title=None, width=8.0, dpi=100):
+def plot_mask(ccd, *, flags=None, ax=None, filename=None, title=None, width=10.0, dpi=100):
     """Draw a frame with each mask reason in its own colour, and a legend.
 
     Parameters
@@ -43,85 +54,139 @@ def plot_mask(ccd, *, flags=None, filename=None, title=None, width=8.0, dpi=100)
         as ``INPUT``.
     flags : `~numpy.ndarray`, optional
         Flags to draw instead of ``ccd.flags``.
+    ax : `~matplotlib.axes.Axes`, optional
+        Draw into these axes (of a `matplotlib.pyplot` figure, say) instead
+        of a new figure; ``width`` and ``dpi`` are then not used.
     filename : str or path-like, optional
         Save the figure there (PNG, PDF, ... by its suffix).
     title : str, optional
         Title of the figure.
     width : float, optional
-        Width of the figure in inches. Default is 8.
+        Width of the figure in inches. Default is 10.
     dpi : int, optional
         Resolution. Default is 100.
 
     Returns
     -------
-    figure : `matplotlib.figure.Figure`
+    figure : `~matplotlib.figure.Figure`
 
     Notes
     -----
     The image is scaled with `~astropy.visualization.ZScaleInterval` over its
-    unmasked pixels and an `~astropy.visualization.AsinhStretch`. Where the
-    frame has more pixels than the picture, the reasons are pooled so that a
-    one-pixel cosmic ray still shows: each picture pixel takes the colour of
-    the first reason (in `REASON_COLOURS` order) of the pixels it covers.
+    unmasked pixels and an `~astropy.visualization.AsinhStretch`, with its
+    colour bar below. Where the frame has more pixels than the
+    picture, the reasons are pooled so that a one-pixel cosmic ray still
+    shows: each picture pixel takes the colour of the first reason (in
+    `REASON_COLOURS` order) of the pixels it covers. Where another reason
+    hides an area reason (``LOW_RESPONSE`` in the overscan, say), the hidden
+    part is outlined with a dashed line in its own colour; and a reason of
+    at most ``RING_LIMIT`` groups (hot pixels) is ringed as well when the
+    picture is smaller than the frame.
     """
-    from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     data = np.asarray(ccd.data, dtype=np.float32)
     flags = _flags_of(ccd, flags)
-    figure, ax = _figure(data.shape, width, dpi, panels=1, legend=True)
-    factor = _pooling_factor(data.shape, ax, dpi)
+    own_figure = ax is None
+    if own_figure:
+        figure, ax = _figure(data.shape, width, dpi, panels=1, legend=True)
+    figure = ax.figure
+    _label_axes(ax, ax)
+    factor = _pooling_factor(data.shape, ax, figure.dpi)
     valid = (flags == 0) & np.isfinite(data)
-    shown = _pool(data, factor)
-    extent = _extent(shown.shape, factor)
-    ax.imshow(
-        shown,
+    pooled = _pool(data, factor)
+    extent = _extent(pooled.shape, factor)
+    image = ax.imshow(
+        pooled,
         norm=_image_norm(data, valid),
         cmap="gray",
         origin="lower",
         extent=extent,
         interpolation="nearest",
     )
-    reasons = list(REASON_COLOURS)
-    codes = np.zeros(flags.shape, dtype=np.uint8)
-    for code, flag in enumerate(reversed(reasons), start=1):
-        codes[(flags & flag.value) != 0] = code  # later (higher) codes win: first listed
-    pooled = _pool(codes, factor, np.max)
-    colours = ListedColormap([REASON_COLOURS[flag] for flag in reversed(reasons)])
-    ax.imshow(
-        np.ma.masked_equal(pooled, 0),
-        cmap=colours,
-        vmin=0.5,
-        vmax=len(reasons) + 0.5,
-        origin="lower",
-        extent=extent,
-        interpolation="nearest",
-    )
-    present = [flag for flag in reasons if np.any(flags & flag.value)]
+    _colour_bar(figure, image, ax, str(ccd.unit or ""), location="bottom")
+    present = [flag for flag in REASON_COLOURS if np.any(flags & flag.value)]
+    shown = _draw_reasons(ax, flags, present, factor, extent)
     handles = [
         Patch(color=REASON_COLOURS[f], label=f"{f.name} ({np.count_nonzero(flags & f.value)})")
         for f in present
     ]
-    ax.legend(
-        handles=handles or [Patch(color="none", label="nothing masked")],
-        loc="center left",
-        bbox_to_anchor=(1.02, 0.5),
-        borderaxespad=0,
-        fontsize=8,
-        frameon=False,
-    )
-    _finish(figure, ax, title, filename, dpi)
+    if shown:
+        handles.append(Patch(facecolor="none", edgecolor="0.3", ls="--", label="under another"))
+    legend = {
+        "handles": handles or [Patch(color="none", label="nothing masked")],
+        "fontsize": 10,
+        "frameon": False,
+    }
+    if own_figure:  # constrained layout makes room for it
+        figure.legend(loc="outside right center", **legend)
+    else:
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), borderaxespad=0, **legend)
+    _finish(figure, title, filename)
     return figure
 
 
-def plot_coadd(ccd, *, filename=None, title=None, width=12.0, dpi=100):
-    """Draw a coadd beside its weight map.
+def _draw_reasons(ax, flags, present, factor, extent):
+    """Draw each reason in its colour (the first listed on top); return whether any is outlined."""
+    from matplotlib.colors import ListedColormap
+
+    codes = np.zeros(flags.shape, dtype=np.uint8)
+    for code, flag in enumerate(reversed(present), start=1):
+        codes[(flags & flag.value) != 0] = code  # later (higher) codes win: first listed
+    pooled = _pool(codes, factor, np.max)
+    if present:
+        ax.imshow(
+            np.ma.masked_equal(pooled, 0),
+            cmap=ListedColormap([REASON_COLOURS[flag] for flag in reversed(present)]),
+            vmin=0.5,
+            vmax=len(present) + 0.5,
+            origin="lower",
+            extent=extent,
+            interpolation="nearest",
+        )
+    outlined = False
+    for code, flag in enumerate(reversed(present), start=1):
+        hidden = _pool(((flags & flag.value) != 0) & (codes != code), factor, np.max)
+        if flag in AREA_REASONS and hidden.any():
+            ax.contour(
+                hidden,
+                levels=[0.5],
+                colors=[REASON_COLOURS[flag]],
+                linestyles="--",
+                linewidths=1.5,
+                extent=extent,  # as imshow's: the outline runs along the pixels' edges
+                origin="lower",
+            )
+            outlined = True
+        if factor > 1 and flag in RINGED_REASONS:
+            _ring_small_groups(ax, (flags & flag.value) != 0, REASON_COLOURS[flag])
+    return outlined
+
+
+def _ring_small_groups(ax, mask, colour):
+    """Ring each group of ``mask`` when there are few of them (lost at the picture's scale)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask)
+    if not count or count > RING_LIMIT:
+        return
+    centres = np.array(ndimage.center_of_mass(mask, labels, range(1, count + 1)))
+    ax.scatter(
+        centres[:, 1], centres[:, 0], s=80, facecolors="none", edgecolors=colour, linewidths=1.5
+    )
+
+
+def plot_coadd(ccd, *, figure=None, filename=None, title=None, width=12.0, dpi=100):
+    """Draw a coadd beside its weight map, and its exposure and image-count maps.
 
     Parameters
     ----------
     ccd : `~astropy.nddata.CCDData`
         A coadd from `~stdpipe_ccd.coadd` or `~stdpipe_ccd.reproject_swarp`,
         with an `~astropy.nddata.InverseVariance` uncertainty.
+    figure : `~matplotlib.figure.Figure`, optional
+        Draw into this empty figure (of `matplotlib.pyplot`, say) instead of
+        a new one; ``width`` and ``dpi`` are then not used.
     filename : str or path-like, optional
         Save the figure there.
     title : str, optional
@@ -133,37 +198,105 @@ def plot_coadd(ccd, *, filename=None, title=None, width=12.0, dpi=100):
 
     Returns
     -------
-    figure : `matplotlib.figure.Figure`
-        The coadd (zscale, asinh stretch) on the left, the weight
-        (inverse variance) on the right; pixels where nothing was coadded are
-        drawn in `EMPTY_COLOUR` in both.
+    figure : `~matplotlib.figure.Figure`
+        The coadd (zscale, asinh stretch) and its weight (inverse variance);
+        below them, when the coadd has them, its ``.exposure_map`` and
+        ``.count_map``. Pixels where nothing was coadded are drawn in
+        ``EMPTY_COLOUR`` (magenta) in every panel, named in a legend.
     """
-    from matplotlib.colors import Normalize
+    from matplotlib.patches import Patch
 
     data = np.asarray(ccd.data, dtype=np.float32)
     empty = ~np.isfinite(data) if ccd.mask is None else np.asarray(ccd.mask) | ~np.isfinite(data)
-    weight = _weight_of(ccd, data.shape)
-    figure, axes = _figure(data.shape, width, dpi, panels=2, legend=False)
-    factor = _pooling_factor(data.shape, axes[0], dpi)
-    for ax, image, norm, cmap in (
-        (axes[0], data, _image_norm(data, ~empty), "gray"),
-        (axes[1], weight, Normalize(0, _top(weight[~empty])), "viridis"),
-    ):
-        shown = np.ma.masked_array(_pool(image, factor), _pool(empty, factor, np.max))
-        colours = _colormap(cmap)
-        image_artist = ax.imshow(
+    panels = _coadd_panels(ccd, data, empty)
+    rows = len(panels) // 2
+    if figure is None:
+        below = 0.4 if empty.any() else 0.0  # the legend
+        figure, axes = _figure(
+            data.shape, width, dpi, panels=2, legend=False, rows=rows, below=below
+        )
+    else:
+        axes = figure.subplots(rows, 2, sharex=True, sharey=True, squeeze=False)
+    axes = np.ravel(axes)
+    for ax in axes[:-2]:
+        ax.tick_params(labelbottom=False)
+    _label_axes(axes[-2:], axes[::2])
+    factor = _pooling_factor(data.shape, axes[0], figure.dpi)
+    shown_empty = _pool(empty, factor, np.max)
+    for ax, (image, norm, cmap, label) in zip(axes, panels, strict=True):
+        counts = label == "images"
+        shown = np.ma.masked_array(_pool(image, factor, np.max if counts else None), shown_empty)
+        artist = ax.imshow(
             shown,
             norm=norm,
-            cmap=colours,
+            cmap=_colormap(cmap),
             origin="lower",
             extent=_extent(shown.shape, factor),
             interpolation="nearest",
         )
-        figure.colorbar(image_artist, ax=ax, fraction=0.046, pad=0.02, shrink=0.8)
-    axes[0].set_title(f"coadd [{ccd.unit}]", fontsize=9)
-    axes[1].set_title(f"weight (1/variance) [{(ccd.unit**-2).to_string()}]", fontsize=9)
-    _finish(figure, axes[0], title, filename, dpi)
+        _colour_bar(figure, artist, ax, None, integers=counts)
+        ax.set_title(label, fontsize=10)
+    if empty.any():
+        figure.legend(
+            handles=[Patch(color=EMPTY_COLOUR, label="no data (masked or not covered)")],
+            loc="outside lower center",
+            fontsize=10,
+            frameon=False,
+        )
+    _finish(figure, title, filename)
     return figure
+
+
+def _coadd_panels(ccd, data, empty):
+    """(image, norm, colour map, title) of each panel of `plot_coadd`."""
+    from matplotlib.colors import BoundaryNorm, Normalize
+
+    weight = _weight_of(ccd, data.shape)
+    panels = [
+        (data, _image_norm(data, ~empty), "gray", f"coadd [{ccd.unit}]"),
+        (
+            weight,
+            Normalize(0, _top(weight[~empty])),
+            "viridis",
+            f"weight (1/variance) [{(ccd.unit**-2).to_string()}]",
+        ),
+    ]
+    exposure, count = getattr(ccd, "exposure_map", None), getattr(ccd, "count_map", None)
+    if exposure is not None and count is not None:
+        exposure, count = np.asarray(exposure, np.float32), np.asarray(count)
+        most = max(int(count.max()), 1)
+        panels += [
+            (exposure, Normalize(0, max(float(exposure.max()), 1.0)), "cividis", "exposure [s]"),
+            (count, BoundaryNorm(np.arange(-0.5, most + 1), 256), "plasma", "images"),
+        ]
+    return panels
+
+
+def _colour_bar(figure, artist, ax, label, *, location="right", integers=False):
+    """Add a colour bar with a few round ticks, along a stretched scale too."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    bar = figure.colorbar(artist, ax=ax, location=location, fraction=0.046, pad=0.02, shrink=0.8)
+    norm = artist.norm
+    bar.formatter = FormatStrFormatter("%g")
+    if integers:
+        most = int(norm.boundaries[-1] - 0.5)
+        bar.set_ticks(np.unique(np.linspace(0, most, min(most + 1, 6)).round()))
+    elif getattr(norm, "stretch", None) is not None:
+        # evenly spaced along the stretch, rounded: asinh ticks would bunch at the top
+        ticks = np.unique([_round(value) for value in norm.inverse(np.linspace(0, 1, 5))])
+        bar.set_ticks(ticks[(ticks >= norm.vmin) & (ticks <= norm.vmax)])
+    if label:
+        bar.set_label(label)
+    return bar
+
+
+def _round(value, digits=2):
+    """``value`` to ``digits`` significant digits."""
+    value = float(value)
+    if value == 0 or not np.isfinite(value):
+        return 0.0
+    return round(value, digits - 1 - int(np.floor(np.log10(abs(value)))))
 
 
 def _flags_of(ccd, flags):
@@ -189,24 +322,34 @@ def _weight_of(ccd, shape):
     return np.asarray(ccd.uncertainty.represent_as(InverseVariance).array, dtype=np.float32)
 
 
-def _figure(shape, width, dpi, *, panels, legend):
+def _figure(shape, width, dpi, *, panels, legend, rows=1, below=0.0):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     ny, nx = shape
-    side = 0.4 if legend else 0.12  # room for the legend or the colour bars
-    height = round((width * (1 - side) / panels * ny / nx + 0.6) * dpi) / dpi  # whole pixels
+    side = 0.5 if legend else 0.12  # room for the colour bars and the legend
+    panel_height = width * (1 - side) / panels * ny / nx + 0.8  # and its title and labels
+    if legend:
+        panel_height += 0.6  # the colour bar below
+    height = round((rows * panel_height + below) * dpi) / dpi  # whole pixels
     figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, panels, sharex=True, sharey=True, squeeze=False)[0]
-    return figure, (axes[0] if panels == 1 else axes)
+    axes = figure.subplots(rows, panels, sharex=True, sharey=True, squeeze=False)
+    return figure, (axes[0, 0] if panels == 1 else axes)
 
 
 def _pooling_factor(shape, ax, dpi):
-    """Frame pixels per picture pixel, rounded down, at least 1."""
+    """Frame pixels per picture pixel, rounded up, so that no frame pixel is dropped.
+
+    The axes are measured after the figure's layout, less a fifth for the
+    colour bars and legend that are added later.
+    """
+    engine = ax.figure.get_layout_engine()
+    if engine is not None:
+        engine.execute(ax.figure)
     box = ax.get_position()
-    pixels = box.width * ax.figure.get_figwidth() * dpi
-    return max(int(shape[1] // max(pixels, 1)), 1)
+    pixels = 0.8 * box.width * ax.figure.get_figwidth() * dpi
+    return max(int(np.ceil(shape[1] / max(pixels, 1))), 1)
 
 
 def _pool(image, factor, reduce=None):
@@ -245,13 +388,19 @@ def _colormap(name):
     return colormaps[name].with_extremes(bad=EMPTY_COLOUR)
 
 
-def _finish(figure, ax, title, filename, dpi):
-    ax.set_xlabel("x [pixel]")
-    ax.set_ylabel("y [pixel]")
+def _label_axes(bottom, left):
+    """Label the x axis of the ``bottom`` axes and the y axis of the ``left`` ones."""
+    for ax in np.atleast_1d(bottom):
+        ax.set_xlabel("x [pixel]")
+    for ax in np.atleast_1d(left):
+        ax.set_ylabel("y [pixel]")
+
+
+def _finish(figure, title, filename):
     if title:
         figure.suptitle(title, fontsize=10)
     if filename is not None:
-        figure.savefig(filename, dpi=dpi)
+        figure.savefig(filename, dpi=figure.dpi)
 
 
 # --- pictures written by the command line and the demo, as tasks -------------------------
