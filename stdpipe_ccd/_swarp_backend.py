@@ -9,6 +9,7 @@ a median) are handled here; see the stacking guide.
 """
 
 import re
+import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,7 +21,7 @@ from astropy.io import fits
 from ._conf import conf
 from ._product import Stack, order_inverse_variance
 from ._sky import inverse_variance_map
-from ._swarp_binary import find_swarp, run_swarp, signals_unwind, swarp_info, tail
+from ._swarp_binary import StageLine, find_swarp, run_swarp, signals_unwind, swarp_info, tail
 from ._wcs import celestial_wcs, has_sip
 from .exceptions import SwarpError
 
@@ -110,6 +111,7 @@ class SwarpBackend:
         nthreads=None,
         timeout=None,
         keep_workdir=False,
+        progress=False,
     ):
         check_choice("combine", combine, FLAG_COMBINE_TYPES if is_flags else COMBINE_TYPES)
         check_choice("resampling", resampling, RESAMPLING_TYPES)
@@ -139,6 +141,7 @@ class SwarpBackend:
         }
         self.nthreads = conf.nthreads if nthreads is None else int(nthreads)
         self.timeout, self.keep_workdir = timeout, keep_workdir
+        self.progress = progress
 
     @property
     def meta(self):
@@ -213,7 +216,8 @@ class SwarpBackend:
         command = [self.executable, *images, "-c", "empty.swarp"]
         for key, value in parameters.items():
             command += [f"-{key}", value]
-        output = run_swarp(command, cwd=workdir, timeout=self.timeout)
+        stage_line = StageLine(sys.stderr) if self.progress else None
+        output = run_swarp(command, cwd=workdir, timeout=self.timeout, progress=stage_line)
         banner = re.search(r"SWarp\s+(\d\S*)\s+started", output)
         self.version = banner.group(1) if banner else self.version
         for line in output.splitlines():

@@ -7,14 +7,19 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from ._conf import conf
 from .exceptions import SwarpError, SwarpNotFoundError
 
-__all__ = ["find_swarp", "run_swarp", "signals_unwind", "swarp_info", "tail"]
+__all__ = ["StageLine", "find_swarp", "run_swarp", "signals_unwind", "swarp_info", "tail"]
 
 SWARP_NAMES = ("swarp", "SWarp")
+#: seconds between two reports of a run's progress
+PROGRESS_INTERVAL = 0.25
+#: SWarp's stage lines: "> Resampling f0.fits ...", between terminal escape sequences
+STAGE = re.compile(r"> ([^\x1b\r\n]*)")
 
 
 def find_swarp(path=None):
@@ -70,8 +75,12 @@ def swarp_info(executable):
     return (match.group(1) if match else "unknown"), frozenset(names)
 
 
-def run_swarp(command, *, cwd, timeout):
-    """Run a command; return what it printed, or raise `SwarpError`."""
+def run_swarp(command, *, cwd, timeout, progress=None):
+    """Run a command; return what it printed, or raise `SwarpError`.
+
+    ``progress``, if given, is called about four times a second with the
+    seconds elapsed and the stage SWarp last reported (its ``> ...`` lines).
+    """
     command = [str(part) for part in command]
     try:
         process = subprocess.Popen(
@@ -82,7 +91,10 @@ def run_swarp(command, *, cwd, timeout):
         raise SwarpError(msg, command=command) from err
     with process:
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
+            if progress is None:
+                stdout, stderr = process.communicate(timeout=timeout)
+            else:
+                stdout, stderr = follow(process, timeout, progress)
         except subprocess.TimeoutExpired as err:
             process.kill()
             _, stderr = process.communicate()
@@ -102,6 +114,66 @@ def run_swarp(command, *, cwd, timeout):
             msg, command=command, returncode=process.returncode, output_tail=tail(output)
         )
     return output
+
+
+def follow(process, timeout, progress):
+    """Wait for ``process`` as `subprocess.Popen.communicate` does, reporting its stages."""
+    chunks = {"stdout": [], "stderr": []}
+
+    def drain(name):
+        for chunk in iter(lambda: getattr(process, name).read(256), ""):
+            chunks[name].append(chunk)
+
+    readers = [threading.Thread(target=drain, args=(name,), daemon=True) for name in chunks]
+    for reader in readers:
+        reader.start()
+    start = time.monotonic()
+    while True:
+        try:
+            process.wait(timeout=PROGRESS_INTERVAL)
+            break
+        except subprocess.TimeoutExpired:
+            elapsed = time.monotonic() - start
+            if timeout is not None and elapsed > timeout:
+                raise subprocess.TimeoutExpired(process.args, timeout) from None
+            progress(elapsed, last_stage("".join(chunks["stderr"][-64:])))
+    for reader in readers:
+        reader.join()
+    progress(time.monotonic() - start, None)
+    return "".join(chunks["stdout"]), "".join(chunks["stderr"])
+
+
+def last_stage(text):
+    """Return the last non-empty ``> ...`` line SWarp printed in ``text``, or None."""
+    stages = [stage.strip() for stage in STAGE.findall(text)]
+    stages = [stage for stage in stages if stage]
+    return stages[-1] if stages else None
+
+
+class StageLine:
+    """Show SWarp's elapsed time and stage on one line of a terminal, rewritten in place.
+
+    Parameters
+    ----------
+    stream : file-like
+        Where to write (the command line's standard error).
+    width : int, optional
+        Longest line written. Default is 79.
+    """
+
+    def __init__(self, stream, width=79):
+        self.stream, self.width, self.stage = stream, width, "starting"
+
+    def __call__(self, elapsed, stage):
+        if stage is None:  # finished
+            self.stream.write(f"\r{self._line(elapsed, 'done')}\x1b[K\n")
+        else:
+            self.stage = stage
+            self.stream.write(f"\r{self._line(elapsed, stage)}\x1b[K")
+        self.stream.flush()
+
+    def _line(self, elapsed, stage):
+        return f"SWarp {elapsed:7.1f} s  {stage}"[: self.width]
 
 
 def tail(text, lines=15):

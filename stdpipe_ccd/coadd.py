@@ -110,13 +110,15 @@ def coadd(
         smallest of the tiles (the shallowest part of the mosaic).
     scheduler : {"threads", "processes", "synchronous"}, optional
         Local dask scheduler for the tiles. Default is ``"threads"``.
-    client : `dask.distributed.Client`, optional
+    client : `dask.distributed.Client <distributed.Client>`, optional
         Run the tiles on this cluster; its workers must see the inputs and
         the folder of ``output``.
     jobs : int, optional
         Workers of the local scheduler; default is one per core.
     progress : bool, optional
-        Show dask's progress bar over the tiles. Default is `False`.
+        Show dask's progress bar over the tiles or, for one SWarp run, a line
+        on standard error with the seconds elapsed and the stage SWarp
+        reports. Default is `False`.
     **method_options
         Further options of the back end: ``resampling``, ``extra``,
         ``swarp_path``, ``nthreads``, ``timeout``, ``keep_workdir`` for
@@ -144,6 +146,8 @@ def coadd(
         msg = f"{output} exists; pass overwrite=True to replace it"
         raise FileExistsError(msg)
     backend = make_backend(method, combine, conserve, subtract_background, weights, method_options)
+    if method == "swarp" and tiles is None:
+        backend.progress = progress
     grid = {"wcs": wcs, "shape": shape, "header": header}
     scaling = {
         "flux_scale_keyword": flux_scale_keyword,

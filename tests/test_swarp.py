@@ -704,3 +704,23 @@ def test_processes_do_not_interfere():
         results = list(pool.map(_run_in_process, (1, 2, 3)))
     for result, reference in zip(results, expected):
         np.testing.assert_array_equal(result, reference)
+
+
+def test_coadd_progress_shows_swarp_stages(capsys):
+    """``progress=True`` rewrites one line of stderr with the time and SWarp's stage."""
+    from stdpipe_ccd import coadd
+
+    frames = datasets.make_dither_set(3, (1024, 1024), seed=2, cosmic_density=0)
+    coadd([f.ccd for f in frames], method="swarp", progress=True)
+    err = capsys.readouterr().err
+    updates = err.split("\r")[1:]
+    assert updates[-1].endswith(" s  done\x1b[K\n")
+    seconds = [float(update.split()[1]) for update in updates]
+    assert seconds == sorted(seconds)
+    stages = {update.split(" s  ", 1)[1].split("\x1b")[0] for update in updates[:-1]}
+    # the stages SWarp prints as it goes, caught while it ran
+    assert any(
+        stage.startswith(("Resampling", "Co-adding", "Loading", "Reading")) for stage in stages
+    )
+    coadd([f.ccd for f in frames], method="swarp")
+    assert capsys.readouterr().err == ""
