@@ -388,7 +388,10 @@ def make_flat(
     Returns
     -------
     flat : `~astropy.nddata.CCDData`
-        Dimensionless.
+        In ADU, as a master flat combined by ccdproc from ADU frames and
+        scaled to 1 (`ccdproc.flat_correct` normalises it again): it writes
+        and reads back with ``CCDData.write`` and ``CCDData.read``, which
+        have no FITS unit for a dimensionless image.
     """
     rng = np.random.default_rng([detector_seed, 2])
     response = detector_response(shape, detector_seed, vignetting, overscan)
@@ -398,7 +401,7 @@ def make_flat(
     data = response + rng.normal(0.0, 1.0, shape) * noise
     data[:, shape[1] - overscan :] = 0.0
     meta = {"IMAGETYP": "FLAT", "NCOMBINE": n_combined}
-    return CCDData(data.astype(dtype), unit=u.dimensionless_unscaled, meta=meta)
+    return CCDData(data.astype(dtype), unit=u.adu, meta=meta)
 
 
 def _sky_noise(level, response):

@@ -128,3 +128,24 @@ def test_dither_set_shares_the_field():
 def test_too_small_a_frame_is_refused():
     with pytest.raises(ValueError, match="too small: the data section"):
         datasets.make_frame((10, 10))
+
+
+def test_every_product_round_trips_through_ccddata_io(tmp_path):
+    """Frames, darks, flats and validation fields write and read back with CCDData."""
+    from astropy.nddata import CCDData
+
+    from stdpipe_ccd import validation
+
+    products = {
+        "frame": datasets.make_frame((128, 128), seed=1).ccd,
+        "dark": datasets.make_dark((128, 128)),
+        "flat": datasets.make_flat((128, 128)),
+        "dither": datasets.make_dither_set(2, (128, 128), seed=1)[1].ccd,
+        "field": validation.make_field((128, 128), seed=1, n_stars=20, n_rays=5).ccd,
+    }
+    for name, ccd in products.items():
+        path = tmp_path / f"{name}.fits"
+        ccd.write(path)
+        back = CCDData.read(path)
+        assert back.unit == ccd.unit, name
+        np.testing.assert_array_equal(back.data, ccd.data, err_msg=name)
