@@ -1,6 +1,8 @@
 # Sphinx configuration of stdpipe_ccd, on sphinx-astropy's v2 settings.
 import datetime
+import sys
 from importlib import metadata
+from pathlib import Path
 
 from sphinx_astropy.conf.v2 import *  # noqa: F403
 
@@ -10,17 +12,32 @@ copyright = f"{datetime.date.today().year}, {author}"  # noqa: A001 (Sphinx sett
 release = metadata.version(project)
 version = release.split("+")[0]
 
-# The build must work offline: inventories come from files shipped in docs/
-# (none yet), never from the network.
-intersphinx_mapping = {}
+# The build must work offline: the inventories are files shipped in docs/inventories/
+# (where they come from, and the command that refreshes them: its README), never
+# fetched at build time.
+sys.path.insert(0, str(Path(__file__).parent / "inventories"))
+from refresh import INVENTORIES  # noqa: E402
 
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+intersphinx_mapping = {
+    name: (url, str(Path(__file__).parent / "inventories" / f"{name}.inv"))
+    for name, url in INVENTORIES.items()
+}
+nitpicky = True
+
+exclude_patterns = ["_build", "inventories", "Thumbs.db", ".DS_Store"]
 html_title = f"{project} {version}"
-html_theme_options = {"navigation_with_keys": False}
+# The guide's pages have no sub-pages: the header lists them all, and the left
+# sidebar (which would show only a page's own sub-pages) is left out, so that the
+# article has the width its tables need.
+html_theme_options = {"navigation_with_keys": False, "header_links_before_dropdown": 4}
+html_sidebars = {"**": []}
+html_static_path = ["_static"]
+html_css_files = ["stdpipe_ccd.css"]
 automodapi_toctreedirnm = "api"
 automodsumm_inherited_members = False
 numpydoc_show_class_members = False
 plot_include_source = True
+plot_html_show_source_link = False
 plot_html_show_formats = False
 plot_formats = [("png", 100)]
 
@@ -31,7 +48,7 @@ import contextlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-from pathlib import Path  # noqa: E402
+from unittest import mock  # noqa: E402
 
 from astropy.table import Table  # noqa: E402
 
@@ -44,10 +61,14 @@ exclude_patterns.append("_generated")
 def _write_cli_help():
     from stdpipe_ccd.cli import main
 
-    os.environ["COLUMNS"] = "88"  # argparse wraps to the terminal width
     for command in ("", "mask", "coadd", "demo", "info"):
         text = io.StringIO()
-        with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):
+        # argparse wraps to the terminal width; 72 columns fit the page
+        with (
+            mock.patch.dict(os.environ, {"COLUMNS": "72"}),
+            contextlib.redirect_stdout(text),
+            contextlib.suppress(SystemExit),
+        ):
             main([command, "--help"] if command else ["--help"])
         (_generated / f"help-{command or 'main'}.txt").write_text(text.getvalue())
 
@@ -183,6 +204,11 @@ def _write_benchmark_tables():
         [("cell", "cell", "{}"), *matrix_columns, ("worse", "worse than bare", "{}")],
     )
     tables["cosmics-matrix-mean"] = _table(matrix["mean"], matrix_columns)
+    steps = json.loads((results / "cosmics-steps.json").read_text())
+    tables["cosmics-steps"] = _table(
+        [dict(row, step=row["method"]) for row in steps["mean"]],
+        [("step", "make_mask", "{}"), *matrix_columns[1:]],
+    )
     machine = masking["machine"]
     tables["machine"] = (
         f"Python {machine['python']}, numpy {machine['numpy']}, ccdproc {machine['ccdproc']}, "
@@ -193,8 +219,6 @@ def _write_benchmark_tables():
 
 
 def _write_import_graph():
-    import sys
-
     import stdpipe_ccd
 
     sys.path.insert(0, str(_here))

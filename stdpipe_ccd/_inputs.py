@@ -382,7 +382,7 @@ def ccd_from_hdulist(hdul, index, header, wcs, unit, *, flags=False):
     The ``MASK``, ``UNCERT`` and ``FLAGS`` of an image are the extensions of
     those names with its ``EXTVER`` (several CCDs in one file), or the only
     ones of the file; ``UNCERT`` is of the class its ``UTYPE`` names, as
-    `~astropy.nddata.CCDData.write` writes it.
+    ``CCDData.write`` writes it.
     """
     parts = companions(hdul, index)
     uncertainty = None

@@ -71,7 +71,7 @@ def mask_collection(
     scheduler : {"threads", "processes", "synchronous"}, optional
         Local dask scheduler. Default is ``"threads"``; ``"synchronous"``
         runs one frame after the other without dask.
-    client : `dask.distributed.Client`, optional
+    client : `dask.distributed.Client <distributed.Client>`, optional
         Run the frames on this cluster instead (``scheduler`` is ignored). The
         workers must see the input and output paths.
     jobs : int, optional

@@ -1,6 +1,6 @@
 """FITS files of a `~astropy.nddata.CCDData` with its mask, uncertainty and ``FLAGS``.
 
-`~astropy.nddata.CCDData.write` writes ``.mask`` and ``.uncertainty`` as the
+``CCDData.write`` writes ``.mask`` and ``.uncertainty`` as the
 ``MASK`` and ``UNCERT`` extensions but leaves ``.flags`` out; `write_fits`
 adds it as a ``FLAGS`` extension, and a coadd's ``.exposure_map`` and
 ``.count_map`` as ``EXPMAP`` and ``NIMAGES``; `read_fits` reads them back. The file is
@@ -38,7 +38,7 @@ def write_fits(ccd, path, *, overwrite=False, primary=None):
     ----------
     ccd : `~astropy.nddata.CCDData` or list of them
         The image; ``.mask`` goes to a ``MASK`` extension, ``.uncertainty``
-        to ``UNCERT`` (as `~astropy.nddata.CCDData.write` does),
+        to ``UNCERT`` (as ``CCDData.write`` does),
         ``.flags`` to ``FLAGS``, and a coadd's ``.exposure_map`` and
         ``.count_map`` to ``EXPMAP`` and ``NIMAGES``. A list (the CCDs of a
         mosaic camera) is written as one file with an empty primary HDU
@@ -146,7 +146,7 @@ def read_fits(path, *, unit=None, hdu=None):
     Parameters
     ----------
     path : str or path-like
-        FITS file, as written by `write_fits` or `~astropy.nddata.CCDData.write`.
+        FITS file, as written by `write_fits` or ``CCDData.write``.
     unit : `~astropy.units.Unit` or str, optional
         Unit of the data when the header has no ``BUNIT``.
     hdu : int or str, optional

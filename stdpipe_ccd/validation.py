@@ -44,7 +44,7 @@ class Field:
     rays : `~astropy.table.Table`
         One row per ray: ``id``, ``y``, ``x``, ``length``, ``peak_snr`` (its
         brightest pixel, in sigma) and ``npix`` (its pixels of at least
-        `RAY_PIXEL_SIGMA` sigma).
+        ``RAY_PIXEL_SIGMA`` = 2 sigma).
     ray_label : `~numpy.ndarray`
         The id of the ray that owns each ray pixel, 0 elsewhere.
     stars : `~astropy.table.Table`
@@ -113,7 +113,7 @@ def make_field(
         Sérsic indices to draw the galaxies' from. Default is ``(1, 4)``.
     rays : {"sharp", "diffused", "blurred"}, optional
         How the rays' charge spreads: not at all, or by a Gaussian of 0.4 or
-        0.8 pixels (`RAY_SPREAD`). Default is ``"sharp"``.
+        0.8 pixels (``RAY_SPREAD``). Default is ``"sharp"``.
     n_rays : int, optional
         Number of rays; 60 % are short (exponential lengths, mean 1.5 px), 40 %
         tracks 3 to 60 pixels long; charge log-normal around 400 e- per pixel
