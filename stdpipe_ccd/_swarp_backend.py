@@ -92,7 +92,8 @@ def check_choice(name, value, allowed):
 class SwarpBackend:
     """Resample and combine parsed inputs with SWarp; options are checked on creation.
 
-    Parameters are those of `~stdpipe_ccd.reproject_swarp`.
+    Parameters are those of `~stdpipe_ccd.reproject_swarp`, and ``progress``: show
+    the seconds elapsed and SWarp's stage on standard error while it runs.
     """
 
     name = "swarp"

@@ -1,7 +1,9 @@
 """The SWarp binary: finding it, asking it what it knows, and running it safely."""
 
+import codecs
 import contextlib
 import functools
+import os
 import re
 import shutil
 import signal
@@ -97,7 +99,8 @@ def run_swarp(command, *, cwd, timeout, progress=None):
                 stdout, stderr = follow(process, timeout, progress)
         except subprocess.TimeoutExpired as err:
             process.kill()
-            _, stderr = process.communicate()
+            # follow() has read the pipes itself; communicate() would race its readers
+            stderr = err.stderr if progress is not None else process.communicate()[1]
             msg = f"SWarp did not finish within {timeout} s"
             raise SwarpError(msg, command=command, output_tail=tail(stderr)) from err
         except BaseException:
@@ -121,8 +124,10 @@ def follow(process, timeout, progress):
     chunks = {"stdout": [], "stderr": []}
 
     def drain(name):
-        for chunk in iter(lambda: getattr(process, name).read(256), ""):
-            chunks[name].append(chunk)
+        # read what is there as it comes (a text pipe's read(n) waits for n characters)
+        fd, decoder = getattr(process, name).fileno(), codecs.getincrementaldecoder("utf-8")()
+        for data in iter(lambda: os.read(fd, 4096), b""):
+            chunks[name].append(decoder.decode(data))
 
     readers = [threading.Thread(target=drain, args=(name,), daemon=True) for name in chunks]
     for reader in readers:
@@ -135,8 +140,12 @@ def follow(process, timeout, progress):
         except subprocess.TimeoutExpired:
             elapsed = time.monotonic() - start
             if timeout is not None and elapsed > timeout:
-                raise subprocess.TimeoutExpired(process.args, timeout) from None
-            progress(elapsed, last_stage("".join(chunks["stderr"][-64:])))
+                process.kill()
+                for reader in readers:
+                    reader.join(timeout=1)  # a child SWarp left may hold the pipes open
+                stderr = "".join(chunks["stderr"])
+                raise subprocess.TimeoutExpired(process.args, timeout, stderr=stderr) from None
+            progress(elapsed, last_stage("".join(chunks["stderr"][-64:])) or "starting")
     for reader in readers:
         reader.join()
     progress(time.monotonic() - start, None)
@@ -162,13 +171,12 @@ class StageLine:
     """
 
     def __init__(self, stream, width=79):
-        self.stream, self.width, self.stage = stream, width, "starting"
+        self.stream, self.width = stream, width
 
     def __call__(self, elapsed, stage):
         if stage is None:  # finished
             self.stream.write(f"\r{self._line(elapsed, 'done')}\x1b[K\n")
         else:
-            self.stage = stage
             self.stream.write(f"\r{self._line(elapsed, stage)}\x1b[K")
         self.stream.flush()
 

@@ -145,9 +145,15 @@ def coadd(
     if output is not None and Path(output).exists() and not overwrite:
         msg = f"{output} exists; pass overwrite=True to replace it"
         raise FileExistsError(msg)
-    backend = make_backend(method, combine, conserve, subtract_background, weights, method_options)
-    if method == "swarp" and tiles is None:
-        backend.progress = progress
+    backend = make_backend(
+        method,
+        combine,
+        conserve,
+        subtract_background,
+        weights,
+        method_options,
+        progress=progress and tiles is None,  # tiles show dask's bar instead
+    )
     grid = {"wcs": wcs, "shape": shape, "header": header}
     scaling = {
         "flux_scale_keyword": flux_scale_keyword,
@@ -199,8 +205,13 @@ def coadd(
     return result
 
 
-def make_backend(method, combine, conserve, subtract_background, weights, method_options):
-    """Return the back end of ``method``, with its options checked before anything is read."""
+def make_backend(
+    method, combine, conserve, subtract_background, weights, method_options, *, progress=False
+):
+    """Return the back end of ``method``, with its options checked before anything is read.
+
+    ``progress`` shows SWarp's stages as it runs (reproject reports none).
+    """
     common = {
         "combine": combine,
         "conserve": conserve,
@@ -212,7 +223,7 @@ def make_backend(method, combine, conserve, subtract_background, weights, method
         if unknown:
             msg = f"{unknown} are not options of method='swarp' (it takes {SWARP_OPTIONS})"
             raise ValueError(msg)
-        return SwarpBackend(**common, **method_options)
+        return SwarpBackend(**common, **method_options, progress=progress)
     return ReprojectBackend(method, **common, **method_options)
 
 

@@ -146,21 +146,29 @@ def _draw_reasons(ax, flags, present, factor, extent):
         )
     outlined = False
     for code, flag in enumerate(reversed(present), start=1):
-        hidden = _pool(((flags & flag.value) != 0) & (codes != code), factor, np.max)
-        if flag in AREA_REASONS and hidden.any():
-            ax.contour(
-                hidden,
-                levels=[0.5],
-                colors=[REASON_COLOURS[flag]],
-                linestyles="--",
-                linewidths=1.5,
-                extent=extent,  # as imshow's: the outline runs along the pixels' edges
-                origin="lower",
-            )
-            outlined = True
+        mask, colour = (flags & flag.value) != 0, REASON_COLOURS[flag]
+        if flag in AREA_REASONS:
+            outlined |= _outline(ax, mask & (codes != code), factor, extent, colour)
         if factor > 1 and flag in RINGED_REASONS:
-            _ring_small_groups(ax, (flags & flag.value) != 0, REASON_COLOURS[flag])
+            _ring_small_groups(ax, mask, colour)
     return outlined
+
+
+def _outline(ax, hidden, factor, extent, colour):
+    """Outline the ``hidden`` pixels with a dashed line; return whether there were any."""
+    pooled = _pool(hidden, factor, np.max)
+    if not pooled.any():
+        return False
+    ax.contour(
+        pooled,
+        levels=[0.5],
+        colors=[colour],
+        linestyles="--",
+        linewidths=1.5,
+        extent=extent,  # as imshow's: the outline runs along the pixels' edges
+        origin="lower",
+    )
+    return True
 
 
 def _ring_small_groups(ax, mask, colour):

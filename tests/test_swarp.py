@@ -440,6 +440,23 @@ def test_failures_raise_and_clean_up(small_frame, tmp_path, body, options, match
     assert list(workdir.iterdir()) == []  # nothing left behind
 
 
+def test_timeout_while_showing_progress(small_frame, tmp_path, capsys):
+    """With progress shown, a hung SWarp is still killed at the timeout, its output kept."""
+    from stdpipe_ccd import coadd
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    binary = fake_swarp(tmp_path, 'printf "> Resampling in0000.fits ...\\n" >&2; sleep 30')
+    with (
+        conf.set_temp("tmpdir", str(workdir)),
+        pytest.raises(SwarpError, match="within 1 s") as info,
+    ):
+        coadd(small_frame.ccd, method="swarp", swarp_path=binary, timeout=1, progress=True)
+    assert "Resampling in0000.fits" in info.value.output_tail
+    assert "Resampling in0000.fits" in capsys.readouterr().err
+    assert list(workdir.iterdir()) == []
+
+
 def test_interrupt_cleans_up(small_frame, tmp_path):
     workdir = tmp_path / "work"
     workdir.mkdir()

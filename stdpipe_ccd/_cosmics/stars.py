@@ -24,8 +24,8 @@ def bright_peaks(cosmics, frame, tuning):
     iy, ix = geo.pixels_above(
         frame.data, frame.sky, frame.sigma, tuning.star_shape_sigma, frame.known | cosmics
     )
-    light = geo.around(frame.data, iy, ix, geo.NEIGHBOURS) - frame.sky[iy, ix, None]
-    peak = (light < frame.excess(iy, ix)[:, None]).all(axis=1)
+    light, excess = neighbour_light(frame, iy, ix)
+    peak = (light < excess[:, None]).all(axis=1)
     if np.count_nonzero(peak) < tuning.star_shape_min:
         return None
     return iy[peak], ix[peak]
@@ -41,13 +41,17 @@ def star_thresholds(frame, peaks, tuning):
     """
     if peaks is None:
         return tuning.star_neighbours, tuning.star_dimmest
-    iy, ix = peaks
-    light = geo.around(frame.data, iy, ix, geo.NEIGHBOURS) - frame.sky[iy, ix, None]
-    excess = frame.excess(iy, ix)
+    light, excess = neighbour_light(frame, *peaks)
     return (
         tuning.star_neighbours_fraction * float(np.median(light.sum(axis=1) / excess)),
         tuning.star_dimmest_fraction * float(np.median(light.min(axis=1) / excess)),
     )
+
+
+def neighbour_light(frame, iy, ix):
+    """Light above the sky of the 8 neighbours of pixels ``iy, ix``, and their own."""
+    light = geo.around(frame.data, iy, ix, geo.NEIGHBOURS) - frame.sky[iy, ix, None]
+    return light, frame.excess(iy, ix)
 
 
 def centroids(frame, iy, ix):
@@ -127,14 +131,15 @@ def drop_star_cores(cosmics, frame, tuning):
         radii, profile = star_profile(frame, peaks)
         # the light of the group's star, or of the star uphill of the pixel (a group
         # may span two stars); a pixel that is its own top is no star's wing
-        starlight = star_light(frame, py[group], px[group], iy, ix, radii, profile)
+        cy, cx, total = centroids(frame, py, px)  # once per group
+        starlight = star_light(cy[group], cx[group], total[group], iy, ix, radii, profile)
         ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
         own_top = (ty == iy) & (tx == ix)
         other = np.flatnonzero(~own_top & ((ty != py[group]) | (tx != px[group])))
         other = other[is_star_top(frame, ty[other], tx[other], neighbours, dimmest)]
+        cy, cx, total = centroids(frame, ty[other], tx[other])
         starlight[other] = np.maximum(
-            starlight[other],
-            star_light(frame, ty[other], tx[other], iy[other], ix[other], radii, profile),
+            starlight[other], star_light(cy, cx, total, iy[other], ix[other], radii, profile)
         )
         starlight *= tuning.star_profile_slack
         explained = frame.excess(iy, ix) <= (
@@ -147,14 +152,12 @@ def drop_star_cores(cosmics, frame, tuning):
 
 def is_star_top(frame, iy, ix, neighbours, dimmest):
     """Whether pixels ``iy, ix`` have a star's light around them (`star_thresholds`)."""
-    light = geo.around(frame.data, iy, ix, geo.NEIGHBOURS) - frame.sky[iy, ix, None]
-    excess = frame.excess(iy, ix)
+    light, excess = neighbour_light(frame, iy, ix)
     return (light.sum(axis=1) >= neighbours * excess) & (light.min(axis=1) >= dimmest * excess)
 
 
-def star_light(frame, ty, tx, iy, ix, radii, profile):
-    """Light at pixels ``iy, ix`` of the stars whose tops are ``ty, tx``, by the median profile."""
-    cy, cx, total = centroids(frame, ty, tx)
+def star_light(cy, cx, total, iy, ix, radii, profile):
+    """Light at pixels ``iy, ix`` of stars centred at ``cy, cx`` with 3 x 3 sums ``total``."""
     return total * np.interp(np.hypot(iy - cy, ix - cx), radii, profile, right=0.0)
 
 
@@ -165,13 +168,15 @@ def climb(data, iy, ix, steps, radius=1):
     offsets = np.array(box)
     centre = len(box) // 2
     ny, nx = data.shape
-    for _ in range(steps):
-        best = np.argmax(geo.around(data, iy, ix, box), axis=1)
-        moving = np.flatnonzero(best != centre)
+    moving = np.arange(len(iy))
+    for _ in range(steps):  # only the pixels not yet at a maximum are looked at again
+        best = np.argmax(geo.around(data, iy[moving], ix[moving], box), axis=1)
+        step = best != centre
+        moving, best = moving[step], best[step]
         if not moving.size:
             break
-        iy[moving] = np.clip(iy[moving] + offsets[best[moving], 0], 0, ny - 1)
-        ix[moving] = np.clip(ix[moving] + offsets[best[moving], 1], 0, nx - 1)
+        iy[moving] = np.clip(iy[moving] + offsets[best, 0], 0, ny - 1)
+        ix[moving] = np.clip(ix[moving] + offsets[best, 1], 0, nx - 1)
     return iy, ix
 
 
