@@ -20,8 +20,9 @@ from astropy.io import fits
 
 from ._conf import conf
 from ._product import Stack, order_inverse_variance
+from ._signals import signals_unwind
 from ._sky import inverse_variance_map
-from ._swarp_binary import StageLine, find_swarp, run_swarp, signals_unwind, swarp_info, tail
+from ._swarp_binary import StageLine, find_swarp, run_swarp, swarp_info, tail
 from ._wcs import celestial_wcs, has_sip
 from .exceptions import SwarpError
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from ._conf import conf
 from .exceptions import SwarpError, SwarpNotFoundError
 
-__all__ = ["StageLine", "find_swarp", "run_swarp", "signals_unwind", "swarp_info", "tail"]
+__all__ = ["StageLine", "find_swarp", "run_swarp", "swarp_info", "tail"]
 
 SWARP_NAMES = ("swarp", "SWarp")
 #: seconds between two reports of a run's progress
@@ -81,12 +81,20 @@ def run_swarp(command, *, cwd, timeout, progress=None):
     """Run a command; return what it printed, or raise `SwarpError`.
 
     ``progress``, if given, is called about four times a second with the
-    seconds elapsed and the stage SWarp last reported (its ``> ...`` lines).
+    seconds elapsed, the stage SWarp last reported (its ``> ...`` lines) and
+    False; at the end, with True and ``"done"`` or how it was stopped.
     """
     command = [str(part) for part in command]
     try:
+        # its own process group: a kill reaches whatever it started, which would
+        # otherwise hold its pipes open until it ends
         process = subprocess.Popen(
-            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=os.name == "posix",
         )
     except OSError as err:
         msg = f"SWarp could not be started: {err}"
@@ -98,14 +106,14 @@ def run_swarp(command, *, cwd, timeout, progress=None):
             else:
                 stdout, stderr = follow(process, timeout, progress)
         except subprocess.TimeoutExpired as err:
-            process.kill()
+            kill(process)
             # follow() has read the pipes itself; communicate() would race its readers
             stderr = err.stderr if progress is not None else process.communicate()[1]
             msg = f"SWarp did not finish within {timeout} s"
             raise SwarpError(msg, command=command, output_tail=tail(stderr)) from err
         except BaseException:
             # Ctrl-C or a signal: no SWarp left running, nor a zombie
-            process.kill()
+            kill(process)
             process.wait()
             raise
     output = (stdout or "") + (stderr or "")
@@ -117,6 +125,17 @@ def run_swarp(command, *, cwd, timeout, progress=None):
             msg, command=command, returncode=process.returncode, output_tail=tail(output)
         )
     return output
+
+
+def kill(process):
+    """Kill ``process`` and everything it started (its process group on POSIX)."""
+    if process.returncode is not None:  # reaped: its group id may be another's now
+        return
+    if os.name != "posix":
+        process.kill()
+        return
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def follow(process, timeout, progress):
@@ -140,15 +159,16 @@ def follow(process, timeout, progress):
         except subprocess.TimeoutExpired:
             elapsed = time.monotonic() - start
             if timeout is not None and elapsed > timeout:
-                process.kill()
+                kill(process)
                 for reader in readers:
-                    reader.join(timeout=1)  # a child SWarp left may hold the pipes open
+                    reader.join()
+                progress(elapsed, f"killed after {timeout} s", True)
                 stderr = "".join(chunks["stderr"])
                 raise subprocess.TimeoutExpired(process.args, timeout, stderr=stderr) from None
-            progress(elapsed, last_stage("".join(chunks["stderr"][-64:])) or "starting")
+            progress(elapsed, last_stage("".join(chunks["stderr"][-64:])) or "starting", False)
     for reader in readers:
         reader.join()
-    progress(time.monotonic() - start, None)
+    progress(time.monotonic() - start, "done", True)
     return "".join(chunks["stdout"]), "".join(chunks["stderr"])
 
 
@@ -173,46 +193,14 @@ class StageLine:
     def __init__(self, stream, width=79):
         self.stream, self.width = stream, width
 
-    def __call__(self, elapsed, stage):
-        if stage is None:  # finished
-            self.stream.write(f"\r{self._line(elapsed, 'done')}\x1b[K\n")
-        else:
-            self.stream.write(f"\r{self._line(elapsed, stage)}\x1b[K")
+    def __call__(self, elapsed, stage, last):
+        line = f"SWarp {elapsed:7.1f} s  {stage}"[: self.width]
+        # the line is rewritten until the last, which ends it
+        self.stream.write(f"\r{line}\x1b[K" + ("\n" if last else ""))
         self.stream.flush()
-
-    def _line(self, elapsed, stage):
-        return f"SWarp {elapsed:7.1f} s  {stage}"[: self.width]
 
 
 def tail(text, lines=15):
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     return "\n".join((text or "").splitlines()[-lines:])
-
-
-@contextlib.contextmanager
-def signals_unwind():
-    """Let SIGTERM and SIGHUP (what batch systems send) unwind as Ctrl-C does.
-
-    While SWarp runs, in the main thread and where no handler of the
-    program's own is set, these signals raise `SystemExit` (status 128 plus
-    the signal number): SWarp is killed and reaped and the working directory
-    removed on the way out.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def unwind(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = {}
-    for name in ("SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) in (signal.SIG_DFL, None):
-            previous[number] = signal.signal(number, unwind)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)

@@ -14,6 +14,7 @@ from pathlib import Path
 from astropy import log
 
 from . import _cli_arguments as arguments
+from ._signals import signals_unwind
 
 __all__ = ["main"]
 
@@ -38,14 +39,17 @@ def main(argv=None):
     -------
     status : int
         0 on success, 1 when some frame failed or an error stopped the
-        command, 2 for bad usage, 130 when interrupted.
+        command, 2 for bad usage, 130 when interrupted. SIGTERM and SIGHUP
+        raise `SystemExit` with 128 plus the signal number once the files
+        being written are removed.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     with _command_logging(args.verbose - args.quiet):
         try:
             _check_plotting(args)
-            return args.run(args)
+            with signals_unwind():  # a batch system's stop leaves no half-written file
+                return args.run(args)
         except KeyboardInterrupt:
             print("stdpipe-ccd: interrupted", file=sys.stderr)
             return 130

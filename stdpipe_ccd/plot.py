@@ -8,9 +8,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 from astropy.nddata import block_reduce
 from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
 
+from ._inputs import image_hdus
 from .flags import MaskFlag
 from .io import FITS_SUFFIXES, read_fits
 
@@ -415,12 +417,27 @@ def _finish(figure, title, filename):
 
 
 def write_mask_png(path, overwrite=False):
-    """Write ``<path without .fits>.png``, a quick-look of a masked frame; return its path."""
-    png = png_path(path)
-    if png.exists() and not overwrite:
-        return str(png)
-    plot_mask(read_fits(path), filename=png, title=Path(path).name)
-    return str(png)
+    """Write quick-looks of a masked frame beside it; return their paths.
+
+    ``<path without .fits>.png`` for one image; for a file of several (the
+    CCDs of a mosaic), one picture each, ``<path without .fits>.<n>.png``
+    with ``n`` the image's ``EXTVER`` (or its place in the file).
+    """
+    with fits.open(path) as hdul:
+        images = image_hdus(hdul)
+        versions = [hdul[index].header.get("EXTVER", k) for k, index in enumerate(images, 1)]
+    name, png = Path(path).name, png_path(path)
+    if len(images) < 2:
+        pictures = [(png, None, name)]
+    else:
+        pictures = [
+            (png.with_suffix(f".{version}.png"), index, f"{name}, image {version}")
+            for version, index in zip(versions, images, strict=True)
+        ]
+    for picture, index, title in pictures:
+        if overwrite or not picture.exists():
+            plot_mask(read_fits(path, hdu=index), filename=picture, title=title)
+    return [str(picture) for picture, _, _ in pictures]
 
 
 def write_coadd_png(ccd, png):

@@ -1,6 +1,8 @@
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -302,9 +304,10 @@ def test_multi_extension_night_through_the_command(night, tmp_path, capsys):
     raw.parent.mkdir()
     fits.HDUList(hdus).writeto(raw)
     masked = tmp_path / "masked"
-    assert main(["mask", str(raw), "-o", str(masked), "--bleed"]) == 0
+    assert main(["mask", str(raw), "-o", str(masked), "--bleed", "--png"]) == 0
     assert "1 of 1 frames masked" in capsys.readouterr().out
     output = masked / "mosaic.fits"
+    assert sorted(p.name for p in masked.glob("*.png")) == ["mosaic.1.png", "mosaic.2.png"]
     assert read_fits(output, hdu=("SCI", 2)).mask is not None
     assert main(["coadd", str(output), "-o", str(tmp_path / "stack.fits")]) == 0
     assert "coadded 2 images of 1 files" in capsys.readouterr().out
@@ -346,3 +349,30 @@ def test_quiet_and_the_commands_own_words(night, tmp_path, capsys):
     capsys.readouterr()
     assert main(["coadd", light, "-o", stack, "--method", "interp"]) == 1
     assert "pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_stop_signal_while_writing_leaves_no_partial_file(night, tmp_path, name):
+    """A batch system's stop in the middle of a write unwinds: nothing half-written is left."""
+    folder, _ = night
+    out = tmp_path / "out"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from astropy.io import fits
+        from stdpipe_ccd.cli import main
+
+        write = fits.HDUList.writeto
+
+        def write_then_stop(self, *args, **kwargs):
+            write(self, *args, **kwargs)  # the temporary file is complete, not yet published
+            os.kill(os.getpid(), signal.{name})
+
+        fits.HDUList.writeto = write_then_stop
+        main(["mask", {str(folder / "light0.fits")!r}, "-o", {str(out)!r},
+              "--scheduler", "synchronous"])
+        """
+    )
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert process.returncode == 128 + getattr(signal, name)
+    assert sorted(p.name for p in out.iterdir()) == []  # neither the output nor a .part

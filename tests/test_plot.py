@@ -97,9 +97,7 @@ def test_mask_picture_into_given_axes(masked):
     assert f"HOT ({np.count_nonzero(masked.flags & MaskFlag.HOT)})" in labels
     # the 31 hot pixels are ringed: the picture is smaller than the frame
     rings = [c for c in ax.collections if c.get_offsets().shape[0]]
-    assert sum(len(c.get_offsets()) for c in rings) >= np.count_nonzero(
-        masked.flags & MaskFlag.HOT
-    )
+    assert sum(len(c.get_offsets()) for c in rings) >= np.count_nonzero(masked.flags & MaskFlag.HOT)
 
 
 def test_coadd_picture_with_maps():

@@ -453,7 +453,9 @@ def test_timeout_while_showing_progress(small_frame, tmp_path, capsys):
     ):
         coadd(small_frame.ccd, method="swarp", swarp_path=binary, timeout=1, progress=True)
     assert "Resampling in0000.fits" in info.value.output_tail
-    assert "Resampling in0000.fits" in capsys.readouterr().err
+    shown = capsys.readouterr().err
+    assert "Resampling in0000.fits" in shown
+    assert shown.endswith("killed after 1 s\x1b[K\n")  # the line is ended, not left open
     assert list(workdir.iterdir()) == []
 
 
