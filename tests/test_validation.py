@@ -70,15 +70,15 @@ def test_no_harm_against_bare_astroscrappy(cell):
     assert mine["recall"] >= peer["recall"] - 0.01
     assert mine["precision"] >= peer["precision"]
     assert mine["star_cores"] <= peer["star_cores"]
-    assert mine["star_cores"] <= (0.15 if cell == "undersampled" else 0.01)
+    assert mine["star_cores"] <= (0.05 if cell == "undersampled" else 0.01)
 
 
-def test_undersampled_star_cores_cut_fivefold():
-    """LACosmic flags half the cores of stars of FWHM 1.6 px; the calibrated veto most of them."""
+def test_undersampled_star_cores_cut_tenfold():
+    """LACosmic flags half the cores of stars of FWHM 1.6 px; the veto leaves 1 in 20 at most."""
     mine = mean_scores(ours, CELLS["undersampled"])
     peer = mean_scores(bare, CELLS["undersampled"])
     assert peer["star_cores"] > 0.3
-    assert mine["star_cores"] < peer["star_cores"] / 4
+    assert mine["star_cores"] < min(0.05, peer["star_cores"] / 10)
 
 
 def test_rays_on_galaxies_found_as_on_the_sky():

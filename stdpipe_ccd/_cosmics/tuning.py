@@ -38,6 +38,11 @@ class CosmicRayTuning:
     star_dimmest_fraction : float
         When the frame's stars are measured, `star_dimmest` is this fraction
         of their median. Default is 0.5.
+    star_dimmest_sigma : float
+        Each neighbour may fall this many sigma short of `star_dimmest`. The
+        dimmest of 8 neighbours lies 1.4 sigma below its mean on average, so
+        that without it the faint stars of an undersampled frame failed the
+        test and kept their flags. Default is 1.5.
     star_top_reach : float
         A flagged group on a star's wing that neither holds the star's top
         nor comes this close to it (pixels) is a ray LACosmic found sharp on
@@ -126,6 +131,7 @@ class CosmicRayTuning:
     star_neighbours_fraction: float = 0.6
     star_dimmest: float = 0.2
     star_dimmest_fraction: float = 0.5
+    star_dimmest_sigma: float = 1.5
     star_top_reach: float = 2.5
     star_core_radius: float = 1.5
     star_profile_slack: float = 2.0
