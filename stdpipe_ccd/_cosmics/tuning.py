@@ -44,9 +44,10 @@ class CosmicRayTuning:
         that the faint stars of undersampled frames fail the test and keep
         their flags: at FWHM 1.6 pixels, 7.9 % of star cores with the default
         0, 0.95 % with 1.5. But rays blurred by charge diffusion pass it too,
-        and are then dropped as stars (on frames of FWHM 3 pixels, 15 % of
-        rays blurred by 0.7 pixels are found with 1.5, 19 % with 0, as by the
-        bare call), so it is for undersampled frames. Default is 0.
+        and are then dropped as stars (of rays blurred by 0.7 pixels on a
+        frame of FWHM 3 pixels, 15.9 % are found with 1.5, 18.5 % with 0 and
+        18.7 % by the bare call), so it is for undersampled frames. Default
+        is 0.
     star_top_reach : float
         A flagged group on a star's wing that neither holds the star's top
         nor comes this close to it (pixels) is a ray LACosmic found sharp on
