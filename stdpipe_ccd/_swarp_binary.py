@@ -161,7 +161,7 @@ def follow(process, timeout, progress):
             if timeout is not None and elapsed > timeout:
                 kill(process)
                 for reader in readers:
-                    reader.join()
+                    reader.join(timeout=1)  # a helper in a session of its own may hold the pipes
                 progress(elapsed, f"killed after {timeout} s", True)
                 stderr = "".join(chunks["stderr"])
                 raise subprocess.TimeoutExpired(process.args, timeout, stderr=stderr) from None
