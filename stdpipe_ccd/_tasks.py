@@ -5,7 +5,10 @@ Shared by `~stdpipe_ccd.mask_collection`, tiled coadds, the demo and the command
 
 from contextlib import nullcontext
 
-__all__ = ["run_tasks"]
+__all__ = ["SCHEDULERS", "run_tasks"]
+
+#: the dask schedulers tasks may run on (besides a ``distributed`` client)
+SCHEDULERS = ("threads", "processes", "synchronous")
 
 
 def run_tasks(function, arguments, *, scheduler, client, jobs, progress):

@@ -15,11 +15,11 @@ from astropy import log
 
 from . import _cli_arguments as arguments
 from ._signals import signals_unwind
+from ._tasks import SCHEDULERS
 
 __all__ = ["main"]
 
 
-SCHEDULERS = ("threads", "processes", "synchronous")
 DESCRIPTION = """\
 STDPipe pre-processing for CCD frames: mask bad pixels with the reason for each,
 and reproject and coadd frames with SWarp, from the command line.

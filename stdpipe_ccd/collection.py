@@ -14,14 +14,13 @@ from ._cosmics import check_options
 from ._headers import fits_layout
 from ._inputs import image_hdus, warn_unused
 from ._provenance import COUNT_KEYWORDS
-from ._tasks import run_tasks
+from ._tasks import SCHEDULERS, run_tasks
 from .flags import MaskFlag, flag_counts
 from .io import read_fits, write_fits
 from .masking import make_mask
 
 __all__ = ["mask_collection"]
 
-SCHEDULERS = ("threads", "processes", "synchronous")
 #: what happened to each frame
 STATUSES = ("written", "redone", "skipped", "failed")
 #: make_mask options that may be given as FITS paths, read by each task

@@ -16,9 +16,8 @@ def box(radius):
     return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
 
 
-#: the 3 x 3 box around a pixel (as an array too, for centroids)
+#: the 3 x 3 box around a pixel
 BOX1 = box(1)
-BOX1_OFFSETS = np.array(BOX1, dtype=float)
 #: the 25 pixels of the 5 x 5 box around a pixel, and the 16 of its outer ring
 BOX2 = box(2)
 RING2 = [(dy, dx) for dy, dx in BOX2 if max(abs(dy), abs(dx)) == 2]

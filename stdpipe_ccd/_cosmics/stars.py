@@ -54,8 +54,8 @@ def neighbour_light(frame, iy, ix):
     return light, frame.excess(iy, ix)
 
 
-#: the pixel and its neighbours above and below, left and right, for `centroids`
-AXES = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
+#: where, in the 3 x 3 box, the pixel and its neighbours above, below, left and right are
+AXES = [geo.BOX1.index(offset) for offset in [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]]
 
 
 def centroids(frame, iy, ix):
@@ -67,11 +67,10 @@ def centroids(frame, iy, ix):
     FWHM 2.5 (up to 0.27 px), which halves the light predicted on the steep
     wing; the Gaussian's is exact there.
     """
-    total = np.clip(geo.around(frame.data, iy, ix, geo.BOX1) - frame.sky[iy, ix, None], 0, None)
-    total = total.sum(axis=1)
-    light = geo.around(frame.data, iy, ix, AXES) - frame.sky[iy, ix, None]
+    light = geo.around(frame.data, iy, ix, geo.BOX1) - frame.sky[iy, ix, None]
+    total = np.clip(light, 0, None).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log = np.log(light)
+        log = np.log(light[:, AXES])
         centre = log[:, :1]
         shift = (log[:, 1::2] - log[:, 2::2]) / (2 * (log[:, 1::2] - 2 * centre + log[:, 2::2]))
     # not a top with light on both sides: no shift; at most a pixel either way
@@ -173,10 +172,10 @@ def is_star_top(frame, iy, ix, neighbours, dimmest, noise):
     threshold: on a faint star, noise decides which neighbour is dimmest.
     """
     light, excess = neighbour_light(frame, iy, ix)
-    allowed = noise * geo.around(frame.sigma, iy, ix, geo.NEIGHBOURS)
-    return (light.sum(axis=1) >= neighbours * excess) & (
-        (light + allowed).min(axis=1) >= dimmest * excess
-    )
+    enough = light.sum(axis=1) >= neighbours * excess
+    if noise:
+        light += noise * geo.around(frame.sigma, iy, ix, geo.NEIGHBOURS)
+    return enough & (light.min(axis=1) >= dimmest * excess)
 
 
 def star_light(cy, cx, total, iy, ix, radii, profile):
