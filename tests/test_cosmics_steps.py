@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from stdpipe_ccd import validation
+from stdpipe_ccd import CosmicRayTuning, validation
 from stdpipe_ccd._cosmics import stars
 from stdpipe_ccd._cosmics.frame import Frame
 
@@ -51,3 +52,59 @@ def test_centroid_of_a_pixel_without_light_on_both_sides_stays_put():
     cy, cx, _ = stars.centroids(frame, np.array([15]), np.array([15]))
     assert cy[0] == 15.0
     assert cx[0] == 15.0
+
+
+def star_grid(psf, fwhm, sky=100.0, flux=1e5):
+    """A noiseless frame of 49 stars, one at each pixel phase of `OFFSETS`, and their tops."""
+    data = np.full((7 * 25, 7 * 25), sky, np.float32)
+    tops = []
+    for i, dy in enumerate(OFFSETS):
+        for j, dx in enumerate(OFFSETS):
+            y, x = 12 + 25 * i, 12 + 25 * j
+            data[y - 12 : y + 13, x - 12 : x + 13] += flux * validation._psf_stamp(
+                psf, fwhm, 4.765, dx, dy, 12
+            )
+            tops.append((y, x))
+    ones = np.ones(data.shape, np.float32)
+    frame = Frame(data, np.zeros(data.shape, bool), sky * ones, ones)
+    return frame, tuple(np.array(tops).T)
+
+
+@pytest.mark.parametrize(
+    ("psf", "fwhm"),
+    [("gaussian", 1.6), ("moffat", 1.6), ("moffat", 2.0), ("gaussian", 2.5), ("moffat", 3.0)],
+)
+def test_star_test_passes_stars_at_every_phase(psf, fwhm):
+    """Calibrated on the frame's stars, the star test's roundness passes every one, at any phase.
+
+    So does the whole test, but for the noiseless Gaussian stars of FWHM 1.6
+    centred near a pixel's corner, whose far corner neighbour is dark.
+    """
+    frame, tops = star_grid(psf, fwhm)
+    test = stars.star_thresholds(frame, tops, CosmicRayTuning())
+    assert (
+        stars.roundness(stars.neighbour_light(frame, *tops)[0]) >= max(test.roundness, 0.35)
+    ).all()
+    passed = stars.is_star_top(frame, *tops, test)
+    assert passed.all() or ((psf, fwhm) == ("gaussian", 1.6) and passed.mean() > 0.9)
+
+
+@pytest.mark.parametrize("angle", np.arange(0, 180, 15))
+def test_star_test_fails_blurred_tracks(angle):
+    """A track blurred by charge diffusion (0.7 px) is no star of FWHM 3, whatever its angle.
+
+    Along an axis, it passes the neighbour-sum and dimmest-neighbour tests:
+    the pixels across it hold a third of its light. Its opposite neighbours
+    do not agree.
+    """
+    frame, tops = star_grid("moffat", 3.0)
+    test = stars.star_thresholds(frame, tops, CosmicRayTuning())
+    track = np.zeros((61, 61))
+    for step in np.linspace(-15, 15, 600):
+        y, x = 30 + step * np.sin(np.radians(angle)), 30 + step * np.cos(np.radians(angle))
+        track[round(y), round(x)] += 200.0
+    frame.data[:61, :61] = 100.0 + ndimage.gaussian_filter(track, 0.7)
+    top = np.array([30]), np.array([30])
+    assert stars.roundness(stars.neighbour_light(frame, *top)[0])[0] < 0.4
+    assert test.roundness >= 0.5
+    assert not stars.is_star_top(frame, *top, test)[0]

@@ -82,10 +82,10 @@ def test_undersampled_star_cores_cut_fivefold():
 
 
 def test_undersampled_star_cores_with_a_noise_allowance():
-    """With star_dimmest_sigma=1.5, faint undersampled stars pass the test: 1 core in 20 at most."""
-    tuning = CosmicRayTuning(star_dimmest_sigma=1.5)
-    strict = mean_scores(ours, CELLS["undersampled"])
-    allowed = mean_scores(lambda ccd: ours(ccd, cosmics_tuning=tuning), CELLS["undersampled"])
+    """Faint undersampled stars pass the noisy star test: 1 core in 20 at most, half the strict."""
+    strict_tuning = CosmicRayTuning(star_dimmest_sigma=0)
+    allowed = mean_scores(ours, CELLS["undersampled"])
+    strict = mean_scores(lambda ccd: ours(ccd, cosmics_tuning=strict_tuning), CELLS["undersampled"])
     assert allowed["star_cores"] < min(0.05, strict["star_cores"] / 2)
     assert allowed["precision"] > strict["precision"]
     assert allowed["recall"] >= strict["recall"] - 0.02

@@ -1,5 +1,7 @@
 """The star veto: LACosmic's flags on star cores are dropped, the test calibrated on the frame."""
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import geometry as geo
@@ -17,34 +19,83 @@ CLIMB_STEPS = 8
 
 
 def bright_peaks(cosmics, frame, tuning):
-    """Rows and columns of the unflagged local maxima ``star_shape_sigma`` above the sky.
+    """Rows and columns of the unflagged round local maxima ``star_shape_sigma`` above the sky.
 
-    They are nearly all stars; None when there are fewer than ``star_shape_min``.
+    They are the frame's stars: rays that LACosmic missed, as many as the
+    stars on a frame whose rays are blurred by charge diffusion, are not
+    round (`roundness`). None when there are fewer than ``star_shape_min``.
     """
     iy, ix = geo.pixels_above(
         frame.data, frame.sky, frame.sigma, tuning.star_shape_sigma, frame.known | cosmics
     )
     light, excess = neighbour_light(frame, iy, ix)
-    peak = (light < excess[:, None]).all(axis=1)
+    peak = (light < excess[:, None]).all(axis=1) & (roundness(light) >= tuning.star_roundness)
     if np.count_nonzero(peak) < tuning.star_shape_min:
         return None
     return iy[peak], ix[peak]
 
 
+#: where, among the 8 neighbours, the opposite pairs across each axis and diagonal are
+PAIRS = [
+    [geo.NEIGHBOURS.index(offset) for offset in pair]
+    for pair in [((-1, 0), (1, 0)), ((0, -1), (0, 1)), ((-1, -1), (1, 1)), ((-1, 1), (1, -1))]
+]
+
+
+def pair_light(light):
+    """Sum the light of opposite neighbours (`PAIRS`); return the lesser and greater pairs.
+
+    Column 0 is the vertical against the horizontal pair, column 1 the two
+    diagonal ones.
+    """
+    pairs = np.clip(light, 0, None)[:, PAIRS].sum(axis=2)
+    across = pairs[:, 0::2], pairs[:, 1::2]
+    return np.minimum(*across), np.maximum(*across)
+
+
+def roundness(light):
+    """How evenly the 8 neighbours' ``light`` spreads round a pixel: 1 round, 0 a line.
+
+    The lesser ratio of the light of opposite neighbours (`pair_light`),
+    across the axes and across the diagonals. A star is round at any pixel
+    phase (above 0.35 for a noiseless one of FWHM 1.6 pixels, 0.85 of FWHM 3);
+    a track, even blurred, leaves the pixels across it dark.
+    """
+    lesser, greater = pair_light(light)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num((lesser / greater).min(axis=1))
+
+
+class StarTest(NamedTuple):
+    """The thresholds of the star test on one frame (`star_thresholds`)."""
+
+    neighbours: float
+    dimmest: float
+    dimmest_sigma: float
+    roundness: float = 0.0
+    roundness_sigma: float = 0.0
+
+
 def star_thresholds(frame, peaks, tuning):
-    """Neighbour-sum and dimmest-neighbour thresholds of the star test for this frame.
+    """Calibrate the star test (a `StarTest`) on the frame's bright ``peaks``.
 
     A star's 8 neighbours hold a set multiple of its excess that depends on
     the PSF: about 5 for FWHM 3, 2.7 for an undersampled FWHM of 1.6 pixels,
     against about 0 for a one-pixel ray. The thresholds are fractions of
-    their medians over the frame's bright ``peaks`` (fixed ones without).
+    their medians over the frame's bright ``peaks`` (fixed ones without);
+    so is the roundness asked for: stars of FWHM 3 are rounder than 0.85 at
+    any phase, undersampled ones than 0.35.
     """
     if peaks is None:
-        return tuning.star_neighbours, tuning.star_dimmest
+        return StarTest(tuning.star_neighbours, tuning.star_dimmest, tuning.star_dimmest_sigma)
     light, excess = neighbour_light(frame, *peaks)
-    return (
+    shortfall = 1 - float(np.median(roundness(light)))
+    return StarTest(
         tuning.star_neighbours_fraction * float(np.median(light.sum(axis=1) / excess)),
         tuning.star_dimmest_fraction * float(np.median(light.min(axis=1) / excess)),
+        tuning.star_dimmest_sigma,
+        min(tuning.star_roundness_ceiling, 1 - tuning.star_roundness_spread * shortfall),
+        tuning.star_roundness_sigma,
     )
 
 
@@ -126,10 +177,9 @@ def drop_star_cores(cosmics, frame, tuning):
     if not count:
         return
     peaks = bright_peaks(cosmics, frame, tuning)
-    neighbours, dimmest = star_thresholds(frame, peaks, tuning)
+    test = star_thresholds(frame, peaks, tuning)
     py, px = geo.group_peaks(frame.data, iy, ix, group)
-    noise = tuning.star_dimmest_sigma
-    star = is_star_top(frame, py, px, neighbours, dimmest, noise)
+    star = is_star_top(frame, py, px, test)
     star &= ~is_track(group, iy, ix, count, tuning.track_extent)
     # a group on a star's wing, away from the star's top, is what LACosmic found sharp
     # there: a ray, which keeps its flags
@@ -151,7 +201,7 @@ def drop_star_cores(cosmics, frame, tuning):
         ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
         own_top = (ty == iy) & (tx == ix)
         other = np.flatnonzero(~own_top & ((ty != py[group]) | (tx != px[group])))
-        other = other[is_star_top(frame, ty[other], tx[other], neighbours, dimmest, noise)]
+        other = other[is_star_top(frame, ty[other], tx[other], test)]
         cy, cx, total = centroids(frame, ty[other], tx[other])
         starlight[other] = np.maximum(
             starlight[other], star_light(cy, cx, total, iy[other], ix[other], radii, profile)
@@ -165,17 +215,25 @@ def drop_star_cores(cosmics, frame, tuning):
     drop_on_sources(cosmics, frame, iy[~drop], ix[~drop], tuning.smooth_fraction)
 
 
-def is_star_top(frame, iy, ix, neighbours, dimmest, noise):
-    """Whether pixels ``iy, ix`` have a star's light around them (`star_thresholds`).
+def is_star_top(frame, iy, ix, test):
+    """Whether pixels ``iy, ix`` have a star's light around them (a `StarTest`).
 
-    Each neighbour may fall ``noise`` sigma short of the dimmest-neighbour
-    threshold: on a faint star, noise decides which neighbour is dimmest.
+    Each neighbour may fall ``test.dimmest_sigma`` sigma short of the
+    dimmest-neighbour threshold (on a faint star, noise decides which
+    neighbour is dimmest), and each pair of opposite neighbours
+    ``test.roundness_sigma`` times a pair's noise (that of two pixels like
+    the top) short of the roundness.
     """
     light, excess = neighbour_light(frame, iy, ix)
-    enough = light.sum(axis=1) >= neighbours * excess
-    if noise:
-        light += noise * geo.around(frame.sigma, iy, ix, geo.NEIGHBOURS)
-    return enough & (light.min(axis=1) >= dimmest * excess)
+    sigma = geo.around(frame.sigma, iy, ix, geo.NEIGHBOURS)
+    lesser, greater = pair_light(light)
+    pair_sigma = np.sqrt(2) * frame.sigma[iy, ix, None]
+    round_enough = lesser + test.roundness_sigma * pair_sigma >= test.roundness * greater
+    return (
+        (light.sum(axis=1) >= test.neighbours * excess)
+        & ((light + test.dimmest_sigma * sigma).min(axis=1) >= test.dimmest * excess)
+        & round_enough.all(axis=1)
+    )
 
 
 def star_light(cy, cx, total, iy, ix, radii, profile):
