@@ -69,10 +69,12 @@ STEPS = {
     "without the star veto": {"star_veto": False},
     "without growth": {"grow": False},
     "without track completion": {"complete_tracks": False},
+    "without the weak-singles check": {"weak_singles": False},
     "none (LACosmic with the noise model)": {
         "star_veto": False,
         "grow": False,
         "complete_tracks": False,
+        "weak_singles": False,
     },
 }
 

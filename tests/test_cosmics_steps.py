@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from stdpipe_ccd import CosmicRayTuning, validation
-from stdpipe_ccd._cosmics import stars
+from stdpipe_ccd._cosmics import singles, stars
 from stdpipe_ccd._cosmics.frame import Frame
 
 OFFSETS = np.linspace(-0.45, 0.45, 7)
@@ -108,3 +108,25 @@ def test_star_test_fails_blurred_tracks(angle):
     assert stars.roundness(stars.neighbour_light(frame, *top)[0])[0] < 0.4
     assert test.roundness >= 0.5
     assert not stars.is_star_top(frame, *top, test)[0]
+
+
+def test_weak_singles_unflagged_and_the_rest_kept():
+    """A lone flag less than sigclip sigma above its 5 x 5 median goes; rays and groups stay."""
+    rng = np.random.default_rng(3)
+    data = rng.normal(100.0, 10.0, (64, 64)).astype(np.float32)
+    sigma = np.full(data.shape, 10.0, np.float32)
+    frame = Frame(
+        data, np.zeros(data.shape, bool), np.full(data.shape, 100.0, np.float32), sigma**2
+    )
+    cosmics = np.zeros(data.shape, bool)
+    for (y, x), excess in {(10, 10): 40.0, (10, 40): 80.0, (40, 10): 30.0}.items():
+        data[y, x] = 100.0 + excess  # lone flags at 4, 8 and 3 sigma
+        cosmics[y, x] = True
+    data[40, 40:42] = 130.0  # a pair of 3 sigma: a group, not a lone flag
+    cosmics[40, 40:42] = True
+    singles.drop_weak_singles(cosmics, frame, 4.5)
+    assert not cosmics[10, 10]
+    assert not cosmics[40, 10]
+    assert cosmics[10, 40]
+    assert cosmics[40, 40:42].all()
+    assert np.count_nonzero(cosmics) == 3

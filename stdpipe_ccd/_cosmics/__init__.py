@@ -2,7 +2,8 @@
 
 `detect` is what `~stdpipe_ccd.make_mask` runs with ``mask_cosmics=True``.
 The steps after LACosmic live in their own modules: `.stars` (the star
-veto) and `.tracks` (growth and track completion), over the neighbourhood
+veto), `.tracks` (growth and track completion) and `.singles` (lone
+flags in the noise), over the neighbourhood
 helpers of `.geometry` and the noise model of `.frame`. Their thresholds
 are the fields of `CosmicRayTuning`. Each step stays only while it does
 no harm against the bare astroscrappy call on any cell of the validation
@@ -13,7 +14,7 @@ import inspect
 
 import numpy as np
 
-from . import stars, tracks
+from . import singles, stars, tracks
 from .frame import Frame, noise_model
 from .tuning import CosmicRayTuning
 
@@ -39,7 +40,9 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
     (`.stars.drop_star_cores`), the weak edges of the rays grown
     (`.tracks.grow`), tracks found in pieces completed along their line and
     faint rays widened by their rim (`.tracks.complete_tracks`,
-    `.tracks.widen_faint_groups`), from which growth runs once more.
+    `.tracks.widen_faint_groups`), from which growth runs once more; lone
+    flagged pixels less than ``sigclip`` sigma above their surroundings
+    are unflagged (`.singles.drop_weak_singles`).
     """
     import astroscrappy
 
@@ -68,11 +71,11 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
         cosmics &= ~known
         frame = Frame(data, known, sky_model.level(), variance)
         del variance
-        _refine(cosmics, frame, tuning)
+        _refine(cosmics, frame, tuning, options["sigclip"])
     return cosmics
 
 
-def _refine(cosmics, frame, tuning):
+def _refine(cosmics, frame, tuning, sigclip):
     """Run the steps after LACosmic that ``tuning`` switches on."""
     if tuning.star_veto:
         stars.drop_star_cores(cosmics, frame, tuning)
@@ -85,6 +88,8 @@ def _refine(cosmics, frame, tuning):
         if tuning.grow:
             # the pixels added along lines and rims may reach parts of the track growth missed
             tracks.grow(cosmics, frame, tuning, seeds=cosmics & ~grown)
+    if tuning.weak_singles:
+        singles.drop_weak_singles(cosmics, frame, sigclip)
 
 
 def check_options(options):

@@ -143,6 +143,11 @@ class CosmicRayTuning:
         5 x 5 median. Default is 0.5.
     widen_core_sigma : float
         See `widen_sigma`. Default is 3.5.
+    weak_singles : bool
+        Unflag lone flagged pixels (no flagged neighbour) that stand less
+        than LACosmic's ``sigclip`` sigma above their 5 x 5 median: noise
+        that LACosmic's smoothed noise estimate let through. Default is
+        `True`.
     pedestal_ratio : float
         With a known gain, the noise model is the Poisson noise of the data
         plus the read noise; when the sky's measured variance is more than
@@ -186,6 +191,7 @@ class CosmicRayTuning:
     track_ring_fraction: float = 0.25
     widen_sigma: float = 0.5
     widen_core_sigma: float = 3.5
+    weak_singles: bool = True
     pedestal_ratio: float = 4.0
 
     def __post_init__(self):
