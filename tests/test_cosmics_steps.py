@@ -130,3 +130,69 @@ def test_weak_singles_unflagged_and_the_rest_kept():
     assert cosmics[10, 40]
     assert cosmics[40, 40:42].all()
     assert np.count_nonzero(cosmics) == 3
+
+
+def veto(frame, cosmics, **tuning):
+    """The flags left by the star veto on a copy of ``cosmics``."""
+    cosmics = cosmics.copy()
+    stars.drop_star_cores(cosmics, frame, CosmicRayTuning(**tuning))
+    return cosmics
+
+
+def test_flags_on_one_side_of_a_star_go_and_a_ray_there_stays():
+    """LACosmic may flag one side of a bright star and not its top: the star's light explains it.
+
+    The group's brightest pixel is on the wing, where the star test fails
+    (the star is centred 0.45 pixels the other way, so the far neighbours
+    are dim). With a ray on that side, the group is a ray on the star's wing
+    and keeps its flags.
+    """
+    frame, tops = star_grid("gaussian", 2.5)
+    y, x = tops[0][45], tops[1][45]  # the star centred 0.45 pixels below its top pixel
+    side = np.zeros(frame.data.shape, bool)
+    side[y - 2 : y, x - 1 : x + 2] = True
+    assert veto(frame, side, star_wing_slack=0.0)[side].all()
+    assert not veto(frame, side).any()
+    frame.data[y - 2, x] += 0.5 * (frame.data[y - 2, x] - 100.0) + 20.0  # a ray of 20 sigma
+    assert veto(frame, side)[side].all()
+
+
+def test_a_star_beside_a_brighter_one_loses_its_flags_and_a_ray_there_keeps_them():
+    """In a crowded field a fainter star's top is no ray, though uphill lies a brighter star.
+
+    A ray at the same place, on the brighter star's wing and brighter than
+    the wing around it, keeps its flags.
+    """
+    frame, tops = star_grid("moffat", 3.0)
+    y, x = tops[0][24], tops[1][24]
+    clean = frame.data.copy()
+    frame.data[y - 12 : y + 13, x - 8 : x + 17] += 3e4 * validation._psf_stamp(
+        "moffat", 3.0, 4.765, 0.0, 0.0, 12
+    )  # a star 0.3 times as bright, 4 pixels to the right
+    core = np.zeros(frame.data.shape, bool)
+    core[y - 1 : y + 2, x + 3 : x + 6] = True
+    climbed = stars.climb(frame.data, np.array([y]), np.array([x + 4]), 8, radius=2)
+    assert (climbed[0][0], climbed[1][0]) == (y, x)  # the climb runs on to the brighter star
+    assert veto(frame, core, star_beside_brighter=False)[core].all()
+    assert not veto(frame, core).any()
+    frame.data[:] = clean
+    ray = np.zeros(frame.data.shape, bool)
+    ray[y, x + 4 : x + 6] = True
+    frame.data[y, x + 4 : x + 6] += [1500.0, 1000.0]
+    assert veto(frame, ray)[ray].all()
+
+
+def test_a_band_across_a_star_at_the_frame_edge_is_no_track():
+    """Near the frame's edge LACosmic flags bands across bright stars' cores; tracks are longer."""
+    band = np.zeros((40, 40), bool)
+    band[35:38, 10:25] = True
+    long_band = np.zeros((40, 40), bool)
+    long_band[35:38, 5:35] = True
+    for mask, near_edge, expected in [
+        (band, False, True),
+        (band, True, False),
+        (long_band, True, True),
+    ]:
+        iy, ix = np.nonzero(mask)
+        group = np.zeros(iy.size, np.intp)
+        assert stars.is_track(group, iy, ix, 1, 7, np.array([near_edge]))[0] == expected

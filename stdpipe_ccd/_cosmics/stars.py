@@ -160,17 +160,17 @@ def drop_star_cores(cosmics, frame, tuning):
     """Unflag the flags LACosmic put on stars.
 
     A group whose brightest pixel passes the star test (`star_thresholds`),
-    that is no track and that holds or comes near its star's top
-    (`~CosmicRayTuning.star_top_reach`; a group out on the wing is a ray)
+    that is no track (`is_track`) and that holds its star's top (`star_groups`)
     loses its pixels within `~CosmicRayTuning.star_core_radius` of its peak,
-    and those the star's own light explains: at most
+    and those the star's own light explains (`star_explains`): at most
     `~CosmicRayTuning.star_profile_slack` times the frame's median star
     profile (`star_profile`) scaled to the star, plus
-    `~CosmicRayTuning.star_profile_sigma` sigma, from the group's star or
-    the one uphill of the pixel (a group may span two stars). A ray on the
-    star stands out of that and keeps its flags; the pixels kept are tested
-    for sitting on another smooth source (`drop_on_sources`). Frames with too
-    few bright stars to measure a profile lose every pixel of a star's group
+    `~CosmicRayTuning.star_profile_sigma` sigma. A ray on the star stands out
+    of that and keeps its flags; the pixels kept are tested for sitting on
+    another smooth source (`drop_on_sources`). A group beside its star's
+    unflagged top goes whole if the star explains every pixel of it
+    (`~CosmicRayTuning.star_wing_slack`), or stays whole. Frames with too few
+    bright stars to measure a profile lose every pixel of a star's group
     within `~CosmicRayTuning.star_group_reach` of its peak.
     """
     iy, ix, group, count = geo.groups(cosmics)
@@ -179,40 +179,96 @@ def drop_star_cores(cosmics, frame, tuning):
     peaks = bright_peaks(cosmics, frame, tuning)
     test = star_thresholds(frame, peaks, tuning)
     py, px = geo.group_peaks(frame.data, iy, ix, group)
-    star = is_star_top(frame, py, px, test)
-    star &= ~is_track(group, iy, ix, count, tuning.track_extent)
-    # a group on a star's wing, away from the star's top, is what LACosmic found sharp
-    # there: a ray, which keeps its flags
+    star, wing, tops = star_groups(cosmics, frame, (iy, ix, group, count), (py, px), test, tuning)
+    if peaks is None:
+        on_star = np.flatnonzero(star[group])
+        iy, ix, group = iy[on_star], ix[on_star], group[on_star]
+        drop = np.hypot(iy - py[group], ix - px[group]) <= tuning.star_group_reach
+    else:
+        on_star = np.flatnonzero((star | wing)[group])
+        iy, ix, group = iy[on_star], ix[on_star], group[on_star]
+        tops = np.where(wing, tops[0], py), np.where(wing, tops[1], px)
+        centre = [value[group] for value in centroids(frame, *tops)]  # once per group
+        on_wing = wing[group]
+        drop = star_explains(
+            frame,
+            (iy, ix),
+            (tops[0][group], tops[1][group], *centre),
+            star_profile(frame, peaks),
+            test,
+            np.where(on_wing, tuning.star_wing_slack, tuning.star_profile_slack),
+            tuning.star_profile_sigma,
+        )
+        drop |= ~on_wing & (np.hypot(iy - py[group], ix - px[group]) <= tuning.star_core_radius)
+        # a wing group goes whole or stays whole: a pixel its star does not explain
+        # makes it a ray on the wing
+        ray = on_wing & (np.bincount(group, weights=~drop, minlength=count) > 0)[group]
+        iy, ix, drop = iy[~ray], ix[~ray], drop[~ray]
+    cosmics[iy[drop], ix[drop]] = False
+    drop_on_sources(cosmics, frame, iy[~drop], ix[~drop], tuning.smooth_fraction)
+
+
+def star_groups(cosmics, frame, groups, peaks, test, tuning):
+    """Which flagged groups are on a star: at its top, or beside its unflagged top.
+
+    Returns the groups whose peak passes the star test, that are no track
+    and hold their star's top; the other groups beside an unflagged star
+    top (on the wing of a bright star, where the test fails on the group's
+    own peak; none if `~CosmicRayTuning.star_wing_slack` is 0); and the
+    tops those climb to. A group out on a star's wing, neither holding the
+    top nor coming `~CosmicRayTuning.star_top_reach` near it, is what
+    LACosmic found sharp there: a ray. In a crowded field the climb from a
+    fainter star's top runs on to a brighter neighbour; a peak that is a
+    local maximum, `~CosmicRayTuning.star_shape_sigma` above the sky, holds
+    its own top (`~CosmicRayTuning.star_beside_brighter`).
+    Near the frame's edge LACosmic flags bands across bright stars' cores,
+    which are no tracks (`~CosmicRayTuning.track_edge_margin`).
+    """
+    iy, ix, group, count = groups
+    py, px = peaks
+    ny, nx = frame.data.shape
+    edge = np.minimum(np.minimum(py, ny - 1 - py), np.minimum(px, nx - 1 - px))
+    track = is_track(group, iy, ix, count, tuning.track_extent, edge < tuning.track_edge_margin)
+    star = is_star_top(frame, py, px, test) & ~track
     sy, sx = climb(frame.data, py, px, CLIMB_STEPS, radius=2)
     closest = np.full(count, np.inf)
     np.minimum.at(closest, group, np.hypot(iy - sy[group], ix - sx[group]))
-    star &= cosmics[sy, sx] | (closest <= tuning.star_top_reach)
-    on_star = np.flatnonzero(star[group])
-    iy, ix, group = iy[on_star], ix[on_star], group[on_star]
-    from_peak = np.hypot(iy - py[group], ix - px[group])
-    if peaks is None:
-        drop = from_peak <= tuning.star_group_reach
-    else:
-        radii, profile = star_profile(frame, peaks)
-        # the light of the group's star, or of the star uphill of the pixel (a group
-        # may span two stars); a pixel that is its own top is no star's wing
-        cy, cx, total = centroids(frame, py, px)  # once per group
-        starlight = star_light(cy[group], cx[group], total[group], iy, ix, radii, profile)
-        ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
-        own_top = (ty == iy) & (tx == ix)
-        other = np.flatnonzero(~own_top & ((ty != py[group]) | (tx != px[group])))
-        other = other[is_star_top(frame, ty[other], tx[other], test)]
-        cy, cx, total = centroids(frame, ty[other], tx[other])
-        starlight[other] = np.maximum(
-            starlight[other], star_light(cy, cx, total, iy[other], ix[other], radii, profile)
-        )
-        starlight *= tuning.star_profile_slack
-        explained = frame.excess(iy, ix) <= (
-            starlight + tuning.star_profile_sigma * frame.sigma[iy, ix]
-        )
-        drop = (from_peak <= tuning.star_core_radius) | explained
-    cosmics[iy[drop], ix[drop]] = False
-    drop_on_sources(cosmics, frame, iy[~drop], ix[~drop], tuning.smooth_fraction)
+    at_top = cosmics[sy, sx] | (closest <= tuning.star_top_reach)
+    if tuning.star_beside_brighter:
+        # bright enough that noise does not make a ray on a faint wing pass the test
+        own = frame.excess(py, px) >= tuning.star_shape_sigma * frame.sigma[py, px]
+        own &= np.argmax(geo.around(frame.data, py, px, geo.BOX1), axis=1) == len(geo.BOX1) // 2
+        at_top |= own
+    star &= at_top
+    ty, tx = climb(frame.data, py, px, CLIMB_STEPS)
+    wing = ~star & ~track & ~cosmics[ty, tx] & (np.maximum(abs(ty - py), abs(tx - px)) == 1)
+    wing &= tuning.star_wing_slack > 0
+    wing[wing] = is_star_top(frame, ty[wing], tx[wing], test)
+    return star, wing, (ty, tx)
+
+
+def star_explains(frame, pixels, stars, profile, test, slack, nsigma):
+    """Whether a star's light explains the flagged ``pixels`` (rows, columns).
+
+    ``stars`` holds, for each pixel, the top of its group's star and that
+    star's `centroids` (rows, columns, 3 x 3 sum). The light is that star's,
+    or that of the star uphill of the pixel (a group may span two stars),
+    from the frame's star ``profile`` (distances, light), times ``slack``,
+    plus ``nsigma`` sigma; a pixel that is its own top is no star's wing.
+    """
+    iy, ix = pixels
+    top_y, top_x, cy, cx, total = stars
+    radii, profile = profile
+    starlight = star_light(cy, cx, total, iy, ix, radii, profile)
+    ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
+    own_top = (ty == iy) & (tx == ix)
+    other = np.flatnonzero(~own_top & ((ty != top_y) | (tx != top_x)))
+    other = other[is_star_top(frame, ty[other], tx[other], test)]
+    cy, cx, total = centroids(frame, ty[other], tx[other])
+    starlight[other] = np.maximum(
+        starlight[other], star_light(cy, cx, total, iy[other], ix[other], radii, profile)
+    )
+    return frame.excess(iy, ix) <= slack * starlight + nsigma * frame.sigma[iy, ix]
 
 
 def is_star_top(frame, iy, ix, test):
@@ -260,12 +316,13 @@ def climb(data, iy, ix, steps, radius=1):
     return iy, ix
 
 
-def is_track(group, iy, ix, count, extent):
+def is_track(group, iy, ix, count, extent, near_edge=False):
     """Whether each group (0 to count - 1, of pixels ``iy, ix``) is shaped like a track.
 
     A star core keeps its flags within a compact blob; a track, even one that
     crosses another track or a star, stretches out of it: longer than
-    ``extent``, and thin or sparse.
+    ``extent`` (three times that for the groups ``near_edge``), and thin or
+    sparse.
     """
     sizes = []
     for coordinate in (iy, ix):
@@ -275,6 +332,7 @@ def is_track(group, iy, ix, count, extent):
         sizes.append(high - low + 1)
     longest, shortest = np.maximum(*sizes), np.minimum(*sizes)
     fill = np.bincount(group, minlength=count) / (longest * shortest)
+    extent = np.where(near_edge, 3 * extent, extent)
     return (longest > extent) & ((longest >= 3 * shortest) | (fill < 0.4))
 
 
