@@ -67,7 +67,7 @@ SCORES = ["recall", "recall_5sigma", "precision", "star_cores", "galaxy_cores", 
 STEPS = {
     "all steps": {},
     "without the star veto": {"star_veto": False},
-    "without the test beside brighter stars": {"star_beside_brighter": False},
+    "with the test beside brighter stars": {"star_beside_brighter": True},
     "without the wing-group test": {"star_wing_slack": 0.0},
     "without the edge margin for tracks": {"track_edge_margin": 0},
     "without growth": {"grow": False},

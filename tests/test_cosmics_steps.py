@@ -173,13 +173,13 @@ def test_a_star_beside_a_brighter_one_loses_its_flags_and_a_ray_there_keeps_them
     core[y - 1 : y + 2, x + 3 : x + 6] = True
     climbed = stars.climb(frame.data, np.array([y]), np.array([x + 4]), 8, radius=2)
     assert (climbed[0][0], climbed[1][0]) == (y, x)  # the climb runs on to the brighter star
-    assert veto(frame, core, star_beside_brighter=False)[core].all()
-    assert not veto(frame, core).any()
+    assert veto(frame, core)[core].all()  # the default leaves it to the reach
+    assert not veto(frame, core, star_beside_brighter=True).any()
     frame.data[:] = clean
     ray = np.zeros(frame.data.shape, bool)
     ray[y, x + 4 : x + 6] = True
     frame.data[y, x + 4 : x + 6] += [1500.0, 1000.0]
-    assert veto(frame, ray)[ray].all()
+    assert veto(frame, ray, star_beside_brighter=True)[ray].all()
 
 
 def test_a_band_across_a_star_at_the_frame_edge_is_no_track():
