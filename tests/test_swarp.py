@@ -729,7 +729,8 @@ def test_coadd_progress_shows_swarp_stages(capsys):
     """``progress=True`` rewrites one line of stderr with the time and SWarp's stage."""
     from stdpipe_ccd import coadd
 
-    frames = datasets.make_dither_set(3, (1024, 1024), seed=2, cosmic_density=0)
+    # frames large enough that SWarp runs for several reports (4 a second) on a fast machine
+    frames = datasets.make_dither_set(3, (2048, 2048), seed=2, cosmic_density=0)
     coadd([f.ccd for f in frames], method="swarp", progress=True)
     err = capsys.readouterr().err
     updates = err.split("\r")[1:]
