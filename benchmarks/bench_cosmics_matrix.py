@@ -70,6 +70,7 @@ STEPS = {
     "with the test beside brighter stars": {"star_beside_brighter": True},
     "without the wing-group test": {"star_wing_slack": 0.0},
     "without the edge margin for tracks": {"track_edge_margin": 0},
+    "without the fainter tops inside a star's group": {"star_inner_tops": False},
     "without growth": {"grow": False},
     "without track completion": {"complete_tracks": False},
     "without the weak-singles check": {"weak_singles": False},

@@ -182,6 +182,29 @@ def test_a_star_beside_a_brighter_one_loses_its_flags_and_a_ray_there_keeps_them
     assert veto(frame, ray, star_beside_brighter=True)[ray].all()
 
 
+@pytest.mark.parametrize("psf", ["gaussian", "moffat"])
+def test_a_fainter_star_inside_a_brighter_ones_group_loses_its_flags(psf):
+    """LACosmic's group round a bright undersampled star may take in a neighbour's top.
+
+    The neighbour (0.3 times as bright, 4 pixels to the right) is a star of
+    its own: its top goes with the rest of the group. A one-pixel ray at the
+    same place fails the star test and keeps its flag.
+    """
+    frame, tops = star_grid(psf, 1.6)
+    y, x = tops[0][24], tops[1][24]
+    clean = frame.data.copy()
+    group = np.zeros(frame.data.shape, bool)
+    group[y - 1 : y + 2, x - 1 : x + 6] = True
+    frame.data[y - 12 : y + 13, x - 8 : x + 17] += 3e4 * validation._psf_stamp(
+        psf, 1.6, 4.765, 0.0, 0.0, 12
+    )
+    assert np.flatnonzero(veto(frame, group, star_inner_tops=False)[y]).tolist() == [x + 4]
+    assert not veto(frame, group).any()
+    frame.data[:] = clean
+    frame.data[y, x + 4] += 1000.0
+    assert np.flatnonzero(veto(frame, group)[y]).tolist() == [x + 4]
+
+
 def test_a_band_across_a_star_at_the_frame_edge_is_no_track():
     """Near the frame's edge LACosmic flags bands across bright stars' cores; tracks are longer."""
     band = np.zeros((40, 40), bool)

@@ -198,6 +198,7 @@ def drop_star_cores(cosmics, frame, tuning):
             test,
             np.where(on_wing, tuning.star_wing_slack, tuning.star_profile_slack),
             tuning.star_profile_sigma,
+            inner_tops=tuning.star_inner_tops,
         )
         drop |= ~on_wing & (np.hypot(iy - py[group], ix - px[group]) <= tuning.star_core_radius)
         # a wing group goes whole or stays whole: a pixel its star does not explain
@@ -247,14 +248,17 @@ def star_groups(cosmics, frame, groups, peaks, test, tuning):
     return star, wing, (ty, tx)
 
 
-def star_explains(frame, pixels, stars, profile, test, slack, nsigma):
+def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_tops=True):
     """Whether a star's light explains the flagged ``pixels`` (rows, columns).
 
     ``stars`` holds, for each pixel, the top of its group's star and that
     star's `centroids` (rows, columns, 3 x 3 sum). The light is that star's,
     or that of the star uphill of the pixel (a group may span two stars),
     from the frame's star ``profile`` (distances, light), times ``slack``,
-    plus ``nsigma`` sigma; a pixel that is its own top is no star's wing.
+    plus ``nsigma`` sigma. A pixel that is its own top is no star's wing;
+    with ``inner_tops``, it is a fainter star's top when it passes the star
+    ``test`` (in a crowded field a bright star's group takes in its
+    neighbours).
     """
     iy, ix = pixels
     top_y, top_x, cy, cx, total = stars
@@ -268,7 +272,11 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma):
     starlight[other] = np.maximum(
         starlight[other], star_light(cy, cx, total, iy[other], ix[other], radii, profile)
     )
-    return frame.excess(iy, ix) <= slack * starlight + nsigma * frame.sigma[iy, ix]
+    explained = frame.excess(iy, ix) <= slack * starlight + nsigma * frame.sigma[iy, ix]
+    if inner_tops:
+        inner = np.flatnonzero(own_top & ~explained)
+        explained[inner] = is_star_top(frame, iy[inner], ix[inner], test)
+    return explained
 
 
 def is_star_top(frame, iy, ix, test):

@@ -93,8 +93,13 @@ class CosmicRayTuning:
     star_profile_slack : float
         Beyond the core, a flagged pixel of a star is the star's own light
         when it holds at most this many times what the frame's median star
-        profile, scaled to the star's 3 x 3 sum, puts there ... Default is 2
-        (a star's pixels scatter about the median profile by their phase).
+        profile, scaled to the star's 3 x 3 sum, puts there ... Default is
+        1.3: with the star centred by a Gaussian through its top, the profile
+        puts the light of a wing pixel within about 10 % of the truth at FWHM
+        1.6 (34 wing pixels of 18 rays the veto dropped at slack 2, crowded
+        cell, 2 seeds). It matters only on undersampled fields, where a star's
+        flags reach its wings: crowded FWHM 1.6, 5 seeds, recall 0.8353 at
+        slack 2 and 0.8407 at 1.3, and no change in any other cell.
     star_wing_slack : float
         A group beside its star's unflagged top (LACosmic flagged one side of
         a bright star; the test fails on the group's own peak, a wing pixel)
@@ -106,6 +111,15 @@ class CosmicRayTuning:
     star_profile_sigma : float
         ... plus this many sigma. A ray on the star's wing stands out of that
         and keeps its flags. Default is 3.
+    star_inner_tops : bool
+        A flagged pixel of a star's group that is its own local maximum and
+        passes the star test is a fainter star's top, and is dropped with
+        the pixels its own profile explains. In a crowded field LACosmic's
+        group round a bright star takes in its neighbours, whose tops were
+        left flagged, alone: crowded FWHM 1.6, 5 seeds, precision 0.636
+        without it and 0.695 with it, noise ratio 4.83 and 3.82, recall
+        0.8413 and 0.8407 (one ray of 1,490); no change in any other cell.
+        Default is `True`.
     star_group_reach : float
         On frames with fewer than `star_shape_min` bright stars, where no
         profile is measured, a star's flags are dropped this far (pixels)
@@ -197,9 +211,10 @@ class CosmicRayTuning:
     star_top_reach: float = 2.5
     star_beside_brighter: bool = False
     star_core_radius: float = 1.5
-    star_profile_slack: float = 2.0
+    star_profile_slack: float = 1.3
     star_wing_slack: float = 1.25
     star_profile_sigma: float = 3.0
+    star_inner_tops: bool = True
     star_group_reach: float = 4.0
     track_extent: int = 7
     track_edge_margin: int = 8
