@@ -255,10 +255,10 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     star's `centroids` (rows, columns, 3 x 3 sum). The light is that star's,
     or that of the star uphill of the pixel (a group may span two stars),
     from the frame's star ``profile`` (distances, light), times ``slack``,
-    plus ``nsigma`` sigma. A pixel that is its own top is no star's wing;
-    with ``inner_tops``, it is a fainter star's top when it passes the star
-    ``test`` (in a crowded field a bright star's group takes in its
-    neighbours).
+    plus ``nsigma`` sigma; a pixel that is its own top is no star's wing.
+    With ``inner_tops``, the tops of fainter stars (`fainter_tops`) are
+    explained too: in a crowded field a bright star's group takes in its
+    neighbours.
     """
     iy, ix = pixels
     top_y, top_x, cy, cx, total = stars
@@ -274,9 +274,39 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     )
     explained = frame.excess(iy, ix) <= slack * starlight + nsigma * frame.sigma[iy, ix]
     if inner_tops:
-        inner = np.flatnonzero(own_top & ~explained)
-        explained[inner] = is_star_top(frame, iy[inner], ix[inner], test)
+        rest = np.flatnonzero(~explained)
+        explained[rest] = fainter_tops(
+            frame,
+            (iy[rest], ix[rest]),
+            [value[rest] for value in stars[2:]],
+            (radii, profile),
+            test,
+        )
     return explained
+
+
+def fainter_tops(frame, pixels, stars, profile, test):
+    """Whether ``pixels`` are the tops of fainter stars on the slope of ``stars``.
+
+    ``stars`` holds the `centroids` (rows, columns, 3 x 3 sum) of the star of
+    each pixel's group. In the light left after that star's (from the
+    frame's star ``profile``), a fainter star's top is a local maximum that
+    passes the star ``test``; a ray on the star's wing is a local maximum
+    too, but its neighbours are dark.
+    """
+    iy, ix = pixels
+    cy, cx, total = stars
+    radii, profile = profile
+    dy, dx = np.array(geo.NEIGHBOURS).T
+    light, excess = neighbour_light(frame, iy, ix)
+    light = light - star_light(
+        cy[:, None], cx[:, None], total[:, None], iy[:, None] + dy, ix[:, None] + dx, radii, profile
+    )
+    excess = excess - star_light(cy, cx, total, iy, ix, radii, profile)
+    top = np.flatnonzero((light < excess[:, None]).all(axis=1))
+    fainter = np.zeros(iy.size, bool)
+    fainter[top] = passes_star_test(frame, iy[top], ix[top], light[top], excess[top], test)
+    return fainter
 
 
 def is_star_top(frame, iy, ix, test):
@@ -289,6 +319,11 @@ def is_star_top(frame, iy, ix, test):
     the top) short of the roundness.
     """
     light, excess = neighbour_light(frame, iy, ix)
+    return passes_star_test(frame, iy, ix, light, excess, test)
+
+
+def passes_star_test(frame, iy, ix, light, excess, test):
+    """`is_star_top` on the given ``light`` of the 8 neighbours and ``excess`` of the pixels."""
     sigma = geo.around(frame.sigma, iy, ix, geo.NEIGHBOURS)
     lesser, greater = pair_light(light)
     pair_sigma = np.sqrt(2) * frame.sigma[iy, ix, None]
