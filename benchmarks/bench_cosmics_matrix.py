@@ -71,6 +71,7 @@ STEPS = {
     "without the wing-group test": {"star_wing_slack": 0.0},
     "without the edge margin for tracks": {"track_edge_margin": 0},
     "without the fainter tops inside a star's group": {"star_inner_tops": False},
+    "without the slopes of stars at the edge": {"star_edge_band": 0},
     "without growth": {"grow": False},
     "without track completion": {"complete_tracks": False},
     "without the weak-singles check": {"weak_singles": False},

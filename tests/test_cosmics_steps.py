@@ -205,6 +205,26 @@ def test_a_fainter_star_inside_a_brighter_ones_group_loses_its_flags(psf):
     assert np.flatnonzero(veto(frame, group)[y]).tolist() == [x + 4]
 
 
+def test_flags_on_a_star_beyond_the_edge_go_and_a_ray_there_stays():
+    """Next to the rows it never flags, LACosmic flags the slopes of stars centred beyond the edge.
+
+    A band on the slope of a star centred 2 rows above the frame goes; with
+    a ray in it, the group's peak is the ray's and the group keeps its flags.
+    """
+    big = np.full((72, 80), 100.0, np.float32)
+    big[0:25, 28:53] += 1e5 * validation._psf_stamp("moffat", 3.0, 4.765, 0.0, 0.0, 12)
+    data = big[14:].copy()  # the star's centre is at row -2, column 40
+    ones = np.ones(data.shape, np.float32)
+    frame = Frame(data, np.zeros(data.shape, bool), 100.0 * ones, ones)
+    band = np.zeros(data.shape, bool)
+    band[3, 36:45] = True
+    band[4, 38:43] = True
+    assert veto(frame, band, star_edge_band=0)[band].all()
+    assert not veto(frame, band).any()
+    frame.data[3, 42:45] += [300.0, 400.0, 300.0]
+    assert veto(frame, band)[3, 42:45].all()
+
+
 def test_a_band_across_a_star_at_the_frame_edge_is_no_track():
     """Near the frame's edge LACosmic flags bands across bright stars' cores; tracks are longer."""
     band = np.zeros((40, 40), bool)

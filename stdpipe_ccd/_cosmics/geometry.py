@@ -34,6 +34,12 @@ def flagged(mask):
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
 
 
+def edge_distance(shape, iy, ix):
+    """Distance (pixels) of pixels ``iy, ix`` from the nearest edge of a frame of ``shape``."""
+    ny, nx = shape
+    return np.minimum(np.minimum(iy, ny - 1 - iy), np.minimum(ix, nx - 1 - ix))
+
+
 def around(array, iy, ix, offsets):
     """Values of ``array`` at ``offsets`` around each pixel, clipped at the image edges.
 

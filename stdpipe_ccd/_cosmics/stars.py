@@ -180,6 +180,7 @@ def drop_star_cores(cosmics, frame, tuning):
     test = star_thresholds(frame, peaks, tuning)
     py, px = geo.group_peaks(frame.data, iy, ix, group)
     star, wing, tops = star_groups(cosmics, frame, (iy, ix, group, count), (py, px), test, tuning)
+    drop_edge_slopes(cosmics, frame, (iy, ix, group, count), (py, px), tops, tuning)
     if peaks is None:
         on_star = np.flatnonzero(star[group])
         iy, ix, group = iy[on_star], ix[on_star], group[on_star]
@@ -227,8 +228,7 @@ def star_groups(cosmics, frame, groups, peaks, test, tuning):
     """
     iy, ix, group, count = groups
     py, px = peaks
-    ny, nx = frame.data.shape
-    edge = np.minimum(np.minimum(py, ny - 1 - py), np.minimum(px, nx - 1 - px))
+    edge = geo.edge_distance(frame.data.shape, py, px)
     track = is_track(group, iy, ix, count, tuning.track_extent, edge < tuning.track_edge_margin)
     star = is_star_top(frame, py, px, test) & ~track
     sy, sx = climb(frame.data, py, px, CLIMB_STEPS, radius=2)
@@ -246,6 +246,37 @@ def star_groups(cosmics, frame, groups, peaks, test, tuning):
     wing &= tuning.star_wing_slack > 0
     wing[wing] = is_star_top(frame, ty[wing], tx[wing], test)
     return star, wing, (ty, tx)
+
+
+#: astroscrappy flags nothing this close to the frame's edge, where its filters are cut off
+LACOSMIC_BLIND_EDGE = 3
+
+
+def drop_edge_slopes(cosmics, frame, groups, peaks, tops, tuning):
+    """Unflag what LACosmic flags on the slope of a star at the frame's edge.
+
+    Next to the outermost rows and columns it never flags, LACosmic flags
+    the slopes of stars centred on or beyond the edge (crowded cell, 2
+    seeds: 40 times as many false flags 3 to 5 pixels from the edge as
+    further in). A group of at least `~CosmicRayTuning.star_edge_pixels`
+    within `~CosmicRayTuning.star_edge_band` of the edge, whose brightest
+    pixel is no local maximum and climbs to ``tops`` on the edge, loses the
+    pixels that sit on that smooth source (`drop_on_sources`). A ray there
+    is a local maximum, or stands well above the slope around it, and keeps
+    its flags.
+    """
+    if not tuning.star_edge_band:
+        return
+    iy, ix, group, count = groups
+    py, px = peaks
+    farthest = np.zeros(count, np.intp)
+    np.maximum.at(farthest, group, geo.edge_distance(frame.data.shape, iy, ix))
+    step_y, step_x = climb(frame.data, py, px, 1)
+    slope = (farthest < tuning.star_edge_band) & ((step_y != py) | (step_x != px))
+    slope &= geo.edge_distance(frame.data.shape, *tops) < LACOSMIC_BLIND_EDGE
+    slope &= np.bincount(group, minlength=count) >= tuning.star_edge_pixels
+    on_slope = slope[group]
+    drop_on_sources(cosmics, frame, iy[on_slope], ix[on_slope], tuning.smooth_fraction)
 
 
 def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_tops=True):
