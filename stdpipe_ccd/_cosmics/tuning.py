@@ -78,13 +78,14 @@ class CosmicRayTuning:
         maximum `star_shape_sigma` above the sky: a star's top of its own.
         In a crowded field the climb from a star's top runs on to a brighter
         neighbour, and LACosmic's flags on the fainter star stayed (crowded
-        cell, 5 seeds: precision 0.858 without it, 0.894 with it, recall
+        cell, 5 seeds: precision 0.867 without it, 0.904 with it, recall
         unchanged). Fainter peaks are left to the reach: a ray on the faint
         wing of a star passes the test with its noise allowance (4 rays of 6
         to 9 sigma over 5 seeds of Moffat beta 2.5). Default is `False`: on a
         2048 x 2048 frame of `~stdpipe_ccd.datasets` with rays blurred by 0.7
         pixels it drops one ray the bare astroscrappy call finds (recall
-        0.1858 against 0.1867); switch it on for crowded fields.
+        0.1858 against 0.1867), and on the matrix one ray of about 1,480 at
+        FWHM 6 and one in the galaxies cell; switch it on for crowded fields.
     star_core_radius : float
         The flags of a star's core are dropped within this radius (pixels) of
         its peak whatever their value: the pixel phase of an undersampled
@@ -98,8 +99,9 @@ class CosmicRayTuning:
         puts the light of a wing pixel within about 10 % of the truth at FWHM
         1.6 (34 wing pixels of 18 rays the veto dropped at slack 2, crowded
         cell, 2 seeds). It matters only on undersampled fields, where a star's
-        flags reach its wings: crowded FWHM 1.6, 5 seeds, recall 0.8353 at
-        slack 2 and 0.8407 at 1.3, and no change in any other cell.
+        flags reach its wings: 5 seeds, recall 0.8353 at slack 2 and 0.8407
+        at 1.3 in the crowded FWHM 1.6 cell, 0.9027 and 0.9040 at FWHM 1.6,
+        and no change in the other 20 cells.
     star_wing_slack : float
         A group beside its star's unflagged top (LACosmic flagged one side of
         a bright star; the test fails on the group's own peak, a wing pixel)
@@ -116,12 +118,12 @@ class CosmicRayTuning:
         a fainter star's top when, in the light left after the star's
         profile, it is a local maximum and passes the star test; it goes
         with the pixels its own profile explains. In a crowded field
-        LACosmic's group round a bright star takes in its neighbours, whose
-        tops were left flagged, alone: crowded FWHM 1.6, 5 seeds, precision
-        0.636 without it and 0.697 with it, noise ratio 4.83 and 3.37,
-        recall 0.8413 and 0.8407 (one ray of 1,490, on a fainter star's
-        top); no change in any other cell checked (10 of the 22). Default is
-        `True`.
+        LACosmic's group round a bright star takes in its neighbours, and
+        the pieces the veto left on them stayed flagged, alone: crowded FWHM
+        1.6, 5 seeds, precision 0.636 without it and 0.697 with it, noise
+        ratio 4.83 and 3.37, recall 0.8413 and 0.8407 (one ray of 1,490, on
+        a fainter star's top); precision 0.929 and 0.932 at FWHM 1.6; no
+        change in the other 20 cells. Default is `True`.
     star_group_reach : float
         On frames with fewer than `star_shape_min` bright stars, where no
         profile is measured, a star's flags are dropped this far (pixels)
