@@ -235,13 +235,13 @@ def star_groups(cosmics, frame, groups, peaks, test, tuning):
     closest = np.full(count, np.inf)
     np.minimum.at(closest, group, np.hypot(iy - sy[group], ix - sx[group]))
     at_top = cosmics[sy, sx] | (closest <= tuning.star_top_reach)
-    if tuning.star_beside_brighter:
-        # bright enough that noise does not make a ray on a faint wing pass the test
-        own = frame.excess(py, px) >= tuning.star_shape_sigma * frame.sigma[py, px]
-        own &= np.argmax(geo.around(frame.data, py, px, geo.BOX1), axis=1) == len(geo.BOX1) // 2
-        at_top |= own
-    star &= at_top
     ty, tx = climb(frame.data, py, px, CLIMB_STEPS)
+    if tuning.star_beside_brighter:
+        # a local maximum, bright enough that noise does not make a ray on a faint
+        # wing pass the test
+        own = frame.excess(py, px) >= tuning.star_shape_sigma * frame.sigma[py, px]
+        at_top |= own & (ty == py) & (tx == px)
+    star &= at_top
     wing = ~star & ~track & ~cosmics[ty, tx] & (np.maximum(abs(ty - py), abs(tx - px)) == 1)
     wing &= tuning.star_wing_slack > 0
     wing[wing] = is_star_top(frame, ty[wing], tx[wing], test)
@@ -271,9 +271,9 @@ def drop_edge_slopes(cosmics, frame, groups, peaks, tops, tuning):
     py, px = peaks
     farthest = np.zeros(count, np.intp)
     np.maximum.at(farthest, group, geo.edge_distance(frame.data.shape, iy, ix))
-    step_y, step_x = climb(frame.data, py, px, 1)
-    slope = (farthest < tuning.star_edge_band) & ((step_y != py) | (step_x != px))
-    slope &= geo.edge_distance(frame.data.shape, *tops) < LACOSMIC_BLIND_EDGE
+    ty, tx = tops  # the climb leaves a peak that is no local maximum
+    slope = (farthest < tuning.star_edge_band) & ((ty != py) | (tx != px))
+    slope &= geo.edge_distance(frame.data.shape, ty, tx) < LACOSMIC_BLIND_EDGE
     slope &= np.bincount(group, minlength=count) >= tuning.star_edge_pixels
     on_slope = slope[group]
     drop_on_sources(cosmics, frame, iy[on_slope], ix[on_slope], tuning.smooth_fraction)
