@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from stdpipe_ccd import CosmicRayTuning, validation
-from stdpipe_ccd._cosmics import singles, stars
+from stdpipe_ccd._cosmics import singles, stars, tracks
 from stdpipe_ccd._cosmics.frame import Frame
 
 OFFSETS = np.linspace(-0.45, 0.45, 7)
@@ -203,6 +203,31 @@ def test_a_fainter_star_inside_a_brighter_ones_group_loses_its_flags(psf):
     frame.data[:] = clean
     frame.data[y, x + 4] += 1000.0
     assert np.flatnonzero(veto(frame, group)[y]).tolist() == [x + 4]
+
+
+@pytest.mark.parametrize(("psf", "fwhm"), [("gaussian", 1.6), ("moffat", 2.5)])
+def test_a_track_across_a_star_keeps_its_line_and_the_star_its_light(psf, fwhm):
+    """A track that crosses a star takes the star's pixels into LACosmic's group.
+
+    The track's pixels stay flagged, on the star too; the star's pixels
+    more than a pixel off its line go (but for the star's own top, which no
+    other star explains), and growth from the track does not add them back.
+    """
+    frame, tops = star_grid(psf, fwhm)
+    y, x = tops[0][24], tops[1][24]
+    frame.data[y - 2, x - 10 : x + 11] += 500.0  # a track of 500 sigma two rows above the top
+    group = np.zeros(frame.data.shape, bool)
+    group[y - 2, x - 10 : x + 11] = True
+    group[y - 1 : y + 2, x - 1 : x + 2] = True
+    assert veto(frame, group, star_light_slack=0.0)[group].all()
+    kept = veto(frame, group)
+    assert kept[y - 2].sum() == 21
+    assert kept[y - 1, x - 1 : x + 2].all()  # within a pixel of the line
+    assert np.flatnonzero(kept[y]).tolist() == [x]
+    assert not kept[y + 1].any()
+    tracks.grow(kept, frame, CosmicRayTuning())
+    assert np.flatnonzero(kept[y]).tolist() == [x]
+    assert not kept[y + 1 :].any()
 
 
 def test_flags_on_a_star_beyond_the_edge_go_and_a_ray_there_stays():

@@ -24,6 +24,8 @@ class Frame:
     def __init__(self, data, known, sky, variance):
         self.data, self.known, self.sky = data, known, sky
         self.sigma = np.sqrt(variance, out=variance)
+        #: the frame's stars (`.stars.StarLight`), once the star veto has measured them
+        self.stars = None
 
     def excess(self, iy, ix):
         """Value above the sky of pixels ``iy, ix``."""

@@ -171,16 +171,28 @@ def drop_star_cores(cosmics, frame, tuning):
     unflagged top goes whole if the star explains every pixel of it
     (`~CosmicRayTuning.star_wing_slack`), or stays whole. Frames with too few
     bright stars to measure a profile lose every pixel of a star's group
-    within `~CosmicRayTuning.star_group_reach` of its peak.
+    within `~CosmicRayTuning.star_group_reach` of its peak. The star pixels
+    in the groups of rays go too (`drop_star_light`), and the frame keeps
+    its stars for the later steps (`StarLight`).
     """
     iy, ix, group, count = geo.groups(cosmics)
     if not count:
         return
     peaks = bright_peaks(cosmics, frame, tuning)
     test = star_thresholds(frame, peaks, tuning)
+    profile = None if peaks is None else star_profile(frame, peaks)
     py, px = geo.group_peaks(frame.data, iy, ix, group)
     star, wing, tops = star_groups(cosmics, frame, (iy, ix, group, count), (py, px), test, tuning)
     drop_edge_slopes(cosmics, frame, (iy, ix, group, count), (py, px), tops, tuning)
+    if peaks is not None and tuning.star_light_slack:
+        frame.stars = StarLight(
+            test,
+            profile,
+            tuning.star_light_slack,
+            tuning.star_shape_sigma,
+            tuning.star_light_grow_sigma,
+        )
+        drop_star_light(cosmics, frame, (iy, ix, group, count), ~(star | wing), test, tuning)
     if peaks is None:
         on_star = np.flatnonzero(star[group])
         iy, ix, group = iy[on_star], ix[on_star], group[on_star]
@@ -195,7 +207,7 @@ def drop_star_cores(cosmics, frame, tuning):
             frame,
             (iy, ix),
             (tops[0][group], tops[1][group], *centre),
-            star_profile(frame, peaks),
+            profile,
             test,
             np.where(on_wing, tuning.star_wing_slack, tuning.star_profile_slack),
             tuning.star_profile_sigma,
@@ -277,6 +289,86 @@ def drop_edge_slopes(cosmics, frame, groups, peaks, tops, tuning):
     slope &= np.bincount(group, minlength=count) >= tuning.star_edge_pixels
     on_slope = slope[group]
     drop_on_sources(cosmics, frame, iy[on_slope], ix[on_slope], tuning.smooth_fraction)
+
+
+class StarLight(NamedTuple):
+    """The frame's stars, as the steps after the veto tell their light (`explained_by_stars`)."""
+
+    test: StarTest
+    profile: tuple
+    slack: float
+    min_peak: float
+    grow_sigma: float
+
+
+def explained_by_stars(frame, iy, ix, nsigma):
+    """Whether the light of a star explains pixels ``iy, ix`` (`StarLight` in ``frame.stars``).
+
+    The star is the one whose top a pixel's climb reaches, not the pixel
+    itself (a ray on a galaxy passes the star test), a top ``min_peak``
+    sigma above the sky that passes the star test. Its light, from the
+    frame's star profile, explains a pixel that is at most ``slack`` times
+    that plus ``nsigma`` sigma above the sky, and that the star adds a
+    sigma to at least (the climb from a faint ray on the sky may end on a
+    distant star).
+    """
+    stars = frame.stars
+    explained = np.zeros(iy.size, bool)
+    if stars is None or not iy.size:
+        return explained
+    ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
+    bright = frame.excess(ty, tx) >= stars.min_peak * frame.sigma[ty, tx]
+    top = np.flatnonzero(bright & ((ty != iy) | (tx != ix)))
+    top = top[is_star_top(frame, ty[top], tx[top], stars.test)]
+    iy, ix, sigma = iy[top], ix[top], frame.sigma[iy[top], ix[top]]
+    light = star_light(*centroids(frame, ty[top], tx[top]), iy, ix, *stars.profile)
+    excess = frame.excess(iy, ix)
+    explained[top] = (light >= sigma) & (excess <= stars.slack * light + nsigma * sigma)
+    return explained
+
+
+def drop_star_light(cosmics, frame, groups, rays, test, tuning):
+    """Unflag the star pixels LACosmic put in the groups of rays.
+
+    A ray that hits a star, or a track that crosses one, takes the star's
+    pixels into its group; the veto keeps the group for a ray (``rays``):
+    its peak is the ray, or it is a track. Its flagged pixels that a star
+    explains (`explained_by_stars`, with `~CosmicRayTuning.star_profile_sigma`)
+    go, but for those within `~CosmicRayTuning.track_half_width` of the
+    line through two or more pixels that no star explains: the ray's own
+    charge on the star. A group left as one pixel that is no local maximum
+    (a ray on a star's steep slope) or that passes the star test (a blend
+    of stars) goes back whole.
+    """
+    iy, ix, group, count = groups
+    pick = np.flatnonzero(rays[group] & cosmics[iy, ix])
+    iy, ix, group = iy[pick], ix[pick], group[pick]
+    lit = explained_by_stars(frame, iy, ix, tuning.star_profile_sigma)
+    lit &= ~on_ray_line(iy, ix, group, ~lit, count, tuning.track_half_width)
+    cosmics[iy[lit], ix[lit]] = False
+    left = np.flatnonzero(~lit)
+    ly, lx = iy[left], ix[left]
+    alone = ~geo.around(cosmics, ly, lx, geo.NEIGHBOURS).any(axis=1)
+    ty, tx = climb(frame.data, ly, lx, 1)
+    doubtful = alone & ((ty != ly) | (tx != lx) | is_star_top(frame, ly, lx, test))
+    back = np.zeros(count, bool)
+    back[group[left[doubtful]]] = True
+    back = back[group] & lit
+    cosmics[iy[back], ix[back]] = True
+
+
+def on_ray_line(iy, ix, group, ray, count, half_width):
+    """Whether pixels lie within ``half_width`` of the line through their group's ``ray`` pixels.
+
+    Only for groups with two ``ray`` pixels or more, through which the
+    line is their long axis.
+    """
+    weight = ray.astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):  # groups without ray pixels
+        centre, axis, _, _ = geo.group_axes(iy, ix, group, weight, count)
+    across = (iy - centre[group, 0]) * axis[group, 1] - (ix - centre[group, 1]) * axis[group, 0]
+    lined = np.bincount(group, weights=weight, minlength=count) >= 2
+    return lined[group] & (np.abs(np.nan_to_num(across, nan=np.inf)) <= half_width)
 
 
 def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_tops=True):
@@ -424,6 +516,9 @@ def on_smooth_source(frame, rays, iy, ix, fraction):
     On a source, the 5 x 5 median exceeds the sky by more than ``fraction``
     of the pixel's own excess. The pixels flagged as ``rays`` (if given) are
     left out of that median: a ray beside another does not sit on a source.
+    Once the veto has measured the frame's stars, a pixel a star explains
+    (`explained_by_stars`, with `StarLight.grow_sigma`) is on a source too:
+    a sharp star's core stands out of its 5 x 5 median.
     """
     data, sky, sigma = frame.data, frame.sky, frame.sigma
     local = geo.box_median(data, iy, ix)
@@ -438,4 +533,7 @@ def on_smooth_source(frame, rays, iy, ix, fraction):
     if rays is not None:
         again = np.flatnonzero(on_source)
         on_source[again] = lifted(geo.box_median_without(data, rays, iy[again], ix[again]), again)
+    if frame.stars is not None:
+        rest = np.flatnonzero(~on_source)
+        on_source[rest] = explained_by_stars(frame, iy[rest], ix[rest], frame.stars.grow_sigma)
     return on_source, data[iy, ix] - local
