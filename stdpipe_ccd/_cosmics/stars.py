@@ -336,9 +336,9 @@ def drop_star_light(cosmics, frame, groups, rays, test, tuning):
     explains (`explained_by_stars`, with `~CosmicRayTuning.star_profile_sigma`)
     go, but for those within `~CosmicRayTuning.track_half_width` of the
     line through two or more pixels that no star explains: the ray's own
-    charge on the star. A group left as one pixel that is no local maximum
-    (a ray on a star's steep slope) or that passes the star test (a blend
-    of stars) goes back whole.
+    charge on the star. A group left with a lone pixel that is no local
+    maximum (a ray on a star's steep slope) or that passes the star test (a
+    blend of stars) goes back whole.
     """
     iy, ix, group, count = groups
     pick = np.flatnonzero(rays[group] & cosmics[iy, ix])
