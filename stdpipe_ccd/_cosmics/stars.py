@@ -301,7 +301,7 @@ class StarLight(NamedTuple):
     grow_sigma: float
 
 
-def explained_by_stars(frame, iy, ix, nsigma):
+def explained_by_stars(frame, iy, ix, nsigma, tops=None):
     """Whether the light of a star explains pixels ``iy, ix`` (`StarLight` in ``frame.stars``).
 
     The star is the one whose top a pixel's climb reaches, not the pixel
@@ -310,13 +310,13 @@ def explained_by_stars(frame, iy, ix, nsigma):
     frame's star profile, explains a pixel that is at most ``slack`` times
     that plus ``nsigma`` sigma above the sky, and that the star adds a
     sigma to at least (the climb from a faint ray on the sky may end on a
-    distant star).
+    distant star). ``tops``: where the pixels' climbs end, if known.
     """
     stars = frame.stars
     explained = np.zeros(iy.size, bool)
     if stars is None or not iy.size:
         return explained
-    ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
+    ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS) if tops is None else tops
     bright = frame.excess(ty, tx) >= stars.min_peak * frame.sigma[ty, tx]
     top = np.flatnonzero(bright & ((ty != iy) | (tx != ix)))
     top = top[is_star_top(frame, ty[top], tx[top], stars.test)]
@@ -343,14 +343,15 @@ def drop_star_light(cosmics, frame, groups, rays, test, tuning):
     iy, ix, group, count = groups
     pick = np.flatnonzero(rays[group] & cosmics[iy, ix])
     iy, ix, group = iy[pick], ix[pick], group[pick]
-    lit = explained_by_stars(frame, iy, ix, tuning.star_profile_sigma)
+    ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
+    lit = explained_by_stars(frame, iy, ix, tuning.star_profile_sigma, (ty, tx))
     lit &= ~on_ray_line(iy, ix, group, ~lit, count, tuning.track_half_width)
     cosmics[iy[lit], ix[lit]] = False
     left = np.flatnonzero(~lit)
     ly, lx = iy[left], ix[left]
     alone = ~geo.around(cosmics, ly, lx, geo.NEIGHBOURS).any(axis=1)
-    ty, tx = climb(frame.data, ly, lx, 1)
-    doubtful = alone & ((ty != ly) | (tx != lx) | is_star_top(frame, ly, lx, test))
+    slope = (ty[left] != ly) | (tx[left] != lx)  # the climb left a pixel that is no local maximum
+    doubtful = alone & (slope | is_star_top(frame, ly, lx, test))
     back = np.zeros(count, bool)
     back[group[left[doubtful]]] = True
     back = back[group] & lit
