@@ -73,6 +73,7 @@ STEPS = {
     "without the fainter tops inside a star's group": {"star_inner_tops": False},
     "without the slopes of stars at the edge": {"star_edge_band": 0},
     "without the star light in rays' groups": {"star_light_slack": 0.0},
+    "without the rays on stars' slopes": {"star_slope_ray_light": 0.0},
     "without growth": {"grow": False},
     "without track completion": {"complete_tracks": False},
     "without the weak-singles check": {"weak_singles": False},

@@ -205,6 +205,47 @@ def test_a_fainter_star_inside_a_brighter_ones_group_loses_its_flags(psf):
     assert np.flatnonzero(veto(frame, group)[y]).tolist() == [x + 4]
 
 
+def test_pixels_below_a_fainter_top_are_its_slope():
+    """A pixel beside a fainter star's top, with less of the light left, is that star's slope."""
+    iy = np.array([10, 10, 11, 13, 9])
+    ix = np.array([10, 11, 11, 10, 9])
+    left = np.array([50.0, 20.0, 60.0, 10.0, 49.0])
+    tops = np.array([0])  # the pixel (10, 10)
+    below = stars.below_a_top((20, 20), (iy, ix), tops, left, np.arange(1, 5))
+    # beside and fainter; beside but brighter (a ray); two rows off; beside and fainter
+    assert below.tolist() == [True, False, False, True]
+
+
+@pytest.mark.parametrize("psf", ["gaussian", "moffat"])
+def test_a_ray_on_a_sharp_stars_slope_is_told_from_the_slope_and_a_fainter_star(psf):
+    """In the light left after a star's profile, a ray on its slope stands alone.
+
+    Neither the star's own slope, nor a fainter star on it (0.3 times as
+    bright, 3 pixels to the right), nor that star's neighbours are taken for
+    a ray; a ray of 20 sigma two pixels off the top along the diagonal is.
+    """
+    frame, tops = star_grid(psf, 1.6)
+    profile = stars.star_profile(frame, tops)
+    y, x = tops[0][24], tops[1][24]
+    star = stars.centroids(frame, np.array([y]), np.array([x]))
+
+    def rays(pixels):
+        iy, ix = (np.array(value) for value in zip(*pixels, strict=True))
+        around = [np.repeat(value, iy.size) for value in star]
+        return stars.rays_on_slope(frame, (iy, ix), around, profile, 1.0)
+
+    slope = [(y + dy, x + dx) for dy in range(-3, 4) for dx in range(-3, 4) if dy or dx]
+    assert not rays(slope).any()
+    clean = frame.data.copy()
+    frame.data[y - 2, x + 2] += 20.0
+    assert rays([(y - 2, x + 2)]).all()
+    frame.data[:] = clean
+    frame.data[y - 12 : y + 13, x - 9 : x + 16] += 3e4 * validation._psf_stamp(
+        psf, 1.6, 4.765, 0.0, 0.0, 12
+    )
+    assert not rays([(y, x + 3), (y - 1, x + 3), (y + 1, x + 3), (y, x + 2), (y, x + 4)]).any()
+
+
 @pytest.mark.parametrize(("psf", "fwhm"), [("gaussian", 1.6), ("moffat", 2.5)])
 def test_a_track_across_a_star_keeps_its_line_and_the_star_its_light(psf, fwhm):
     """A track that crosses a star takes the star's pixels into LACosmic's group.
