@@ -160,9 +160,10 @@ class CosmicRayTuning:
         It stays flagged when, in the light left after its star's profile, it
         is a local maximum whose 8 neighbours hold at most this many times its
         own light (a star's hold 2.7 to 5 times). 0 switches this off.
-        Default is 1 (crowded FWHM 1.6, 5 seeds: 4 rays of about 1,490 more,
-        precision and noise ratio unchanged; 3 seeds of all 22 cells: crowded
-        3 rays more, the other cells unchanged).
+        Default is 1 (22 cells x 5 seeds: 4 rays of about 1,490 more in the
+        crowded FWHM 1.6 cell, 3 in the crowded cell, 1 each with sky 20 e-
+        and read noise 20 e-; precision equal or higher and noise ratio
+        unchanged in every cell).
     star_group_reach : float
         On frames with fewer than `star_shape_min` bright stars, where no
         profile is measured, a star's flags are dropped this far (pixels)
