@@ -462,7 +462,9 @@ def test_timeout_while_showing_progress(small_frame, tmp_path, capsys):
 def test_interrupt_cleans_up(small_frame, tmp_path):
     workdir = tmp_path / "work"
     workdir.mkdir()
-    binary = fake_swarp(tmp_path, "kill -INT $PPID; sleep 10")  # Ctrl-C while SWarp runs
+    # Ctrl-C while SWarp runs; the pause lets Popen return first, since a signal
+    # inside Popen's own start-up leaves a child that no caller can reach
+    binary = fake_swarp(tmp_path, "sleep 0.5; kill -INT $PPID; sleep 10")
     with conf.set_temp("tmpdir", str(workdir)), pytest.raises(KeyboardInterrupt):
         reproject_swarp(small_frame.ccd, swarp_path=binary)
     assert list(workdir.iterdir()) == []
