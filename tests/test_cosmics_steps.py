@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from stdpipe_ccd import CosmicRayTuning, validation
-from stdpipe_ccd._cosmics import singles, stars, tracks
+from stdpipe_ccd._cosmics import geometry, singles, stars, tracks
 from stdpipe_ccd._cosmics.frame import Frame
 
 OFFSETS = np.linspace(-0.45, 0.45, 7)
@@ -173,13 +173,41 @@ def test_a_star_beside_a_brighter_one_loses_its_flags_and_a_ray_there_keeps_them
     core[y - 1 : y + 2, x + 3 : x + 6] = True
     climbed = stars.climb(frame.data, np.array([y]), np.array([x + 4]), 8, radius=2)
     assert (climbed[0][0], climbed[1][0]) == (y, x)  # the climb runs on to the brighter star
-    assert veto(frame, core)[core].all()  # the default leaves it to the reach
-    assert not veto(frame, core, star_beside_brighter=True).any()
+    assert veto(frame, core, star_fainter_beside=False)[core].all()  # left to the reach
+    assert not veto(frame, core).any()
+    assert not veto(frame, core, star_fainter_beside=False, star_beside_brighter=True).any()
     frame.data[:] = clean
     ray = np.zeros(frame.data.shape, bool)
     ray[y, x + 4 : x + 6] = True
     frame.data[y, x + 4 : x + 6] += [1500.0, 1000.0]
+    assert veto(frame, ray)[ray].all()
     assert veto(frame, ray, star_beside_brighter=True)[ray].all()
+
+
+def test_a_ray_on_a_galaxy_beside_a_star_is_no_fainter_star():
+    """A galaxy lights a ray's neighbours beyond what the brighter star's profile explains.
+
+    The ray, 5 pixels from a star on the slope of a galaxy, passes the star
+    test in the raw data and in the light left after the star's profile; the
+    level of that light on its 5 x 5 ring tells it from a fainter star, and
+    it keeps its flag.
+    """
+    frame, tops = star_grid("moffat", 3.0)
+    y, x = tops[0][24], tops[1][24]
+    rows, columns = np.mgrid[: frame.data.shape[0], : frame.data.shape[1]]
+    galaxy = 300.0 * np.exp(-((rows - y) ** 2 + (columns - x - 8) ** 2) / (2 * 4.0**2))
+    frame.data += galaxy.astype(np.float32)
+    frame.data[y, x + 5] += 150.0
+    ray = np.zeros(frame.data.shape, bool)
+    ray[y, x + 5] = True
+    profile = stars.star_profile(frame, tops)
+    test = stars.star_thresholds(frame, tops, CosmicRayTuning())
+    pixel = np.array([y]), np.array([x + 5])
+    star = stars.centroids(frame, np.array([y]), np.array([x]))
+    assert stars.is_star_top(frame, *pixel, test)[0]
+    assert stars.fainter_tops(frame, pixel, star, profile, test)[0]
+    assert not stars.beside_a_star(frame, pixel, star, profile, test)[0]
+    assert veto(frame, ray)[ray].all()
 
 
 @pytest.mark.parametrize("psf", ["gaussian", "moffat"])
@@ -211,7 +239,7 @@ def test_pixels_below_a_fainter_top_are_its_slope():
     ix = np.array([10, 11, 11, 10, 9])
     left = np.array([50.0, 20.0, 60.0, 10.0, 49.0])
     tops = np.array([0])  # the pixel (10, 10)
-    below = stars.below_a_top((20, 20), (iy, ix), tops, left, np.arange(1, 5))
+    below = geometry.below_a_top((20, 20), (iy, ix), tops, left, np.arange(1, 5))
     # beside and fainter; beside but brighter (a ray); two rows off; beside and fainter
     assert below.tolist() == [True, False, False, True]
 
@@ -304,4 +332,4 @@ def test_a_band_across_a_star_at_the_frame_edge_is_no_track():
     ]:
         iy, ix = np.nonzero(mask)
         group = np.zeros(iy.size, np.intp)
-        assert stars.is_track(group, iy, ix, 1, 7, np.array([near_edge]))[0] == expected
+        assert geometry.is_track(group, iy, ix, 1, 7, np.array([near_edge]))[0] == expected

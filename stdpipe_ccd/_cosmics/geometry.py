@@ -198,3 +198,37 @@ def pixels_above(data, sky, sigma, nsigma, known):
         found_y.append(iy + start)
         found_x.append(ix)
     return np.concatenate(found_y), np.concatenate(found_x)
+
+
+def below_a_top(shape, pixels, tops, value, which):
+    """Whether pixels ``which`` have one of ``tops`` among their 8 neighbours, with more ``value``.
+
+    ``tops`` and ``which`` index ``pixels`` (rows, columns) and ``value``.
+    """
+    iy, ix = pixels
+    flat = np.ravel_multi_index((iy[tops], ix[tops]), shape)
+    order = np.argsort(flat)
+    flat, top_value = flat[order], value[tops][order]
+    near = indices_around(shape, iy[which], ix[which], NEIGHBOURS)
+    at = np.minimum(np.searchsorted(flat, near), flat.size - 1)
+    return ((flat[at] == near) & (top_value[at] > value[which, None])).any(axis=1)
+
+
+def is_track(group, iy, ix, count, extent, near_edge=False):
+    """Whether each group (0 to count - 1, of pixels ``iy, ix``) is shaped like a track.
+
+    A star core keeps its flags within a compact blob; a track, even one that
+    crosses another track or a star, stretches out of it: longer than
+    ``extent`` (three times that for the groups ``near_edge``), and thin or
+    sparse.
+    """
+    sizes = []
+    for coordinate in (iy, ix):
+        low, high = np.full(count, coordinate.max()), np.zeros(count, dtype=coordinate.dtype)
+        np.minimum.at(low, group, coordinate)
+        np.maximum.at(high, group, coordinate)
+        sizes.append(high - low + 1)
+    longest, shortest = np.maximum(*sizes), np.minimum(*sizes)
+    fill = np.bincount(group, minlength=count) / (longest * shortest)
+    extent = np.where(near_edge, 3 * extent, extent)
+    return (longest > extent) & ((longest >= 3 * shortest) | (fill < 0.4))

@@ -160,9 +160,10 @@ def drop_star_cores(cosmics, frame, tuning):
     """Unflag the flags LACosmic put on stars.
 
     A group whose brightest pixel passes the star test (`star_thresholds`),
-    that is no track (`is_track`) and that holds its star's top (`star_groups`)
-    loses its pixels within `~CosmicRayTuning.star_core_radius` of its peak,
-    and those the star's own light explains (`star_explains`): at most
+    that is no track (`.geometry.is_track`) and that holds its star's top
+    (`star_groups`) loses its pixels within
+    `~CosmicRayTuning.star_core_radius` of its peak, and those the star's
+    own light explains (`star_explains`): at most
     `~CosmicRayTuning.star_profile_slack` times the frame's median star
     profile (`star_profile`) scaled to the star, plus
     `~CosmicRayTuning.star_profile_sigma` sigma. A ray on the star stands out
@@ -182,7 +183,9 @@ def drop_star_cores(cosmics, frame, tuning):
     test = star_thresholds(frame, peaks, tuning)
     profile = None if peaks is None else star_profile(frame, peaks)
     py, px = geo.group_peaks(frame.data, iy, ix, group)
-    star, wing, tops = star_groups(cosmics, frame, (iy, ix, group, count), (py, px), test, tuning)
+    star, wing, tops = star_groups(
+        cosmics, frame, (iy, ix, group, count), (py, px), (test, profile), tuning
+    )
     drop_edge_slopes(cosmics, frame, (iy, ix, group, count), (py, px), tops, tuning)
     if peaks is not None and tuning.star_light_slack:
         frame.stars = StarLight(
@@ -233,7 +236,7 @@ def drop_star_cores(cosmics, frame, tuning):
     drop_on_sources(cosmics, frame, iy[kept], ix[kept], tuning.smooth_fraction)
 
 
-def star_groups(cosmics, frame, groups, peaks, test, tuning):
+def star_groups(cosmics, frame, groups, peaks, stars, tuning):
     """Which flagged groups are on a star: at its top, or beside its unflagged top.
 
     Returns the groups whose peak passes the star test, that are no track
@@ -244,15 +247,20 @@ def star_groups(cosmics, frame, groups, peaks, test, tuning):
     top nor coming `~CosmicRayTuning.star_top_reach` near it, is what
     LACosmic found sharp there: a ray. In a crowded field the climb from a
     fainter star's top runs on to a brighter neighbour; a peak that is a
-    local maximum, `~CosmicRayTuning.star_shape_sigma` above the sky, holds
-    its own top (`~CosmicRayTuning.star_beside_brighter`).
+    local maximum holds its own top when it is a star's in the light left
+    after the brighter star's (`beside_a_star`,
+    `~CosmicRayTuning.star_fainter_beside`), or when it is
+    `~CosmicRayTuning.star_shape_sigma` above the sky
+    (`~CosmicRayTuning.star_beside_brighter`). ``stars`` holds the star
+    test and the frame's star profile (None if not measured).
     Near the frame's edge LACosmic flags bands across bright stars' cores,
     which are no tracks (`~CosmicRayTuning.track_edge_margin`).
     """
     iy, ix, group, count = groups
     py, px = peaks
+    test, profile = stars
     edge = geo.edge_distance(frame.data.shape, py, px)
-    track = is_track(group, iy, ix, count, tuning.track_extent, edge < tuning.track_edge_margin)
+    track = geo.is_track(group, iy, ix, count, tuning.track_extent, edge < tuning.track_edge_margin)
     star = is_star_top(frame, py, px, test) & ~track
     sy, sx = climb(frame.data, py, px, CLIMB_STEPS, radius=2)
     closest = np.full(count, np.inf)
@@ -264,6 +272,11 @@ def star_groups(cosmics, frame, groups, peaks, test, tuning):
         # wing pass the test
         own = frame.excess(py, px) >= tuning.star_shape_sigma * frame.sigma[py, px]
         at_top |= own & (ty == py) & (tx == px)
+    if tuning.star_fainter_beside and profile is not None:
+        beside = np.flatnonzero(star & ~at_top & (ty == py) & (tx == px))
+        beside = beside[is_star_top(frame, sy[beside], sx[beside], test)]
+        brighter = centroids(frame, sy[beside], sx[beside])
+        at_top[beside] = beside_a_star(frame, (py[beside], px[beside]), brighter, profile, test)
     star &= at_top
     wing = ~star & ~track & ~cosmics[ty, tx] & (np.maximum(abs(ty - py), abs(tx - px)) == 1)
     wing &= tuning.star_wing_slack > 0
@@ -423,22 +436,8 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
         rest = np.flatnonzero(~explained)
         if tops.size and rest.size:
             left = frame.excess(iy, ix) - own_light
-            explained[rest] = below_a_top(frame.data.shape, (iy, ix), tops, left, rest)
+            explained[rest] = geo.below_a_top(frame.data.shape, (iy, ix), tops, left, rest)
     return explained
-
-
-def below_a_top(shape, pixels, tops, value, which):
-    """Whether pixels ``which`` have one of ``tops`` among their 8 neighbours, with more ``value``.
-
-    ``tops`` and ``which`` index ``pixels`` (rows, columns) and ``value``.
-    """
-    iy, ix = pixels
-    flat = np.ravel_multi_index((iy[tops], ix[tops]), shape)
-    order = np.argsort(flat)
-    flat, top_value = flat[order], value[tops][order]
-    near = geo.indices_around(shape, iy[which], ix[which], geo.NEIGHBOURS)
-    at = np.minimum(np.searchsorted(flat, near), flat.size - 1)
-    return ((flat[at] == near) & (top_value[at] > value[which, None])).any(axis=1)
 
 
 def fainter_tops(frame, pixels, stars, profile, test):
@@ -458,6 +457,23 @@ def fainter_tops(frame, pixels, stars, profile, test):
     return fainter
 
 
+def beside_a_star(frame, pixels, stars, profile, test):
+    """Whether local maxima ``pixels`` are the tops of fainter stars beside brighter ``stars``.
+
+    ``stars`` holds the `centroids` (rows, columns, 3 x 3 sum) of each
+    brighter star. In the light left after its profile, less the median of
+    that light on the pixel's 5 x 5 ring (whatever else lights the
+    neighbourhood: a wing the profile misses, a galaxy), a fainter star's
+    top still passes the star ``test``; a ray on a wing stands alone.
+    """
+    ring, _ = light_left(frame, pixels, stars, profile, geo.RING2)
+    level = np.median(ring, axis=1)
+    light, excess = light_left(frame, pixels, stars, profile)
+    light, excess = light - level[:, None], excess - level
+    top = (light < excess[:, None]).all(axis=1)
+    return top & passes_star_test(frame, *pixels, light, excess, test)
+
+
 def rays_on_slope(frame, pixels, stars, profile, neighbours):
     """Whether ``pixels`` are rays on the slope of ``stars`` (`centroids` of each pixel's star).
 
@@ -470,8 +486,8 @@ def rays_on_slope(frame, pixels, stars, profile, neighbours):
     return top & (np.clip(light, 0, None).sum(axis=1) <= neighbours * excess)
 
 
-def light_left(frame, pixels, stars, profile):
-    """Light of the 8 neighbours of ``pixels`` and their own, less that of ``stars``.
+def light_left(frame, pixels, stars, profile, offsets=geo.NEIGHBOURS):
+    """Light above the sky at ``offsets`` round ``pixels`` and their own, less that of ``stars``.
 
     ``stars`` holds the `centroids` (rows, columns, 3 x 3 sum) of each
     pixel's star, whose light comes from the frame's star ``profile``.
@@ -479,8 +495,9 @@ def light_left(frame, pixels, stars, profile):
     iy, ix = pixels
     cy, cx, total = stars
     radii, profile = profile
-    dy, dx = np.array(geo.NEIGHBOURS).T
-    light, excess = neighbour_light(frame, iy, ix)
+    dy, dx = np.array(offsets).T
+    light = geo.around(frame.data, iy, ix, offsets) - frame.sky[iy, ix, None]
+    excess = frame.excess(iy, ix)
     light = light - star_light(
         cy[:, None], cx[:, None], total[:, None], iy[:, None] + dy, ix[:, None] + dx, radii, profile
     )
@@ -535,26 +552,6 @@ def climb(data, iy, ix, steps, radius=1):
         iy[moving] = np.clip(iy[moving] + offsets[best, 0], 0, ny - 1)
         ix[moving] = np.clip(ix[moving] + offsets[best, 1], 0, nx - 1)
     return iy, ix
-
-
-def is_track(group, iy, ix, count, extent, near_edge=False):
-    """Whether each group (0 to count - 1, of pixels ``iy, ix``) is shaped like a track.
-
-    A star core keeps its flags within a compact blob; a track, even one that
-    crosses another track or a star, stretches out of it: longer than
-    ``extent`` (three times that for the groups ``near_edge``), and thin or
-    sparse.
-    """
-    sizes = []
-    for coordinate in (iy, ix):
-        low, high = np.full(count, coordinate.max()), np.zeros(count, dtype=coordinate.dtype)
-        np.minimum.at(low, group, coordinate)
-        np.maximum.at(high, group, coordinate)
-        sizes.append(high - low + 1)
-    longest, shortest = np.maximum(*sizes), np.minimum(*sizes)
-    fill = np.bincount(group, minlength=count) / (longest * shortest)
-    extent = np.where(near_edge, 3 * extent, extent)
-    return (longest > extent) & ((longest >= 3 * shortest) | (fill < 0.4))
 
 
 def drop_on_sources(cosmics, frame, iy, ix, fraction):
