@@ -68,6 +68,7 @@ STEPS = {
     "all steps": {},
     "without the star veto": {"star_veto": False},
     "with the test beside brighter stars": {"star_beside_brighter": True},
+    "without the fainter stars beside brighter ones": {"star_fainter_beside": False},
     "without the wing-group test": {"star_wing_slack": 0.0},
     "without the edge margin for tracks": {"track_edge_margin": 0},
     "without the fainter tops inside a star's group": {"star_inner_tops": False},
