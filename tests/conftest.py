@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 
 import pytest
 
@@ -50,3 +51,22 @@ def flat():
 def masked(frame, dark, flat):
     """``frame`` masked for every reason."""
     return make_mask(frame.ccd, mask_bleed=True, mask_cosmics=True, dark=dark, flat=flat)
+
+
+@pytest.fixture
+def default_stop_signals():
+    """Stop signals as an interactive shell leaves them, for the tests of what they do.
+
+    A run under ``nohup`` ignores SIGHUP, one started in the background
+    SIGINT, and the processes it starts inherit that. Within the test,
+    SIGINT raises `KeyboardInterrupt`; the function returned, passed as
+    ``preexec_fn``, gives a child process the default dispositions.
+    """
+
+    def restore():
+        for number in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+            signal.signal(number, signal.SIG_DFL)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield restore
+    signal.signal(signal.SIGINT, previous)

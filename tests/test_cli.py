@@ -352,7 +352,9 @@ def test_quiet_and_the_commands_own_words(night, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
-def test_stop_signal_while_writing_leaves_no_partial_file(night, tmp_path, name):
+def test_stop_signal_while_writing_leaves_no_partial_file(
+    night, tmp_path, name, default_stop_signals
+):
     """A batch system's stop in the middle of a write unwinds: nothing half-written is left."""
     folder, _ = night
     out = tmp_path / "out"
@@ -373,6 +375,11 @@ def test_stop_signal_while_writing_leaves_no_partial_file(night, tmp_path, name)
               "--scheduler", "synchronous"])
         """
     )
-    process = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    process = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        timeout=120,
+        preexec_fn=default_stop_signals,
+    )
     assert process.returncode == 128 + getattr(signal, name)
     assert sorted(p.name for p in out.iterdir()) == []  # neither the output nor a .part

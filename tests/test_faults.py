@@ -261,7 +261,7 @@ def test_no_overwrite_holds_between_processes(tmp_path):
 
 @pytest.mark.requires_swarp
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
-def test_sigterm_kills_swarp_and_cleans_up(tmp_path, name):
+def test_sigterm_kills_swarp_and_cleans_up(tmp_path, name, default_stop_signals):
     work = tmp_path / "work"
     work.mkdir()
     swarp = tmp_path / "slow-swarp"
@@ -280,7 +280,7 @@ def test_sigterm_kills_swarp_and_cleans_up(tmp_path, name):
             reproject_swarp(frame.ccd, swarp_path={str(swarp)!r})
         """
     )
-    process = subprocess.Popen([sys.executable, "-c", script])
+    process = subprocess.Popen([sys.executable, "-c", script], preexec_fn=default_stop_signals)
     for _ in range(600):
         if pid_file.exists() and pid_file.read_text().strip():
             break

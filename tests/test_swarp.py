@@ -459,7 +459,7 @@ def test_timeout_while_showing_progress(small_frame, tmp_path, capsys):
     assert list(workdir.iterdir()) == []
 
 
-def test_interrupt_cleans_up(small_frame, tmp_path):
+def test_interrupt_cleans_up(small_frame, tmp_path, default_stop_signals):
     workdir = tmp_path / "work"
     workdir.mkdir()
     # Ctrl-C while SWarp runs; the pause lets Popen return first, since a signal
