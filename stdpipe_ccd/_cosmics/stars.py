@@ -99,9 +99,9 @@ def star_thresholds(frame, peaks, tuning):
     )
 
 
-def neighbour_light(frame, iy, ix):
-    """Light above the sky of the 8 neighbours of pixels ``iy, ix``, and their own."""
-    light = geo.around(frame.data, iy, ix, geo.NEIGHBOURS) - frame.sky[iy, ix, None]
+def neighbour_light(frame, iy, ix, offsets=geo.NEIGHBOURS):
+    """Light above the sky at ``offsets`` (the 8 neighbours) round ``iy, ix``, and their own."""
+    light = geo.around(frame.data, iy, ix, offsets) - frame.sky[iy, ix, None]
     return light, frame.excess(iy, ix)
 
 
@@ -496,8 +496,7 @@ def light_left(frame, pixels, stars, profile, offsets=geo.NEIGHBOURS):
     cy, cx, total = stars
     radii, profile = profile
     dy, dx = np.array(offsets).T
-    light = geo.around(frame.data, iy, ix, offsets) - frame.sky[iy, ix, None]
-    excess = frame.excess(iy, ix)
+    light, excess = neighbour_light(frame, iy, ix, offsets)
     light = light - star_light(
         cy[:, None], cx[:, None], total[:, None], iy[:, None] + dy, ix[:, None] + dx, radii, profile
     )
