@@ -206,7 +206,7 @@ def test_a_ray_on_a_galaxy_beside_a_star_is_no_fainter_star():
     star = stars.centroids(frame, np.array([y]), np.array([x]))
     assert stars.is_star_top(frame, *pixel, test)[0]
     assert stars.fainter_tops(frame, pixel, star, profile, test)[0]
-    assert not stars.beside_a_star(frame, pixel, star, profile, test)[0]
+    assert not stars.fainter_tops(frame, pixel, star, profile, test, ring_level=True)[0]
     assert veto(frame, ray)[ray].all()
 
 

@@ -248,7 +248,7 @@ def star_groups(cosmics, frame, groups, peaks, stars, tuning):
     LACosmic found sharp there: a ray. In a crowded field the climb from a
     fainter star's top runs on to a brighter neighbour; a peak that is a
     local maximum holds its own top when it is a star's in the light left
-    after the brighter star's (`beside_a_star`,
+    after the brighter star's (`fainter_tops` with the ring's level,
     `~CosmicRayTuning.star_fainter_beside`), or when it is
     `~CosmicRayTuning.star_shape_sigma` above the sky
     (`~CosmicRayTuning.star_beside_brighter`). ``stars`` holds the star
@@ -276,7 +276,9 @@ def star_groups(cosmics, frame, groups, peaks, stars, tuning):
         beside = np.flatnonzero(star & ~at_top & (ty == py) & (tx == px))
         beside = beside[is_star_top(frame, sy[beside], sx[beside], test)]
         brighter = centroids(frame, sy[beside], sx[beside])
-        at_top[beside] = beside_a_star(frame, (py[beside], px[beside]), brighter, profile, test)
+        at_top[beside] = fainter_tops(
+            frame, (py[beside], px[beside]), brighter, profile, test, ring_level=True
+        )
     star &= at_top
     wing = ~star & ~track & ~cosmics[ty, tx] & (np.maximum(abs(ty - py), abs(tx - px)) == 1)
     wing &= tuning.star_wing_slack > 0
@@ -440,38 +442,28 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     return explained
 
 
-def fainter_tops(frame, pixels, stars, profile, test):
+def fainter_tops(frame, pixels, stars, profile, test, *, ring_level=False):
     """Whether ``pixels`` are the tops of fainter stars on the slope of ``stars``.
 
     ``stars`` holds the `centroids` (rows, columns, 3 x 3 sum) of the star of
-    each pixel's group. In the light left after that star's (from the
-    frame's star ``profile``), a fainter star's top is a local maximum that
-    passes the star ``test``; a ray on the star's wing is a local maximum
-    too, but its neighbours are dark.
+    each pixel's group, or of the brighter star beside. In the light left
+    after that star's (from the frame's star ``profile``), a fainter star's
+    top is a local maximum that passes the star ``test``; a ray on the
+    star's wing is a local maximum too, but its neighbours are dark. With
+    ``ring_level``, the median of that light on the pixel's 5 x 5 ring is
+    taken off too: whatever else lights the neighbourhood (a wing the
+    profile misses, a galaxy) would light a ray's neighbours.
     """
     iy, ix = pixels
     light, excess = light_left(frame, pixels, stars, profile)
+    if ring_level:
+        ring, _ = light_left(frame, pixels, stars, profile, geo.RING2)
+        level = np.median(ring, axis=1)
+        light, excess = light - level[:, None], excess - level
     top = np.flatnonzero((light < excess[:, None]).all(axis=1))
     fainter = np.zeros(iy.size, bool)
     fainter[top] = passes_star_test(frame, iy[top], ix[top], light[top], excess[top], test)
     return fainter
-
-
-def beside_a_star(frame, pixels, stars, profile, test):
-    """Whether local maxima ``pixels`` are the tops of fainter stars beside brighter ``stars``.
-
-    ``stars`` holds the `centroids` (rows, columns, 3 x 3 sum) of each
-    brighter star. In the light left after its profile, less the median of
-    that light on the pixel's 5 x 5 ring (whatever else lights the
-    neighbourhood: a wing the profile misses, a galaxy), a fainter star's
-    top still passes the star ``test``; a ray on a wing stands alone.
-    """
-    ring, _ = light_left(frame, pixels, stars, profile, geo.RING2)
-    level = np.median(ring, axis=1)
-    light, excess = light_left(frame, pixels, stars, profile)
-    light, excess = light - level[:, None], excess - level
-    top = (light < excess[:, None]).all(axis=1)
-    return top & passes_star_test(frame, *pixels, light, excess, test)
 
 
 def rays_on_slope(frame, pixels, stars, profile, neighbours):
