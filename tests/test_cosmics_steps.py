@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from stdpipe_ccd import CosmicRayTuning, validation
-from stdpipe_ccd._cosmics import geometry, singles, stars, tracks
+from stdpipe_ccd._cosmics import blends, geometry, singles, stars, tracks
 from stdpipe_ccd._cosmics.frame import Frame
 
 OFFSETS = np.linspace(-0.45, 0.45, 7)
@@ -208,6 +208,38 @@ def test_a_ray_on_a_galaxy_beside_a_star_is_no_fainter_star():
     assert stars.fainter_tops(frame, pixel, star, profile, test)[0]
     assert not stars.fainter_tops(frame, pixel, star, profile, test, ring_level=True)[0]
     assert veto(frame, ray)[ray].all()
+
+
+def veto_and_blends(frame, cosmics, **tuning):
+    """The flags left by the star veto, then the fit of blended stars, on a copy of ``cosmics``."""
+    cosmics = cosmics.copy()
+    tuning = CosmicRayTuning(**tuning)
+    measured = stars.drop_star_cores(cosmics, frame, tuning)
+    blends.drop_blends(cosmics, frame, measured, tuning)
+    return cosmics
+
+
+@pytest.mark.parametrize(("psf", "fwhm"), [("gaussian", 2.5), ("moffat", 1.6), ("moffat", 3.0)])
+def test_flags_between_blended_stars_go_and_a_ray_there_stays(psf, fwhm):
+    """LACosmic flags the saddle between blended stars, which no one star's profile explains.
+
+    Two fainter stars (0.5 and 0.4 times as bright) 5 pixels right of and
+    below a star: the veto leaves the flags on the saddle between the three
+    whole, and the three stars fitted together explain them. A ray on the
+    saddle stands out of the fit and keeps its flags.
+    """
+    frame, tops = star_grid(psf, fwhm)
+    y, x = tops[0][24], tops[1][24]
+    for scale, (dy, dx) in [(0.5, (0, 5)), (0.4, (5, 1))]:
+        frame.data[y + dy - 12 : y + dy + 13, x + dx - 12 : x + dx + 13] += (
+            scale * 1e5 * validation._psf_stamp(psf, fwhm, 4.765, 0.0, 0.0, 12)
+        )
+    saddle = np.zeros(frame.data.shape, bool)
+    saddle[y + 2 : y + 4, x + 2 : x + 4] = True
+    assert veto(frame, saddle)[saddle].all()
+    assert not veto_and_blends(frame, saddle).any()
+    frame.data[y + 3, x + 3] += 2000.0
+    assert veto_and_blends(frame, saddle)[saddle].all()
 
 
 @pytest.mark.parametrize("psf", ["gaussian", "moffat"])

@@ -2,18 +2,19 @@
 
 `detect` is what `~stdpipe_ccd.make_mask` runs with ``mask_cosmics=True``.
 The steps after LACosmic live in their own modules: `.stars` (the star
-veto), `.tracks` (growth and track completion) and `.singles` (lone flags
-in the noise), over the neighbourhood helpers of `.geometry` and the noise
-model of `.frame`. Their thresholds are the fields of `CosmicRayTuning`.
-Each step stays only while it does no harm against the bare astroscrappy
-call on any cell of the validation matrix (``benchmarks/bench_cosmics_matrix.py``).
+veto), `.blends` (flags on blended stars), `.tracks` (growth and track
+completion) and `.singles` (lone flags in the noise), over the
+neighbourhood helpers of `.geometry` and the noise model of `.frame`.
+Their thresholds are the fields of `CosmicRayTuning`. Each step stays only
+while it does no harm against the bare astroscrappy call on any cell of
+the validation matrix (``benchmarks/bench_cosmics_matrix.py``).
 """
 
 import inspect
 
 import numpy as np
 
-from . import singles, stars, tracks
+from . import blends, singles, stars, tracks
 from .frame import Frame, noise_model
 from .tuning import CosmicRayTuning
 
@@ -36,7 +37,8 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
 
     LACosmic runs on the pixels not known to be bad, with the noise model of
     `noise_model`; the cores of stars it flagged are then dropped
-    (`.stars.drop_star_cores`), the weak edges of the rays grown
+    (`.stars.drop_star_cores`), and the groups on blends of stars
+    (`.blends.drop_blends`), the weak edges of the rays grown
     (`.tracks.grow`), tracks found in pieces completed along their line and
     faint rays widened by their rim (`.tracks.complete_tracks`,
     `.tracks.widen_faint_groups`), from which growth runs once more; lone
@@ -77,7 +79,9 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
 def _refine(cosmics, frame, tuning, sigclip):
     """Run the steps after LACosmic that ``tuning`` switches on."""
     if tuning.star_veto:
-        stars.drop_star_cores(cosmics, frame, tuning)
+        measured = stars.drop_star_cores(cosmics, frame, tuning)
+        if measured is not None and tuning.star_blends:
+            blends.drop_blends(cosmics, frame, measured, tuning)
     if tuning.grow:
         tracks.grow(cosmics, frame, tuning)
     if tuning.complete_tracks:

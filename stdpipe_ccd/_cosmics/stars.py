@@ -119,6 +119,12 @@ def centroids(frame, iy, ix):
     wing; the Gaussian's is exact there.
     """
     light = geo.around(frame.data, iy, ix, geo.BOX1) - frame.sky[iy, ix, None]
+    shift, total = centroid_shift(light)
+    return iy + shift[:, 0], ix + shift[:, 1], total
+
+
+def centroid_shift(light):
+    """`centroids` of the 3 x 3 ``light`` (`.geometry.BOX1` order): shifts from the centre, sums."""
     total = np.clip(light, 0, None).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         log = np.log(light[:, AXES])
@@ -126,7 +132,7 @@ def centroids(frame, iy, ix):
         shift = (log[:, 1::2] - log[:, 2::2]) / (2 * (log[:, 1::2] - 2 * centre + log[:, 2::2]))
     # not a top with light on both sides: no shift; at most a pixel either way
     shift = np.clip(np.nan_to_num(shift, nan=0.0, posinf=0.0, neginf=0.0), -1, 1)
-    return iy + shift[:, 0], ix + shift[:, 1], total
+    return shift, total
 
 
 def star_profile(frame, peaks):
@@ -174,11 +180,12 @@ def drop_star_cores(cosmics, frame, tuning):
     bright stars to measure a profile lose every pixel of a star's group
     within `~CosmicRayTuning.star_group_reach` of its peak. The star pixels
     in the groups of rays go too (`drop_star_light`), and the frame keeps
-    its stars for the later steps (`StarLight`).
+    its stars for the later steps (`StarLight`). Returns the star test and
+    the star profile, or None if the frame's stars were too few to measure.
     """
     iy, ix, group, count = geo.groups(cosmics)
     if not count:
-        return
+        return None
     peaks = bright_peaks(cosmics, frame, tuning)
     test = star_thresholds(frame, peaks, tuning)
     profile = None if peaks is None else star_profile(frame, peaks)
@@ -234,6 +241,7 @@ def drop_star_cores(cosmics, frame, tuning):
             tuning.star_slope_ray_light,
         )
     drop_on_sources(cosmics, frame, iy[kept], ix[kept], tuning.smooth_fraction)
+    return None if peaks is None else (test, profile)
 
 
 def star_groups(cosmics, frame, groups, peaks, stars, tuning):
