@@ -73,16 +73,18 @@ STEPS = {
     "without the edge margin for tracks": {"track_edge_margin": 0},
     "without the fainter tops inside a star's group": {"star_inner_tops": False},
     "without the slopes of stars at the edge": {"star_edge_band": 0},
+    "without the fit of blended stars": {"star_blends": False},
     "without the star light in rays' groups": {"star_light_slack": 0.0},
     "without the rays on stars' slopes": {"star_slope_ray_light": 0.0},
     "without growth": {"grow": False},
     "without track completion": {"complete_tracks": False},
-    "without the weak-singles check": {"weak_singles": False},
+    "without the weak-groups check": {"weak_groups": False},
+    "with the check of lone flags only": {"weak_group_size": 1},
     "none (LACosmic with the noise model)": {
         "star_veto": False,
         "grow": False,
         "complete_tracks": False,
-        "weak_singles": False,
+        "weak_groups": False,
     },
 }
 

@@ -110,26 +110,44 @@ def test_star_test_fails_blurred_tracks(angle):
     assert not stars.is_star_top(frame, *top, test)[0]
 
 
-def test_weak_singles_unflagged_and_the_rest_kept():
-    """A lone flag less than sigclip sigma above its 5 x 5 median goes; rays and groups stay."""
+def test_weak_singles_and_small_groups_unflagged_and_the_rest_kept():
+    """Lone flags under sigclip, and small groups under 0.95 of it, go; rays and big groups stay.
+
+    Heights are above the 5 x 5 median, in sigma of the noise model.
+    """
     rng = np.random.default_rng(3)
     data = rng.normal(100.0, 10.0, (64, 64)).astype(np.float32)
+    data[::2, ::2] = 100.0  # the 5 x 5 medians stay at the sky
     sigma = np.full(data.shape, 10.0, np.float32)
     frame = Frame(
         data, np.zeros(data.shape, bool), np.full(data.shape, 100.0, np.float32), sigma**2
     )
+    flags = {
+        (10, 10): 40.0,  # lone flags at 4, 8 and 3 sigma
+        (10, 40): 80.0,
+        (40, 10): 30.0,
+        (40, 40): 30.0,  # a pair peaking at 3 sigma: noise grown into a neighbour
+        (40, 41): 30.0,
+        (20, 20): 50.0,  # a pair peaking at 5 sigma: a faint ray
+        (20, 21): 30.0,
+    }
     cosmics = np.zeros(data.shape, bool)
-    for (y, x), excess in {(10, 10): 40.0, (10, 40): 80.0, (40, 10): 30.0}.items():
-        data[y, x] = 100.0 + excess  # lone flags at 4, 8 and 3 sigma
+    for (y, x), excess in flags.items():
+        data[y, x] = 100.0 + excess
         cosmics[y, x] = True
-    data[40, 40:42] = 130.0  # a pair of 3 sigma: a group, not a lone flag
-    cosmics[40, 40:42] = True
-    singles.drop_weak_singles(cosmics, frame, 4.5)
-    assert not cosmics[10, 10]
-    assert not cosmics[40, 10]
-    assert cosmics[10, 40]
-    assert cosmics[40, 40:42].all()
-    assert np.count_nonzero(cosmics) == 3
+    data[52, 20:25] = 130.0  # a line of 5 pixels at 3 sigma: more than a small group
+    cosmics[52, 20:25] = True
+    kept = cosmics.copy()
+    singles.drop_weak_groups(kept, frame, 4.5, CosmicRayTuning())
+    assert not kept[[10, 40, 40, 40], [10, 10, 40, 41]].any()
+    assert kept[10, 40]
+    assert kept[20, 20:22].all()
+    assert kept[52, 20:25].all()
+    assert np.count_nonzero(kept) == 8
+    lone_only = cosmics.copy()
+    singles.drop_weak_groups(lone_only, frame, 4.5, CosmicRayTuning(weak_group_size=1))
+    assert lone_only[40, 40:42].all()
+    assert np.count_nonzero(lone_only) == 10
 
 
 def veto(frame, cosmics, **tuning):

@@ -117,7 +117,7 @@ def test_gain_and_readnoise_units_do_not_matter():
 
 def test_every_step_switched_off_is_astroscrappy_with_the_noise_model():
     """With the refinements off, the flags are those of the astroscrappy call alone."""
-    plain = CosmicRayTuning(star_veto=False, grow=False, complete_tracks=False, weak_singles=False)
+    plain = CosmicRayTuning(star_veto=False, grow=False, complete_tracks=False, weak_groups=False)
     f = field(1)
     off = ours(f.ccd, cosmics_tuning=plain)
     # with a known gain and sky, the noise model is astroscrappy's own

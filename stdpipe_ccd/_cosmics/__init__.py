@@ -3,7 +3,7 @@
 `detect` is what `~stdpipe_ccd.make_mask` runs with ``mask_cosmics=True``.
 The steps after LACosmic live in their own modules: `.stars` (the star
 veto), `.blends` (flags on blended stars), `.tracks` (growth and track
-completion) and `.singles` (lone flags in the noise), over the
+completion) and `.singles` (lone flags and small groups in the noise), over the
 neighbourhood helpers of `.geometry` and the noise model of `.frame`.
 Their thresholds are the fields of `CosmicRayTuning`. Each step stays only
 while it does no harm against the bare astroscrappy call on any cell of
@@ -42,8 +42,8 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
     (`.tracks.grow`), tracks found in pieces completed along their line and
     faint rays widened by their rim (`.tracks.complete_tracks`,
     `.tracks.widen_faint_groups`), from which growth runs once more; lone
-    flagged pixels less than ``sigclip`` sigma above their surroundings
-    are unflagged (`.singles.drop_weak_singles`).
+    flagged pixels and small groups that stand too little above their
+    surroundings are unflagged (`.singles.drop_weak_groups`).
     """
     import astroscrappy
 
@@ -91,8 +91,8 @@ def _refine(cosmics, frame, tuning, sigclip):
         if tuning.grow:
             # the pixels added along lines and rims may reach parts of the track growth missed
             tracks.grow(cosmics, frame, tuning, seeds=cosmics & ~grown)
-    if tuning.weak_singles:
-        singles.drop_weak_singles(cosmics, frame, sigclip)
+    if tuning.weak_groups:
+        singles.drop_weak_groups(cosmics, frame, sigclip, tuning)
 
 
 def check_options(options):

@@ -280,11 +280,18 @@ class CosmicRayTuning:
         5 x 5 median. Default is 0.5.
     widen_core_sigma : float
         See `widen_sigma`. Default is 3.5.
-    weak_singles : bool
+    weak_groups : bool
         Unflag lone flagged pixels (no flagged neighbour) that stand less
-        than LACosmic's ``sigclip`` sigma above their 5 x 5 median: noise
-        that LACosmic's smoothed noise estimate let through. Default is
+        than LACosmic's ``sigclip`` sigma above their 5 x 5 median, and small
+        groups (`weak_group_size`) whose brightest pixel stands less than
+        `weak_group_fraction` of that: noise that LACosmic's smoothed noise
+        estimate let through, and grew into its neighbours. Default is
         `True`.
+    weak_group_size : int
+        Groups of up to this many pixels are tested; 1 tests the lone
+        pixels only. Default is 4.
+    weak_group_fraction : float
+        See `weak_groups`. Default is 0.95.
     pedestal_ratio : float
         With a known gain, the noise model is the Poisson noise of the data
         plus the read noise; when the sky's measured variance is more than
@@ -343,7 +350,9 @@ class CosmicRayTuning:
     track_ring_fraction: float = 0.25
     widen_sigma: float = 0.5
     widen_core_sigma: float = 3.5
-    weak_singles: bool = True
+    weak_groups: bool = True
+    weak_group_size: int = 4
+    weak_group_fraction: float = 0.95
     pedestal_ratio: float = 4.0
 
     def __post_init__(self):
