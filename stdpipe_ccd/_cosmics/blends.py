@@ -109,6 +109,8 @@ def star_tops(frame, window, light, test, min_peak):
     for dy, dx in geo.NEIGHBOURS:
         top &= inner > light[1 + dy : light.shape[0] - 1 + dy, 1 + dx : light.shape[1] - 1 + dx]
     wy, wx = np.nonzero(top)
+    if not wy.size:
+        return np.empty((0, 2), np.intp), np.empty((0, 2))
     wy, wx = wy + 1, wx + 1
     around = light[wy[:, None] + NEIGHBOUR_OFFSETS[:, 0], wx[:, None] + NEIGHBOUR_OFFSETS[:, 1]]
     ty, tx = wy + window.origin[0], wx + window.origin[1]
