@@ -260,6 +260,25 @@ def test_flags_between_blended_stars_go_and_a_ray_there_stays(psf, fwhm):
     assert veto_and_blends(frame, saddle)[saddle].all()
 
 
+def test_blend_fit_without_free_pixels_fits_nothing():
+    """Stars whose 3 x 3 boxes are all flagged or masked get no light, and explain nothing."""
+    frame, tops = star_grid("moffat", 3.0)
+    y, x = tops[0][24], tops[1][24]
+    profile = stars.star_profile(frame, tops)
+    centres = np.array([[y, x], [y, x + 5]])
+    cosmics = np.zeros(frame.data.shape, bool)
+    cosmics[y - 1 : y + 2, x - 1 : x + 2] = True
+    frame.known[y - 1 : y + 2, x + 4 : x + 7] = True
+    amplitude = blends.fit_amplitudes(cosmics, frame, centres, centres.T.astype(float), profile)
+    np.testing.assert_array_equal(amplitude, [0.0, 0.0])
+    # with its box free, the star's fitted light is its 3 x 3 sum
+    frame.known[:] = False
+    top = centres[:1]
+    amplitude = blends.fit_amplitudes(np.zeros_like(cosmics), frame, top, top.T * 1.0, profile)
+    total = np.sum(frame.data[y - 1 : y + 2, x - 1 : x + 2] - 100.0)
+    assert amplitude[0] == pytest.approx(total, rel=0.05)
+
+
 @pytest.mark.parametrize("psf", ["gaussian", "moffat"])
 def test_a_fainter_star_inside_a_brighter_ones_group_loses_its_flags(psf):
     """LACosmic's group round a bright undersampled star may take in a neighbour's top.

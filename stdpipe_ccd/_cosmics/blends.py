@@ -133,6 +133,8 @@ def fit_amplitudes(cosmics, frame, tops, centres, profile):
     fy, fx = np.divmod(np.unique(rows * nx + cols), nx)
     free = ~cosmics[fy, fx] & ~frame.known[fy, fx] & (frame.sigma[fy, fx] > 0)
     fy, fx = fy[free], fx[free]
+    if fy.size < cy.size:  # fewer pixels than stars: nothing to fit
+        return np.zeros(cy.size)
     design = st.star_light(cy, cx, 1.0, fy[:, None], fx[:, None], *profile)
     weight = 1 / frame.sigma[fy, fx]
     amplitude, _ = nnls(design * weight[:, None], frame.excess(fy, fx) * weight)
