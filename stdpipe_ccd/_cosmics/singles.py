@@ -14,9 +14,10 @@ def drop_weak_groups(cosmics, frame, sigclip, tuning):
     `~CosmicRayTuning.weak_group_size` pixels
     `~CosmicRayTuning.weak_group_fraction` of that. On the validation
     matrix the lone flags below 4.5 sigma of the truth are noise (1 of 160
-    in 18 frames of 6 cells is a ray's), and so are the flagged pairs to
-    quadruplets of pixels peaking below 4.3 sigma: noise pixels that
-    LACosmic grew into their neighbours.
+    in 18 frames of 6 cells is a ray's), and so are most of the groups of
+    2 to 4 pixels peaking below 4.3 sigma: noise pixels that LACosmic grew
+    into their neighbours (dropping them loses 23 rays of about 26,000 over
+    the matrix).
     """
     iy, ix, group, count = geo.groups(cosmics)
     if not count:
