@@ -189,7 +189,7 @@ def test_a_star_beside_a_brighter_one_loses_its_flags_and_a_ray_there_keeps_them
     )  # a star 0.3 times as bright, 4 pixels to the right
     core = np.zeros(frame.data.shape, bool)
     core[y - 1 : y + 2, x + 3 : x + 6] = True
-    climbed = stars.climb(frame.data, np.array([y]), np.array([x + 4]), 8, radius=2)
+    climbed = geometry.climb(frame.data, np.array([y]), np.array([x + 4]), 8, radius=2)
     assert (climbed[0][0], climbed[1][0]) == (y, x)  # the climb runs on to the brighter star
     assert veto(frame, core, star_fainter_beside=False)[core].all()  # left to the reach
     assert not veto(frame, core).any()

@@ -9,7 +9,9 @@ from . import stars as st
 #: the fit's residual is searched this many times for fainter stars on brighter ones' slopes
 BLEND_ROUNDS = 3
 BOX1_OFFSETS = np.array(geo.BOX1)
-NEIGHBOUR_OFFSETS = np.array(geo.NEIGHBOURS)
+#: where, in the 3 x 3 box, the centre and the 8 neighbours (`.geometry.NEIGHBOURS` order) are
+CENTRE_IN_BOX = geo.BOX1.index((0, 0))
+NEIGHBOURS_IN_BOX = [geo.BOX1.index(offset) for offset in geo.NEIGHBOURS]
 
 
 def drop_blends(cosmics, frame, stars, tuning):
@@ -50,8 +52,8 @@ def drop_blends(cosmics, frame, stars, tuning):
 def is_blend(cosmics, frame, pixels, stars, tuning):
     """Whether two or more stars fitted round a group's ``pixels`` explain every one of them."""
     gy, gx = pixels
-    window = Window(frame, gy, gx, tuning.blend_reach)
-    fit = fit_stars(cosmics, frame, window, stars, tuning.blend_min_peak)
+    boxes = Boxes(frame, gy, gx, tuning.blend_reach, tuning.blend_min_peak)
+    fit = fit_stars(cosmics, frame, boxes, stars, tuning.blend_min_peak)
     if fit is None or np.count_nonzero(fit[2]) < 2:
         return False
     light = tuning.blend_slack * star_sum(*fit, gy, gx, stars[1])
@@ -59,23 +61,28 @@ def is_blend(cosmics, frame, pixels, stars, tuning):
     return bool(np.all(frame.excess(gy, gx) <= light + noise))
 
 
-class Window:
-    """The frame round a group, ``reach`` pixels beyond it and one more for the neighbours."""
+class Boxes:
+    """The 3 x 3 boxes of the pixels ``min_peak`` sigma above the sky, ``reach`` round a group.
 
-    def __init__(self, frame, gy, gx, reach):
+    Each row holds a box (`.geometry.BOX1` order): its ``rows``, ``cols``,
+    ``excess`` and ``sigma``. The stars' tops are among their centres, which
+    stay a pixel in from the frame's edge so that their boxes fit.
+    """
+
+    def __init__(self, frame, gy, gx, reach, min_peak):
         ny, nx = frame.data.shape
-        # the stars' tops stay a pixel in from the frame's edge, so that their 3 x 3 boxes fit
         low_y, high_y = max(gy.min() - reach, 1), min(gy.max() + reach, ny - 2)
         low_x, high_x = max(gx.min() - reach, 1), min(gx.max() + reach, nx - 2)
-        self.origin = low_y - 1, low_x - 1
-        self.slices = np.s_[low_y - 1 : high_y + 2, low_x - 1 : high_x + 2]
-        self.excess = frame.data[self.slices] - frame.sky[self.slices]
-        self.sigma = frame.sigma[self.slices]
-        self.rows, self.cols = np.mgrid[self.slices]
+        area = np.s_[low_y : high_y + 1, low_x : high_x + 1]
+        wy, wx = np.nonzero(frame.data[area] - frame.sky[area] >= min_peak * frame.sigma[area])
+        index = ((wy + low_y) * nx + wx + low_x)[:, None] + BOX1_OFFSETS @ [nx, 1]
+        self.rows, self.cols = np.divmod(index, nx)
+        self.excess = frame.data.ravel()[index] - frame.sky.ravel()[index]
+        self.sigma = frame.sigma.ravel()[index]
 
 
-def fit_stars(cosmics, frame, window, stars, min_peak):
-    """Centres (rows, columns) and 3 x 3 sums of the stars fitted in a `Window`, or None.
+def fit_stars(cosmics, frame, boxes, stars, min_peak):
+    """Centres (rows, columns) and 3 x 3 sums of the stars fitted in their `Boxes`, or None.
 
     The stars' tops are the local maxima ``min_peak`` sigma above the sky
     that pass the star test; their light, from the frame's star profile, is
@@ -83,42 +90,54 @@ def fit_stars(cosmics, frame, window, stars, min_peak):
     The tops of fainter stars on the slopes of brighter ones are then looked
     for in the light left after the fit, `BLEND_ROUNDS` times.
     """
-    test, profile = stars
+    profile = stars[1]
     tops = np.empty((0, 2), np.intp)
     centres = np.empty((0, 2))
-    left = window.excess
+    fitted = None
     for _ in range(BLEND_ROUNDS + 1):
-        found, shift = star_tops(frame, window, left, test, min_peak)
+        found, shift = star_tops(boxes, fitted, stars, min_peak)
         new = ~(found[:, None, :] == tops[None, :, :]).all(axis=2).any(axis=1)  # not fitted yet
         if not new.any():
             break
         tops = np.concatenate([tops, found[new]])
         centres = np.concatenate([centres, found[new] + shift[new]])
         amplitude = fit_amplitudes(cosmics, frame, tops, centres.T, profile)
-        left = window.excess - star_sum(*centres.T, amplitude, window.rows, window.cols, profile)
-    return None if not tops.size else (*centres.T, amplitude)
+        fitted = (*centres.T, amplitude)
+    return None if not tops.size else fitted
 
 
-def star_tops(frame, window, light, test, min_peak):
-    """Find the star tops (rows, columns) in ``light`` over a `Window`; with their centroids.
+def star_tops(boxes, fitted, stars, min_peak):
+    """Find the star tops (rows, columns) among the centres of `Boxes`, and their centroids.
 
-    The centroids are the tops' `.stars.centroid_shift`.
+    A top is a local maximum ``min_peak`` sigma above the sky that passes
+    the star test, in the light left after that of the ``fitted`` stars
+    (centres and 3 x 3 sums; None for none). The centroids are the tops'
+    `.stars.centroid_shift`.
     """
-    inner = light[1:-1, 1:-1]
-    top = inner >= min_peak * window.sigma[1:-1, 1:-1]
-    for dy, dx in geo.NEIGHBOURS:
-        top &= inner > light[1 + dy : light.shape[0] - 1 + dy, 1 + dx : light.shape[1] - 1 + dx]
-    wy, wx = np.nonzero(top)
-    if not wy.size:
-        return np.empty((0, 2), np.intp), np.empty((0, 2))
-    wy, wx = wy + 1, wx + 1
-    around = light[wy[:, None] + NEIGHBOUR_OFFSETS[:, 0], wx[:, None] + NEIGHBOUR_OFFSETS[:, 1]]
-    ty, tx = wy + window.origin[0], wx + window.origin[1]
-    star = st.passes_star_test(frame, ty, tx, around, light[wy, wx], test)
-    wy, wx = wy[star], wx[star]
-    box = light[wy[:, None] + BOX1_OFFSETS[:, 0], wx[:, None] + BOX1_OFFSETS[:, 1]]
+    test, profile = stars
+
+    def light_left(pick, columns):
+        light = boxes.excess[pick][:, columns]
+        if fitted is not None:
+            rows, cols = boxes.rows[pick][:, columns], boxes.cols[pick][:, columns]
+            light = light - star_sum(*fitted, rows, cols, profile)
+        return light
+
+    centre = light_left(slice(None), CENTRE_IN_BOX)
+    pick = np.flatnonzero(centre >= min_peak * boxes.sigma[:, CENTRE_IN_BOX])
+    centre, light = centre[pick], light_left(pick, NEIGHBOURS_IN_BOX)
+    top = (light < centre[:, None]).all(axis=1)
+    pick, centre, light = pick[top], centre[top], light[top]
+    sigma = boxes.sigma[pick]
+    star = st.passes_star_test(
+        light, centre, (sigma[:, NEIGHBOURS_IN_BOX], sigma[:, CENTRE_IN_BOX]), test
+    )
+    pick, centre, light = pick[star], centre[star], light[star]
+    box = np.empty((pick.size, len(geo.BOX1)))
+    box[:, CENTRE_IN_BOX], box[:, NEIGHBOURS_IN_BOX] = centre, light
     shift, _ = st.centroid_shift(box)
-    return np.column_stack([ty[star], tx[star]]), shift
+    rows, cols = boxes.rows[pick, CENTRE_IN_BOX], boxes.cols[pick, CENTRE_IN_BOX]
+    return np.column_stack([rows, cols]), shift
 
 
 def fit_amplitudes(cosmics, frame, tops, centres, profile):

@@ -27,6 +27,8 @@ _AHEAD = [(0, 1), (1, -1), (1, 0), (1, 1)]
 GATHER_CHUNK = 1 << 15
 #: pixels per block of `pixels_above` (its temporaries stay in the cache)
 SEARCH_BLOCK = 1 << 18
+#: above this fraction of the image flagged, `groups` labels the whole image
+DENSE_FRACTION = 1 / 30
 
 
 def flagged(mask):
@@ -118,10 +120,12 @@ def box_median_without(data, exclude, iy, ix):
 def groups(mask):
     """Find the 8-connected groups of the True pixels of ``mask``.
 
-    Returns the pixels' rows, columns and group (0 to count - 1), and the count.
-    The pixels are few, so a graph of them is joined instead of labelling
-    the whole image.
+    Returns the pixels' rows, columns and group (0 to count - 1, in the
+    order of each group's first pixel in the image), and the count. Few
+    pixels are joined as a graph, cheaper than labelling the whole image;
+    many (more than `DENSE_FRACTION` of the image), by `scipy.ndimage.label`.
     """
+    from scipy import ndimage
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -129,6 +133,9 @@ def groups(mask):
     flat = mask.ravel()
     index = np.flatnonzero(flat)
     iy, ix = np.divmod(index, nx)
+    if index.size > DENSE_FRACTION * flat.size:
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        return iy, ix, labels.ravel()[index] - 1, count
     head, tail = [], []  # positions in ``index`` of the two pixels of each link
     for dy, dx in _AHEAD:
         inside = np.flatnonzero((iy + dy < ny) & (ix + dx >= 0) & (ix + dx < nx))
@@ -143,10 +150,15 @@ def groups(mask):
 
 
 def group_peaks(data, iy, ix, group):
-    """Row and column of the brightest pixel of each group, in group order."""
-    order = np.lexsort((data[iy, ix], group))  # by group, brightest last
-    last = np.flatnonzero(np.diff(group[order], append=group.max() + 1))
-    return iy[order[last]], ix[order[last]]
+    """Row and column of the brightest pixel of each group (the last of equals), in group order."""
+    value = data[iy, ix]
+    count = group.max() + 1
+    peak = np.full(count, -np.inf)
+    np.maximum.at(peak, group, value)
+    brightest = np.flatnonzero(value == peak[group])
+    last = np.zeros(count, np.intp)
+    np.maximum.at(last, group[brightest], brightest)
+    return iy[last], ix[last]
 
 
 def group_axes(iy, ix, group, weight, count):
@@ -200,6 +212,22 @@ def pixels_above(data, sky, sigma, nsigma, known):
     return np.concatenate(found_y), np.concatenate(found_x)
 
 
+def local_maxima(data, iy, ix):
+    """Keep the pixels ``iy, ix`` brighter than their 8 neighbours (rows and columns).
+
+    The pixels lie a pixel in from the image's edges. One neighbour at a
+    time, on the pixels left: most fail within the first few.
+    """
+    nx = data.shape[1]
+    flat = data.ravel()
+    index = np.ravel_multi_index((iy, ix), data.shape)
+    value = flat[index]
+    for dy, dx in NEIGHBOURS:
+        higher = value > flat[index + (dy * nx + dx)]
+        index, value = index[higher], value[higher]
+    return np.divmod(index, nx)
+
+
 def below_a_top(shape, pixels, tops, value, which):
     """Whether pixels ``which`` have one of ``tops`` among their 8 neighbours, with more ``value``.
 
@@ -232,3 +260,21 @@ def is_track(group, iy, ix, count, extent, near_edge=False):
     fill = np.bincount(group, minlength=count) / (longest * shortest)
     extent = np.where(near_edge, 3 * extent, extent)
     return (longest > extent) & ((longest >= 3 * shortest) | (fill < 0.4))
+
+
+def climb(data, iy, ix, steps, radius=1):
+    """Move each pixel to the brightest of its box until a local maximum, at most ``steps``."""
+    iy, ix = iy.copy(), ix.copy()
+    offsets = np.array(box(radius))
+    centre = len(offsets) // 2
+    ny, nx = data.shape
+    moving = np.arange(len(iy))
+    for _ in range(steps):  # only the pixels not yet at a maximum are looked at again
+        best = np.argmax(around(data, iy[moving], ix[moving], offsets), axis=1)
+        step = best != centre
+        moving, best = moving[step], best[step]
+        if not moving.size:
+            break
+        iy[moving] = np.clip(iy[moving] + offsets[best, 0], 0, ny - 1)
+        ix[moving] = np.clip(ix[moving] + offsets[best, 1], 0, nx - 1)
+    return iy, ix

@@ -28,18 +28,21 @@ def bright_peaks(cosmics, frame, tuning):
     iy, ix = geo.pixels_above(
         frame.data, frame.sky, frame.sigma, tuning.star_shape_sigma, frame.known | cosmics
     )
-    light, excess = neighbour_light(frame, iy, ix)
-    peak = (light < excess[:, None]).all(axis=1) & (roundness(light) >= tuning.star_roundness)
+    iy, ix = geo.local_maxima(frame.data, iy, ix)
+    light, _ = neighbour_light(frame, iy, ix)
+    peak = roundness(light) >= tuning.star_roundness
     if np.count_nonzero(peak) < tuning.star_shape_min:
         return None
     return iy[peak], ix[peak]
 
 
 #: where, among the 8 neighbours, the opposite pairs across each axis and diagonal are
-PAIRS = [
-    [geo.NEIGHBOURS.index(offset) for offset in pair]
-    for pair in [((-1, 0), (1, 0)), ((0, -1), (0, 1)), ((-1, -1), (1, 1)), ((-1, 1), (1, -1))]
-]
+PAIRS = np.array(
+    [
+        [geo.NEIGHBOURS.index(offset) for offset in pair]
+        for pair in [((-1, 0), (1, 0)), ((0, -1), (0, 1)), ((-1, -1), (1, 1)), ((-1, 1), (1, -1))]
+    ]
+)
 
 
 def pair_light(light):
@@ -48,7 +51,7 @@ def pair_light(light):
     Column 0 is the vertical against the horizontal pair, column 1 the two
     diagonal ones.
     """
-    pairs = np.clip(light, 0, None)[:, PAIRS].sum(axis=2)
+    pairs = np.maximum(light, 0)[:, PAIRS].sum(axis=2)
     across = pairs[:, 0::2], pairs[:, 1::2]
     return np.minimum(*across), np.maximum(*across)
 
@@ -106,7 +109,7 @@ def neighbour_light(frame, iy, ix, offsets=geo.NEIGHBOURS):
 
 
 #: where, in the 3 x 3 box, the pixel and its neighbours above, below, left and right are
-AXES = [geo.BOX1.index(offset) for offset in [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]]
+AXES = np.array([geo.BOX1.index(offset) for offset in [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]])
 
 
 def centroids(frame, iy, ix):
@@ -125,13 +128,13 @@ def centroids(frame, iy, ix):
 
 def centroid_shift(light):
     """`centroids` of the 3 x 3 ``light`` (`.geometry.BOX1` order): shifts from the centre, sums."""
-    total = np.clip(light, 0, None).sum(axis=1)
+    total = np.maximum(light, 0).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         log = np.log(light[:, AXES])
         centre = log[:, :1]
         shift = (log[:, 1::2] - log[:, 2::2]) / (2 * (log[:, 1::2] - 2 * centre + log[:, 2::2]))
     # not a top with light on both sides: no shift; at most a pixel either way
-    shift = np.clip(np.nan_to_num(shift, nan=0.0, posinf=0.0, neginf=0.0), -1, 1)
+    shift = np.where(np.isfinite(shift), np.minimum(np.maximum(shift, -1), 1), 0.0)
     return shift, total
 
 
@@ -150,7 +153,8 @@ def star_profile(frame, peaks):
     light = geo.around(frame.data, iy, ix, PROFILE_BOX) - frame.sky[iy, ix, None]
     dy, dx = PROFILE_BOX_OFFSETS.T
     distance = np.hypot(iy[:, None] + dy - cy[:, None], ix[:, None] + dx - cx[:, None])
-    bins = np.minimum((distance / PROFILE_STEP).astype(np.intp), PROFILE_BINS).ravel()
+    # small integers: the stable sort below is a radix sort
+    bins = np.minimum(distance / PROFILE_STEP, PROFILE_BINS).astype(np.uint8).ravel()
     fraction = (light / total[:, None]).ravel()
     order = np.argsort(bins, kind="stable")
     edges = np.searchsorted(bins[order], np.arange(PROFILE_BINS + 1))
@@ -270,11 +274,11 @@ def star_groups(cosmics, frame, groups, peaks, stars, tuning):
     edge = geo.edge_distance(frame.data.shape, py, px)
     track = geo.is_track(group, iy, ix, count, tuning.track_extent, edge < tuning.track_edge_margin)
     star = is_star_top(frame, py, px, test) & ~track
-    sy, sx = climb(frame.data, py, px, CLIMB_STEPS, radius=2)
+    sy, sx = geo.climb(frame.data, py, px, CLIMB_STEPS, radius=2)
     closest = np.full(count, np.inf)
     np.minimum.at(closest, group, np.hypot(iy - sy[group], ix - sx[group]))
     at_top = cosmics[sy, sx] | (closest <= tuning.star_top_reach)
-    ty, tx = climb(frame.data, py, px, CLIMB_STEPS)
+    ty, tx = geo.climb(frame.data, py, px, CLIMB_STEPS)
     if tuning.star_beside_brighter:
         # a local maximum, bright enough that noise does not make a ray on a faint
         # wing pass the test
@@ -350,7 +354,7 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None):
     explained = np.zeros(iy.size, bool)
     if stars is None or not iy.size:
         return explained
-    ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS) if tops is None else tops
+    ty, tx = geo.climb(frame.data, iy, ix, CLIMB_STEPS) if tops is None else tops
     bright = frame.excess(ty, tx) >= stars.min_peak * frame.sigma[ty, tx]
     top = np.flatnonzero(bright & ((ty != iy) | (tx != ix)))
     top = top[is_star_top(frame, ty[top], tx[top], stars.test)]
@@ -377,7 +381,7 @@ def drop_star_light(cosmics, frame, groups, rays, test, tuning):
     iy, ix, group, count = groups
     pick = np.flatnonzero(rays[group] & cosmics[iy, ix])
     iy, ix, group = iy[pick], ix[pick], group[pick]
-    ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
+    ty, tx = geo.climb(frame.data, iy, ix, CLIMB_STEPS)
     lit = explained_by_stars(frame, iy, ix, tuning.star_profile_sigma, (ty, tx))
     lit &= ~on_ray_line(iy, ix, group, ~lit, count, tuning.track_half_width)
     cosmics[iy[lit], ix[lit]] = False
@@ -424,7 +428,7 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     radii, profile = profile
     own_light = star_light(cy, cx, total, iy, ix, radii, profile)
     starlight = own_light.copy()
-    ty, tx = climb(frame.data, iy, ix, CLIMB_STEPS)
+    ty, tx = geo.climb(frame.data, iy, ix, CLIMB_STEPS)
     own_top = (ty == iy) & (tx == ix)
     other = np.flatnonzero(~own_top & ((ty != top_y) | (tx != top_x)))
     other = other[is_star_top(frame, ty[other], tx[other], test)]
@@ -470,7 +474,8 @@ def fainter_tops(frame, pixels, stars, profile, test, *, ring_level=False):
         light, excess = light - level[:, None], excess - level
     top = np.flatnonzero((light < excess[:, None]).all(axis=1))
     fainter = np.zeros(iy.size, bool)
-    fainter[top] = passes_star_test(frame, iy[top], ix[top], light[top], excess[top], test)
+    sigma = neighbour_sigma(frame, iy[top], ix[top])
+    fainter[top] = passes_star_test(light[top], excess[top], sigma, test)
     return fainter
 
 
@@ -483,7 +488,7 @@ def rays_on_slope(frame, pixels, stars, profile, neighbours):
     """
     light, excess = light_left(frame, pixels, stars, profile)
     top = (light < excess[:, None]).all(axis=1)
-    return top & (np.clip(light, 0, None).sum(axis=1) <= neighbours * excess)
+    return top & (np.maximum(light, 0).sum(axis=1) <= neighbours * excess)
 
 
 def light_left(frame, pixels, stars, profile, offsets=geo.NEIGHBOURS):
@@ -513,14 +518,22 @@ def is_star_top(frame, iy, ix, test):
     the top) short of the roundness.
     """
     light, excess = neighbour_light(frame, iy, ix)
-    return passes_star_test(frame, iy, ix, light, excess, test)
+    return passes_star_test(light, excess, neighbour_sigma(frame, iy, ix), test)
 
 
-def passes_star_test(frame, iy, ix, light, excess, test):
-    """`is_star_top` on the given ``light`` of the 8 neighbours and ``excess`` of the pixels."""
-    sigma = geo.around(frame.sigma, iy, ix, geo.NEIGHBOURS)
+def neighbour_sigma(frame, iy, ix):
+    """Noise of the 8 neighbours of pixels ``iy, ix``, and their own."""
+    return geo.around(frame.sigma, iy, ix, geo.NEIGHBOURS), frame.sigma[iy, ix]
+
+
+def passes_star_test(light, excess, sigma, test):
+    """`is_star_top` on the ``light`` of the 8 neighbours, the pixels' ``excess`` and ``sigma``.
+
+    ``sigma`` holds the noise of the 8 neighbours and of the pixels (`neighbour_sigma`).
+    """
+    sigma, own_sigma = sigma
     lesser, greater = pair_light(light)
-    pair_sigma = np.sqrt(2) * frame.sigma[iy, ix, None]
+    pair_sigma = np.sqrt(2) * own_sigma[:, None]
     round_enough = lesser + test.roundness_sigma * pair_sigma >= test.roundness * greater
     return (
         (light.sum(axis=1) >= test.neighbours * excess)
@@ -532,25 +545,6 @@ def passes_star_test(frame, iy, ix, light, excess, test):
 def star_light(cy, cx, total, iy, ix, radii, profile):
     """Light at pixels ``iy, ix`` of stars centred at ``cy, cx`` with 3 x 3 sums ``total``."""
     return total * np.interp(np.hypot(iy - cy, ix - cx), radii, profile, right=0.0)
-
-
-def climb(data, iy, ix, steps, radius=1):
-    """Move each pixel to the brightest of its box until a local maximum, at most ``steps``."""
-    iy, ix = iy.copy(), ix.copy()
-    box = geo.box(radius)
-    offsets = np.array(box)
-    centre = len(box) // 2
-    ny, nx = data.shape
-    moving = np.arange(len(iy))
-    for _ in range(steps):  # only the pixels not yet at a maximum are looked at again
-        best = np.argmax(geo.around(data, iy[moving], ix[moving], box), axis=1)
-        step = best != centre
-        moving, best = moving[step], best[step]
-        if not moving.size:
-            break
-        iy[moving] = np.clip(iy[moving] + offsets[best, 0], 0, ny - 1)
-        ix[moving] = np.clip(ix[moving] + offsets[best, 1], 0, nx - 1)
-    return iy, ix
 
 
 def drop_on_sources(cosmics, frame, iy, ix, fraction):
