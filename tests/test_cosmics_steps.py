@@ -302,6 +302,32 @@ def test_a_fainter_star_inside_a_brighter_ones_group_loses_its_flags(psf):
     assert np.flatnonzero(veto(frame, group)[y]).tolist() == [x + 4]
 
 
+@pytest.mark.parametrize("fraction", [0.01, 0.2])
+def test_groups_and_their_peaks_sparse_or_dense(fraction, monkeypatch):
+    """Groups are scipy's 8-connected labels, whether joined as a graph or labelled whole.
+
+    Each group's peak is its brightest pixel; local maxima are brighter than all 8 neighbours.
+    """
+    rng = np.random.default_rng(3)
+    mask = rng.random((300, 400)) < fraction
+    data = rng.normal(size=mask.shape)
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    for dense in (0.0, 1.0):  # every mask labelled whole, or none
+        monkeypatch.setattr(geometry, "DENSE_FRACTION", dense)
+        iy, ix, group, found = geometry.groups(mask)
+        assert found == count
+        np.testing.assert_array_equal(group, labels[iy, ix] - 1)
+    py, px = geometry.group_peaks(data, iy, ix, group)
+    brightest = ndimage.maximum(data, labels, np.arange(1, count + 1))
+    np.testing.assert_array_equal(data[py, px], brightest)
+    np.testing.assert_array_equal(labels[py, px], np.arange(1, count + 1))
+    inner = np.zeros(mask.shape, bool)
+    inner[1:-1, 1:-1] = True
+    ly, lx = geometry.local_maxima(data, *np.nonzero(inner))
+    others = ndimage.maximum_filter(data, footprint=np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]]))
+    np.testing.assert_array_equal(np.flatnonzero(inner & (data > others)), ly * mask.shape[1] + lx)
+
+
 def test_pixels_below_a_fainter_top_are_its_slope():
     """A pixel beside a fainter star's top, with less of the light left, is that star's slope."""
     iy = np.array([10, 10, 11, 13, 9])
