@@ -119,7 +119,9 @@ def make_mask(
     ValueError
         The data are not 2D; a mask, dark or flat has another shape; a section
         in ``.meta`` is malformed; the saturation level is not positive and
-        finite, or is missing while ``mask_bleed`` needs it.
+        finite, or is missing while ``mask_bleed`` needs it; with
+        ``mask_cosmics=True``, a side of the frame is under 4 pixels
+        (astroscrappy writes outside the memory of such frames).
     TypeError
         ``cosmics_options`` names an option astroscrappy does not have;
         ``cosmics_tuning`` is not a `~stdpipe_ccd.CosmicRayTuning`; a
@@ -152,6 +154,7 @@ def make_mask(
     for name, value in (("hot_threshold", hot_threshold), ("flat_threshold", flat_threshold)):
         _check_positive(name, value)
     if mask_cosmics is True:  # options are checked before any work
+        _cosmics.check_shape(data.shape)
         _cosmics.check_options(cosmics_options)
         if cosmics_tuning is not None and not isinstance(cosmics_tuning, CosmicRayTuning):
             msg = f"cosmics_tuning must be a CosmicRayTuning, not {type(cosmics_tuning).__name__}"

@@ -772,6 +772,29 @@ def test_real_raw_saao_frame_same_rays_as_astroscrappy():
     assert set(np.unique(ours[bare])) == set(range(1, count + 1))
 
 
+@pytest.mark.parametrize("shape", [(3, 200), (200, 3), (2, 2), (1, 50)])
+def test_cosmics_on_a_frame_too_small_for_astroscrappy(shape):
+    """A side under 4 pixels makes astroscrappy write outside its arrays: a clear error first."""
+    with pytest.raises(ValueError, match=r"at least 4 x 4 pixels"):
+        make_mask(small(shape=shape), mask_cosmics=True, gain=2.0, readnoise=5.0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "hit", "found"),
+    [((4, 4), (2, 2), False), ((4, 60), (2, 30), False), ((9, 60), (4, 30), True)],
+)
+def test_cosmics_on_the_smallest_frames(shape, hit, found):
+    """Frames 4 pixels wide run; astroscrappy filters nothing 4 pixels from an edge, so a hit
+    is found from 9 pixels on, where the frame has a middle."""
+    ccd = small(shape=shape, value=500.0)
+    ccd.data += np.random.default_rng(0).normal(0, 0.5, shape).astype(np.float32)
+    ccd.data[hit] += 5000.0
+    masked = make_mask(ccd, mask_cosmics=True, gain=1.0, readnoise=5.0)
+    flagged = np.argwhere(has(masked, MaskFlag.COSMIC_RAY)).tolist()
+    assert flagged == ([list(hit)] if found else [])
+    assert masked.data[hit] == ccd.data[hit]
+
+
 def test_saturate_in_adu_after_gain_correct():
     """SATURATE stays in ADU through ccdproc.gain_correct: converted with the recorded gain."""
     from ccdproc import gain_correct

@@ -18,7 +18,14 @@ from . import blends, singles, stars, tracks
 from .frame import Frame, noise_model
 from .tuning import CosmicRayTuning
 
-__all__ = ["COSMICS_DEFAULTS", "CosmicRayTuning", "check_options", "detect"]
+__all__ = [
+    "COSMICS_DEFAULTS",
+    "MIN_SIDE",
+    "CosmicRayTuning",
+    "check_options",
+    "check_shape",
+    "detect",
+]
 
 #: astroscrappy options that `make_mask` sets itself (astroscrappy's own defaults).
 COSMICS_DEFAULTS = {
@@ -29,6 +36,9 @@ COSMICS_DEFAULTS = {
     "sepmed": True,
     "cleantype": "meanmask",
 }
+#: the smallest side (pixels) of a frame astroscrappy takes: its 9-pixel median filter copies
+#: 4 rows and columns from each edge, and writes outside the memory of a smaller frame
+MIN_SIDE = 4
 _RESERVED = ("indat", "inmask", "inbkg", "invar", "gain", "readnoise", "satlevel", "verbose")
 
 
@@ -93,6 +103,16 @@ def _refine(cosmics, frame, tuning, sigclip):
             tracks.grow(cosmics, frame, tuning, seeds=cosmics & ~grown)
     if tuning.weak_groups:
         singles.drop_weak_groups(cosmics, frame, sigclip, tuning)
+
+
+def check_shape(shape):
+    """Raise `ValueError` unless a frame of ``shape`` has sides of `MIN_SIDE` pixels or more."""
+    if min(shape) < MIN_SIDE:
+        msg = (
+            f"mask_cosmics needs a frame of at least {MIN_SIDE} x {MIN_SIDE} pixels, not "
+            f"{tuple(shape)}: astroscrappy writes outside the memory of smaller ones"
+        )
+        raise ValueError(msg)
 
 
 def check_options(options):
