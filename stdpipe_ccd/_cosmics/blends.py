@@ -8,7 +8,6 @@ from . import stars as st
 
 #: the fit's residual is searched this many times for fainter stars on brighter ones' slopes
 BLEND_ROUNDS = 3
-BOX1_OFFSETS = np.array(geo.BOX1)
 #: where, in the 3 x 3 box, the centre and the 8 neighbours (`.geometry.NEIGHBOURS` order) are
 CENTRE_IN_BOX = geo.BOX1.index((0, 0))
 NEIGHBOURS_IN_BOX = [geo.BOX1.index(offset) for offset in geo.NEIGHBOURS]
@@ -75,7 +74,7 @@ class Boxes:
         low_x, high_x = max(gx.min() - reach, 1), min(gx.max() + reach, nx - 2)
         area = np.s_[low_y : high_y + 1, low_x : high_x + 1]
         wy, wx = np.nonzero(frame.data[area] - frame.sky[area] >= min_peak * frame.sigma[area])
-        index = ((wy + low_y) * nx + wx + low_x)[:, None] + BOX1_OFFSETS @ [nx, 1]
+        index = geo.indices_around(frame.data.shape, wy + low_y, wx + low_x, geo.BOX1)
         self.rows, self.cols = np.divmod(index, nx)
         self.excess = frame.data.ravel()[index] - frame.sky.ravel()[index]
         self.sigma = frame.sigma.ravel()[index]
@@ -146,10 +145,8 @@ def fit_amplitudes(cosmics, frame, tops, centres, profile):
     Non-negative least squares, each pixel weighted by its noise.
     """
     cy, cx = centres
-    nx = frame.data.shape[1]
-    rows = tops[:, :1] + BOX1_OFFSETS[:, 0]  # the tops are a pixel in from the edge
-    cols = tops[:, 1:] + BOX1_OFFSETS[:, 1]
-    fy, fx = np.divmod(np.unique(rows * nx + cols), nx)
+    boxes = geo.indices_around(frame.data.shape, tops[:, 0], tops[:, 1], geo.BOX1)
+    fy, fx = np.divmod(np.unique(boxes), frame.data.shape[1])
     free = ~cosmics[fy, fx] & ~frame.known[fy, fx] & (frame.sigma[fy, fx] > 0)
     fy, fx = fy[free], fx[free]
     if fy.size < cy.size:  # fewer pixels than stars: nothing to fit
