@@ -269,12 +269,16 @@ def test_blend_fit_without_free_pixels_fits_nothing():
     cosmics = np.zeros(frame.data.shape, bool)
     cosmics[y - 1 : y + 2, x - 1 : x + 2] = True
     frame.known[y - 1 : y + 2, x + 4 : x + 7] = True
-    amplitude = blends.fit_amplitudes(cosmics, frame, centres, centres.T.astype(float), profile)
+    amplitude = blends.fit_amplitudes(
+        cosmics, frame, np.zeros(2, np.intp), centres, centres.T.astype(float), profile
+    )
     np.testing.assert_array_equal(amplitude, [0.0, 0.0])
     # with its box free, the star's fitted light is its 3 x 3 sum
     frame.known[:] = False
     top = centres[:1]
-    amplitude = blends.fit_amplitudes(np.zeros_like(cosmics), frame, top, top.T * 1.0, profile)
+    amplitude = blends.fit_amplitudes(
+        np.zeros_like(cosmics), frame, np.zeros(1, np.intp), top, top.T * 1.0, profile
+    )
     total = np.sum(frame.data[y - 1 : y + 2, x - 1 : x + 2] - 100.0)
     assert amplitude[0] == pytest.approx(total, rel=0.05)
 

@@ -1,4 +1,11 @@
-"""Flags on blends of stars: the profiles of several stars, fitted together, explain them."""
+"""Flags on blends of stars: the profiles of several stars, fitted together, explain them.
+
+The groups are fitted in lockstep: each round finds the star tops round
+every group still looking for stars at once, and only the least-squares
+fits run one group at a time.
+"""
+
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import nnls
@@ -36,95 +43,156 @@ def drop_blends(cosmics, frame, stars, tuning):
     lift = geo.box_median(frame.data, py, px) - frame.sky[py, px]
     picked = lift >= tuning.blend_lift * frame.sigma[py, px]
     picked &= ~geo.is_track(group, iy, ix, count, tuning.track_extent)
-    order = np.argsort(group, kind="stable")
-    starts = np.searchsorted(group[order], np.arange(count + 1))
-    drop = []
-    for g in np.flatnonzero(picked):
-        pixels = order[starts[g] : starts[g + 1]]
-        if is_blend(cosmics, frame, (iy[pixels], ix[pixels]), stars, tuning):
-            drop.append(pixels)
-    if drop:
-        drop = np.concatenate(drop)
-        cosmics[iy[drop], ix[drop]] = False
-
-
-def is_blend(cosmics, frame, pixels, stars, tuning):
-    """Whether two or more stars fitted round a group's ``pixels`` explain every one of them."""
-    gy, gx = pixels
-    boxes = Boxes(frame, gy, gx, tuning.blend_reach, tuning.blend_min_peak)
-    fit = fit_stars(cosmics, frame, boxes, stars, tuning.blend_min_peak)
-    if fit is None or np.count_nonzero(fit[2]) < 2:
-        return False
-    light = tuning.blend_slack * star_sum(*fit, gy, gx, stars[1])
+    if not picked.any():
+        return
+    # the picked groups are numbered 0 to n - 1 (their "owner"), their pixels in that order
+    owner = np.cumsum(picked) - 1
+    pixels = np.flatnonzero(picked[group])
+    order = pixels[np.argsort(owner[group[pixels]], kind="stable")]
+    gy, gx, gowner = iy[order], ix[order], owner[group[order]]
+    boxes = Boxes(frame, (gy, gx, gowner), tuning.blend_reach, tuning.blend_min_peak)
+    fitted = fit_stars(cosmics, frame, boxes, stars, tuning.blend_min_peak)
+    light = tuning.blend_slack * fitted.light(gowner, gy, gx, stars[1])
     noise = tuning.star_profile_sigma * frame.sigma[gy, gx]
-    return bool(np.all(frame.excess(gy, gx) <= light + noise))
+    unexplained = ~(frame.excess(gy, gx) <= light + noise)
+    explained = np.bincount(gowner, unexplained, boxes.groups) == 0
+    several = np.bincount(fitted.owner, fitted.amplitude != 0, boxes.groups) >= 2
+    blend = explained & several
+    drop = blend[gowner]
+    cosmics[gy[drop], gx[drop]] = False
 
 
 class Boxes:
-    """The 3 x 3 boxes of the pixels ``min_peak`` sigma above the sky, ``reach`` round a group.
+    """The 3 x 3 boxes of the pixels ``min_peak`` sigma above the sky, ``reach`` round each group.
 
-    Each row holds a box (`.geometry.BOX1` order): its ``rows``, ``cols``,
-    ``excess`` and ``sigma``. The stars' tops are among their centres, which
-    stay a pixel in from the frame's edge so that their boxes fit.
+    ``pixels`` holds the groups' rows, columns and owners (0 to n - 1, in
+    order). Each row holds a box (`.geometry.BOX1` order): its ``owner``,
+    ``rows``, ``cols``, ``excess`` and ``sigma``. The stars' tops are among
+    their centres, which stay a pixel in from the frame's edge so that
+    their boxes fit.
     """
 
-    def __init__(self, frame, gy, gx, reach, min_peak):
+    def __init__(self, frame, pixels, reach, min_peak):
+        gy, gx, owner = pixels
         ny, nx = frame.data.shape
-        low_y, high_y = max(gy.min() - reach, 1), min(gy.max() + reach, ny - 2)
-        low_x, high_x = max(gx.min() - reach, 1), min(gx.max() + reach, nx - 2)
-        area = np.s_[low_y : high_y + 1, low_x : high_x + 1]
-        wy, wx = np.nonzero(frame.data[area] - frame.sky[area] >= min_peak * frame.sigma[area])
-        index = geo.indices_around(frame.data.shape, wy + low_y, wx + low_x, geo.BOX1)
+        self.groups = int(owner[-1]) + 1
+        bounds = []
+        for rows, limit in ((gy, ny), (gx, nx)):
+            low, high = np.full(self.groups, limit), np.zeros(self.groups, np.intp)
+            np.minimum.at(low, owner, rows)
+            np.maximum.at(high, owner, rows)
+            bounds.append((np.maximum(low - reach, 1), np.minimum(high + reach, limit - 2)))
+        (low_y, high_y), (low_x, high_x) = bounds
+        found = []
+        for g in range(self.groups):
+            area = np.s_[low_y[g] : high_y[g] + 1, low_x[g] : high_x[g] + 1]
+            bright = frame.data[area] - frame.sky[area] >= min_peak * frame.sigma[area]
+            wy, wx = np.nonzero(bright)
+            found.append((wy + low_y[g]) * nx + wx + low_x[g])
+        self.owner = np.repeat(np.arange(self.groups), [len(f) for f in found])
+        centres = np.concatenate(found)
+        index = geo.indices_around(frame.data.shape, *np.divmod(centres, nx), geo.BOX1)
         self.rows, self.cols = np.divmod(index, nx)
         self.excess = frame.data.ravel()[index] - frame.sky.ravel()[index]
         self.sigma = frame.sigma.ravel()[index]
 
 
+class Fitted(NamedTuple):
+    """The stars fitted round the groups, in order of their ``owner`` group.
+
+    Their ``tops`` (rows, columns), centres ``cy, cx`` and 3 x 3 sums ``amplitude``.
+    """
+
+    owner: np.ndarray
+    tops: np.ndarray
+    cy: np.ndarray
+    cx: np.ndarray
+    amplitude: np.ndarray
+
+    def light(self, owner, iy, ix, profile):
+        """Light at pixels ``iy, ix`` of the stars fitted round their ``owner`` groups."""
+        shape = np.shape(iy)
+        owner = np.broadcast_to(owner, shape).ravel()
+        first = np.searchsorted(self.owner, owner)
+        count = np.searchsorted(self.owner, owner, side="right") - first
+        pixel = np.repeat(np.arange(owner.size), count)
+        star = np.repeat(first - (np.cumsum(count) - count), count) + np.arange(pixel.size)
+        light = st.star_light(
+            self.cy[star],
+            self.cx[star],
+            self.amplitude[star],
+            np.ravel(iy)[pixel],
+            np.ravel(ix)[pixel],
+            *profile,
+        )
+        return np.bincount(pixel, light, owner.size).reshape(shape)
+
+
 def fit_stars(cosmics, frame, boxes, stars, min_peak):
-    """Centres (rows, columns) and 3 x 3 sums of the stars fitted in their `Boxes`, or None.
+    """Fit the stars round each group in its `Boxes`; return them (`Fitted`).
 
     The stars' tops are the local maxima ``min_peak`` sigma above the sky
     that pass the star test; their light, from the frame's star profile, is
     fitted to the unflagged pixels of their 3 x 3 boxes (`fit_amplitudes`).
     The tops of fainter stars on the slopes of brighter ones are then looked
-    for in the light left after the fit, `BLEND_ROUNDS` times.
+    for in the light left after the fit, `BLEND_ROUNDS` times, round the
+    groups where the round before found new ones.
     """
     profile = stars[1]
-    tops = np.empty((0, 2), np.intp)
-    centres = np.empty((0, 2))
-    fitted = None
+    nx = frame.data.shape[1]
+    fitted = Fitted(np.empty(0, np.intp), np.empty((0, 2), np.intp), *np.empty((3, 0)))
+    looking = np.ones(boxes.groups, bool)
     for _ in range(BLEND_ROUNDS + 1):
-        found, shift = star_tops(boxes, fitted, stars, min_peak)
-        new = ~(found[:, None, :] == tops[None, :, :]).all(axis=2).any(axis=1)  # not fitted yet
-        if not new.any():
+        rows = np.flatnonzero(looking[boxes.owner])
+        owner, found, shift = star_tops(boxes, rows, fitted, stars, min_peak)
+        known = fitted.owner * frame.data.size + fitted.tops @ [nx, 1]
+        new = ~np.isin(owner * frame.data.size + found @ [nx, 1], known)
+        looking = np.zeros(boxes.groups, bool)
+        looking[owner[new]] = True
+        if not looking.any():
             break
-        tops = np.concatenate([tops, found[new]])
-        centres = np.concatenate([centres, found[new] + shift[new]])
-        amplitude = fit_amplitudes(cosmics, frame, tops, centres.T, profile)
-        fitted = (*centres.T, amplitude)
-    return None if not tops.size else fitted
+        # the new tops follow the group's earlier ones
+        order = np.argsort(np.concatenate([fitted.owner, owner[new]]), kind="stable")
+        centres = found[new] + shift[new]
+        fitted = Fitted(
+            np.concatenate([fitted.owner, owner[new]])[order],
+            np.concatenate([fitted.tops, found[new]])[order],
+            np.concatenate([fitted.cy, centres[:, 0]])[order],
+            np.concatenate([fitted.cx, centres[:, 1]])[order],
+            np.concatenate([fitted.amplitude, np.zeros(new.sum())])[order],
+        )
+        refit = np.flatnonzero(looking[fitted.owner])
+        fitted.amplitude[refit] = fit_amplitudes(
+            cosmics,
+            frame,
+            fitted.owner[refit],
+            fitted.tops[refit],
+            (fitted.cy[refit], fitted.cx[refit]),
+            profile,
+        )
+    return fitted
 
 
-def star_tops(boxes, fitted, stars, min_peak):
-    """Find the star tops (rows, columns) among the centres of `Boxes`, and their centroids.
+def star_tops(boxes, rows, fitted, stars, min_peak):
+    """Find the star tops among the centres of the `Boxes` ``rows``.
 
     A top is a local maximum ``min_peak`` sigma above the sky that passes
-    the star test, in the light left after that of the ``fitted`` stars
-    (centres and 3 x 3 sums; None for none). The centroids are the tops'
-    `.stars.centroid_shift`.
+    the star test, in the light left after that of the ``fitted`` stars.
+    Returns the tops' owner groups, their rows and columns, and their
+    centroids' shifts (`.stars.centroid_shift`).
     """
     test, profile = stars
 
     def light_left(pick, columns):
         light = boxes.excess[pick][:, columns]
-        if fitted is not None:
-            rows, cols = boxes.rows[pick][:, columns], boxes.cols[pick][:, columns]
-            light = light - star_sum(*fitted, rows, cols, profile)
-        return light
+        rows, cols = boxes.rows[pick][:, columns], boxes.cols[pick][:, columns]
+        owner = boxes.owner[pick] if np.ndim(columns) == 0 else boxes.owner[pick, None]
+        return light - fitted.light(owner, rows, cols, profile)
 
-    centre = light_left(slice(None), CENTRE_IN_BOX)
-    pick = np.flatnonzero(centre >= min_peak * boxes.sigma[:, CENTRE_IN_BOX])
-    centre, light = centre[pick], light_left(pick, NEIGHBOURS_IN_BOX)
+    centre = light_left(rows, CENTRE_IN_BOX)
+    keep = centre >= min_peak * boxes.sigma[rows, CENTRE_IN_BOX]
+    pick, centre = rows[keep], centre[keep]
+    light = light_left(pick, NEIGHBOURS_IN_BOX)
     top = (light < centre[:, None]).all(axis=1)
     pick, centre, light = pick[top], centre[top], light[top]
     sigma = boxes.sigma[pick]
@@ -135,29 +203,37 @@ def star_tops(boxes, fitted, stars, min_peak):
     box = np.empty((pick.size, len(geo.BOX1)))
     box[:, CENTRE_IN_BOX], box[:, NEIGHBOURS_IN_BOX] = centre, light
     shift, _ = st.centroid_shift(box)
-    rows, cols = boxes.rows[pick, CENTRE_IN_BOX], boxes.cols[pick, CENTRE_IN_BOX]
-    return np.column_stack([rows, cols]), shift
+    tops = np.column_stack([boxes.rows[pick, CENTRE_IN_BOX], boxes.cols[pick, CENTRE_IN_BOX]])
+    return boxes.owner[pick], tops, shift
 
 
-def fit_amplitudes(cosmics, frame, tops, centres, profile):
+def fit_amplitudes(cosmics, frame, owner, tops, centres, profile):
     """3 x 3 sums of the stars at ``centres`` fitted to the unflagged pixels round their ``tops``.
 
-    Non-negative least squares, each pixel weighted by its noise.
+    The stars of each ``owner`` group (given in order of it) are fitted
+    together by non-negative least squares, each pixel weighted by its noise.
     """
     cy, cx = centres
+    size, nx = frame.data.size, frame.data.shape[1]
     boxes = geo.indices_around(frame.data.shape, tops[:, 0], tops[:, 1], geo.BOX1)
-    fy, fx = np.divmod(np.unique(boxes), frame.data.shape[1])
+    key = np.unique(owner[:, None] * size + boxes)  # each group's pixels, in order
+    at, index = np.divmod(key, size)
+    fy, fx = np.divmod(index, nx)
     free = ~cosmics[fy, fx] & ~frame.known[fy, fx] & (frame.sigma[fy, fx] > 0)
-    fy, fx = fy[free], fx[free]
-    if fy.size < cy.size:  # fewer pixels than stars: nothing to fit
-        return np.zeros(cy.size)
-    design = st.star_light(cy, cx, 1.0, fy[:, None], fx[:, None], *profile)
+    at, fy, fx = at[free], fy[free], fx[free]
     weight = 1 / frame.sigma[fy, fx]
-    amplitude, _ = nnls(design * weight[:, None], frame.excess(fy, fx) * weight)
+    excess = frame.excess(fy, fx) * weight
+    groups = np.unique(owner)
+    star_edges = np.searchsorted(owner, np.append(groups, groups[-1] + 1))
+    pixel_edges = np.searchsorted(at, np.append(groups, groups[-1] + 1))
+    amplitude = np.zeros(cy.size)
+    for k in range(groups.size):
+        stars = slice(star_edges[k], star_edges[k + 1])
+        pixels = slice(pixel_edges[k], pixel_edges[k + 1])
+        if pixels.stop - pixels.start < stars.stop - stars.start:
+            continue  # fewer pixels than stars: nothing to fit
+        design = st.star_light(
+            cy[stars], cx[stars], 1.0, fy[pixels, None], fx[pixels, None], *profile
+        )
+        amplitude[stars], _ = nnls(design * weight[pixels, None], excess[pixels])
     return amplitude
-
-
-def star_sum(cy, cx, amplitude, iy, ix, profile):
-    """Light of the stars at ``cy, cx`` with 3 x 3 sums ``amplitude`` at pixels ``iy, ix``."""
-    light = st.star_light(cy, cx, amplitude, np.ravel(iy)[:, None], np.ravel(ix)[:, None], *profile)
-    return light.sum(axis=1).reshape(np.shape(iy))
