@@ -3,10 +3,19 @@
 import numpy as np
 
 from .._sky import SkyModel
+from . import geometry as geo
+
+#: the offsets of a pixel's 3 x 3 box, and the code of its centre, for `Frame.climb`
+_BOX1_OFFSETS = np.array(geo.BOX1)
+_CENTRE = geo.BOX1.index((0, 0))
+_UNKNOWN = 255
 
 
 class Frame:
     """Data, known bad pixels, sky level and noise of each pixel, shared by every step.
+
+    The steps never change the data: the step uphill from each pixel
+    (`climb`) is worked out once per frame.
 
     Parameters
     ----------
@@ -26,6 +35,34 @@ class Frame:
         self.sigma = np.sqrt(variance, out=variance)
         #: the frame's stars (`.stars.StarLight`), once the star veto has measured them
         self.stars = None
+        self._uphill = None  # where each pixel's 3 x 3 box peaks (a BOX1 code), once known
+
+    def climb(self, iy, ix, steps):
+        """`.geometry.climb` in 3 x 3 boxes, each pixel's step uphill looked at once per frame.
+
+        Climbs from the pixels of a group run into each other's paths, and
+        the steps run over the same pixels again and again.
+        """
+        ny, nx = self.data.shape
+        if self._uphill is None:
+            self._uphill = np.full(self.data.size, _UNKNOWN, np.uint8)
+        iy, ix = iy.copy(), ix.copy()
+        moving = np.arange(len(iy))
+        for _ in range(steps):
+            here = iy[moving] * nx + ix[moving]
+            code = self._uphill[here]
+            unknown = np.flatnonzero(code == _UNKNOWN)
+            if unknown.size:
+                box = geo.around(self.data, iy[moving[unknown]], ix[moving[unknown]], geo.BOX1)
+                code[unknown] = np.argmax(box, axis=1)
+                self._uphill[here[unknown]] = code[unknown]
+            step = code != _CENTRE
+            moving, code = moving[step], code[step]
+            if not moving.size:
+                break
+            iy[moving] = np.clip(iy[moving] + _BOX1_OFFSETS[code, 0], 0, ny - 1)
+            ix[moving] = np.clip(ix[moving] + _BOX1_OFFSETS[code, 1], 0, nx - 1)
+        return iy, ix
 
     def excess(self, iy, ix):
         """Value above the sky of pixels ``iy, ix``."""

@@ -278,7 +278,7 @@ def star_groups(cosmics, frame, groups, peaks, stars, tuning):
     closest = np.full(count, np.inf)
     np.minimum.at(closest, group, np.hypot(iy - sy[group], ix - sx[group]))
     at_top = cosmics[sy, sx] | (closest <= tuning.star_top_reach)
-    ty, tx = geo.climb(frame.data, py, px, CLIMB_STEPS)
+    ty, tx = frame.climb(py, px, CLIMB_STEPS)
     if tuning.star_beside_brighter:
         # a local maximum, bright enough that noise does not make a ray on a faint
         # wing pass the test
@@ -354,7 +354,7 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None):
     explained = np.zeros(iy.size, bool)
     if stars is None or not iy.size:
         return explained
-    ty, tx = geo.climb(frame.data, iy, ix, CLIMB_STEPS) if tops is None else tops
+    ty, tx = frame.climb(iy, ix, CLIMB_STEPS) if tops is None else tops
     bright = frame.excess(ty, tx) >= stars.min_peak * frame.sigma[ty, tx]
     top = np.flatnonzero(bright & ((ty != iy) | (tx != ix)))
     top = top[is_star_top(frame, ty[top], tx[top], stars.test)]
@@ -381,7 +381,7 @@ def drop_star_light(cosmics, frame, groups, rays, test, tuning):
     iy, ix, group, count = groups
     pick = np.flatnonzero(rays[group] & cosmics[iy, ix])
     iy, ix, group = iy[pick], ix[pick], group[pick]
-    ty, tx = geo.climb(frame.data, iy, ix, CLIMB_STEPS)
+    ty, tx = frame.climb(iy, ix, CLIMB_STEPS)
     lit = explained_by_stars(frame, iy, ix, tuning.star_profile_sigma, (ty, tx))
     lit &= ~on_ray_line(iy, ix, group, ~lit, count, tuning.track_half_width)
     cosmics[iy[lit], ix[lit]] = False
@@ -428,7 +428,7 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     radii, profile = profile
     own_light = star_light(cy, cx, total, iy, ix, radii, profile)
     starlight = own_light.copy()
-    ty, tx = geo.climb(frame.data, iy, ix, CLIMB_STEPS)
+    ty, tx = frame.climb(iy, ix, CLIMB_STEPS)
     own_top = (ty == iy) & (tx == ix)
     other = np.flatnonzero(~own_top & ((ty != top_y) | (tx != top_x)))
     other = other[is_star_top(frame, ty[other], tx[other], test)]
