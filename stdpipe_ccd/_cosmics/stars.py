@@ -162,7 +162,7 @@ def star_profile(frame, peaks):
     for k in range(PROFILE_BINS):
         values = fraction[order[edges[k] : edges[k + 1]]]
         if values.size:
-            profile[k] = max(float(np.median(values)), 0.0)
+            profile[k] = max(float(geo.row_median(values[None, :])[0]), 0.0)
     return (np.arange(PROFILE_BINS) + 0.5) * PROFILE_STEP, profile
 
 
@@ -427,16 +427,21 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     top_y, top_x, cy, cx, total = stars
     radii, profile = profile
     own_light = star_light(cy, cx, total, iy, ix, radii, profile)
-    starlight = own_light.copy()
-    ty, tx = frame.climb(iy, ix, CLIMB_STEPS)
-    own_top = (ty == iy) & (tx == ix)
-    other = np.flatnonzero(~own_top & ((ty != top_y) | (tx != top_x)))
-    other = other[is_star_top(frame, ty[other], tx[other], test)]
-    cy, cx, total = centroids(frame, ty[other], tx[other])
-    starlight[other] = np.maximum(
-        starlight[other], star_light(cy, cx, total, iy[other], ix[other], radii, profile)
+    excess, sigma = frame.excess(iy, ix), frame.sigma[iy, ix]
+    slack = np.broadcast_to(slack, iy.shape)
+    explained = excess <= slack * own_light + nsigma * sigma
+    # another star's light only adds to the star's: the climb is for the pixels it leaves
+    other = np.flatnonzero(~explained)
+    ty, tx = frame.climb(iy[other], ix[other], CLIMB_STEPS)
+    own_top = (ty == iy[other]) & (tx == ix[other])
+    uphill = ~own_top & ((ty != top_y[other]) | (tx != top_x[other]))
+    uphill[uphill] = is_star_top(frame, ty[uphill], tx[uphill], test)
+    other, ty, tx = other[uphill], ty[uphill], tx[uphill]
+    cy, cx, total = centroids(frame, ty, tx)
+    starlight = np.maximum(
+        own_light[other], star_light(cy, cx, total, iy[other], ix[other], radii, profile)
     )
-    explained = frame.excess(iy, ix) <= slack * starlight + nsigma * frame.sigma[iy, ix]
+    explained[other] = excess[other] <= slack[other] * starlight + nsigma * sigma[other]
     if inner_tops:
         rest = np.flatnonzero(~explained)
         explained[rest] = fainter_tops(
@@ -449,7 +454,7 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
         tops = rest[explained[rest]]
         rest = np.flatnonzero(~explained)
         if tops.size and rest.size:
-            left = frame.excess(iy, ix) - own_light
+            left = excess - own_light
             explained[rest] = geo.below_a_top(frame.data.shape, (iy, ix), tops, left, rest)
     return explained
 
