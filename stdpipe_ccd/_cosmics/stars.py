@@ -152,7 +152,7 @@ def star_profile(frame, peaks):
     cy, cx, total = centroids(frame, iy, ix)
     light = geo.around(frame.data, iy, ix, PROFILE_BOX) - frame.sky[iy, ix, None]
     dy, dx = PROFILE_BOX_OFFSETS.T
-    distance = np.hypot(iy[:, None] + dy - cy[:, None], ix[:, None] + dx - cx[:, None])
+    distance = distance_to(cy[:, None], cx[:, None], iy[:, None] + dy, ix[:, None] + dx)
     # small integers: the stable sort below is a radix sort
     bins = np.minimum(distance / PROFILE_STEP, PROFILE_BINS).astype(np.uint8).ravel()
     fraction = (light / total[:, None]).ravel()
@@ -549,7 +549,13 @@ def passes_star_test(light, excess, sigma, test):
 
 def star_light(cy, cx, total, iy, ix, radii, profile):
     """Light at pixels ``iy, ix`` of stars centred at ``cy, cx`` with 3 x 3 sums ``total``."""
-    return total * np.interp(np.hypot(iy - cy, ix - cx), radii, profile, right=0.0)
+    return total * np.interp(distance_to(cy, cx, iy, ix), radii, profile, right=0.0)
+
+
+def distance_to(cy, cx, iy, ix):
+    """Distance from ``cy, cx`` to pixels ``iy, ix`` (several times faster than `numpy.hypot`)."""
+    dy, dx = np.subtract(iy, cy), np.subtract(ix, cx)
+    return np.sqrt(dy * dy + dx * dx)
 
 
 def drop_on_sources(cosmics, frame, iy, ix, fraction):

@@ -17,6 +17,8 @@ def grow(cosmics, frame, tuning, seeds=None):
     data, sky, sigma = frame.data, frame.sky, frame.sigma
     flat_cosmics = cosmics.ravel()
     frontier = np.flatnonzero(flat_cosmics if seeds is None else seeds)
+    if not frontier.size:
+        return
     certain = certain_rays(cosmics, frame, tuning)
     for _ in range(tuning.grow_steps):
         iy, ix = geo.free_neighbours(frontier, cosmics, frame.known)
