@@ -5,10 +5,8 @@ import numpy as np
 from .._sky import SkyModel
 from . import geometry as geo
 
-#: the offsets of a pixel's 3 x 3 box, and the code of its centre, for `Frame.climb`
+#: the offsets of a pixel's 3 x 3 box, for `Frame.climb`
 _BOX1_OFFSETS = np.array(geo.BOX1)
-_CENTRE = geo.BOX1.index((0, 0))
-_UNKNOWN = 255
 
 
 class Frame:
@@ -37,7 +35,7 @@ class Frame:
         self.sigma = np.sqrt(variance, out=variance)
         #: the frame's stars (`.stars.StarLight`), once the star veto has measured them
         self.stars = None
-        self._uphill = None  # where each pixel's 3 x 3 box peaks (a BOX1 code), once known
+        self._uphill = None  # the flat index of each pixel's step uphill, once known
 
     def climb(self, iy, ix, steps):
         """`.geometry.climb` in 3 x 3 boxes, each pixel's step uphill looked at once per frame.
@@ -47,24 +45,27 @@ class Frame:
         """
         ny, nx = self.data.shape
         if self._uphill is None:
-            self._uphill = np.full(self.data.size, _UNKNOWN, np.uint8)
-        iy, ix = iy.copy(), ix.copy()
-        moving = np.arange(len(iy))
+            self._uphill = np.full(
+                self.data.size, -1, np.int32 if self.data.size < 2**31 else np.intp
+            )
+        here = iy * nx + ix
+        moving = np.arange(here.size)
         for _ in range(steps):
-            here = iy[moving] * nx + ix[moving]
-            code = self._uphill[here]
-            unknown = np.flatnonzero(code == _UNKNOWN)
+            at = here[moving]
+            to = self._uphill[at]
+            unknown = np.flatnonzero(to < 0)
             if unknown.size:
-                box = geo.around(self.data, iy[moving[unknown]], ix[moving[unknown]], geo.BOX1)
-                code[unknown] = np.argmax(box, axis=1)
-                self._uphill[here[unknown]] = code[unknown]
-            step = code != _CENTRE
-            moving, code = moving[step], code[step]
+                y, x = np.divmod(at[unknown], nx)
+                best = np.argmax(geo.around(self.data, y, x, geo.BOX1), axis=1)
+                y = np.clip(y + _BOX1_OFFSETS[best, 0], 0, ny - 1)
+                to[unknown] = y * nx + np.clip(x + _BOX1_OFFSETS[best, 1], 0, nx - 1)
+                self._uphill[at[unknown]] = to[unknown]
+            step = to != at
+            moving = moving[step]
             if not moving.size:
                 break
-            iy[moving] = np.clip(iy[moving] + _BOX1_OFFSETS[code, 0], 0, ny - 1)
-            ix[moving] = np.clip(ix[moving] + _BOX1_OFFSETS[code, 1], 0, nx - 1)
-        return iy, ix
+            here[moving] = to[step]
+        return np.divmod(here, nx)
 
     def excess(self, iy, ix):
         """Value above the sky of pixels ``iy, ix``."""

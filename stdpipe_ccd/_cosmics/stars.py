@@ -355,11 +355,16 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None):
     if stars is None or not iy.size:
         return explained
     ty, tx = frame.climb(iy, ix, CLIMB_STEPS) if tops is None else tops
-    bright = frame.excess(ty, tx) >= stars.min_peak * frame.sigma[ty, tx]
-    top = np.flatnonzero(bright & ((ty != iy) | (tx != ix)))
-    top = top[is_star_top(frame, ty[top], tx[top], stars.test)]
+    top = np.flatnonzero((ty != iy) | (tx != ix))
+    # many pixels climb to one top: each is tested and measured once
+    index, which = np.unique(ty[top] * frame.data.shape[1] + tx[top], return_inverse=True)
+    uy, ux = np.divmod(index, frame.data.shape[1])
+    star = frame.excess(uy, ux) >= stars.min_peak * frame.sigma[uy, ux]
+    star[star] = is_star_top(frame, uy[star], ux[star], stars.test)
+    top, which = top[star[which]], (np.cumsum(star) - 1)[which[star[which]]]
+    cy, cx, total = (value[which] for value in centroids(frame, uy[star], ux[star]))
     iy, ix, sigma = iy[top], ix[top], frame.sigma[iy[top], ix[top]]
-    light = star_light(*centroids(frame, ty[top], tx[top]), iy, ix, *stars.profile)
+    light = star_light(cy, cx, total, iy, ix, *stars.profile)
     excess = frame.excess(iy, ix)
     explained[top] = (light >= sigma) & (excess <= stars.slack * light + nsigma * sigma)
     return explained
