@@ -190,7 +190,7 @@ def widen_faint_groups(cosmics, frame, tuning):
     from any seed, but enough beside the core of a group that is a ray for sure.
     """
     iy, ix, group, z, size, total = group_significance(cosmics, frame)
-    peak = np.full(size.size, -np.inf)
+    peak = np.full(size.size, -np.inf, z.dtype)  # ufunc.at is many times slower across dtypes
     np.maximum.at(peak, group, z)
     certain = (size >= 2) & (peak < tuning.certain_sigma) & (total >= tuning.certain_total)
     core = certain[group] & (z > tuning.widen_core_sigma)
