@@ -266,6 +266,48 @@ def test_flags_between_blended_stars_go_and_a_ray_there_stays(psf, fwhm):
     assert veto_and_blends(frame, saddle)[saddle].all()
 
 
+def test_blends_fitted_in_lockstep_as_one_at_a_time():
+    """The groups round several stars are fitted together, each with its own stars.
+
+    Two blends of three stars, one with a ray on its saddle: the flags on
+    the clean saddle go and the ray's stay, as when each is fitted alone.
+    """
+    frame, tops = star_grid("moffat", 1.6)
+    saddles = []
+    for star in (24, 38):
+        y, x = tops[0][star], tops[1][star]
+        for scale, (dy, dx) in [(0.5, (0, 5)), (0.4, (5, 1))]:
+            frame.data[y + dy - 12 : y + dy + 13, x + dx - 12 : x + dx + 13] += (
+                scale * 1e5 * validation._psf_stamp("moffat", 1.6, 4.765, 0.0, 0.0, 12)
+            )
+        saddle = np.zeros(frame.data.shape, bool)
+        saddle[y + 2 : y + 4, x + 2 : x + 4] = True
+        saddles.append(saddle)
+    frame.data[tops[0][38] + 3, tops[1][38] + 3] += 2000.0
+    both = veto_and_blends(frame, saddles[0] | saddles[1])
+    assert not both[saddles[0]].any()
+    assert both[saddles[1]].all()
+    for saddle in saddles:
+        np.testing.assert_array_equal(veto_and_blends(frame, saddle), both & saddle)
+
+
+def test_climbs_of_a_frame_as_the_geometry_climb():
+    """A frame's climbs, which record each pixel's step uphill, end where `geometry.climb` ends.
+
+    On smooth data with ties (integer values), from every pixel, edges included, twice over.
+    """
+    rng = np.random.default_rng(5)
+    data = np.round(ndimage.gaussian_filter(rng.normal(size=(60, 80)), 2) * 20).astype(np.float32)
+    frame = Frame(data, np.zeros(data.shape, bool), np.zeros_like(data), np.ones_like(data))
+    iy, ix = np.nonzero(np.ones(data.shape, bool))
+    expected = geometry.climb(data, iy, ix, 8)
+    for _ in range(2):
+        climbed = frame.climb(iy, ix, 8)
+        np.testing.assert_array_equal(climbed[0], expected[0])
+        np.testing.assert_array_equal(climbed[1], expected[1])
+    assert (expected[0] != iy).mean() > 0.5  # most pixels climb
+
+
 def test_blend_fit_without_free_pixels_fits_nothing():
     """Stars whose 3 x 3 boxes are all flagged or masked get no light, and explain nothing."""
     frame, tops = star_grid("moffat", 3.0)
