@@ -21,6 +21,8 @@ BOX1 = box(1)
 #: the 25 pixels of the 5 x 5 box around a pixel, and the 16 of its outer ring
 BOX2 = box(2)
 RING2 = [(dy, dx) for dy, dx in BOX2 if max(abs(dy), abs(dx)) == 2]
+#: the 8 neighbours in opposite pairs, for `local_maxima`
+_OPPOSITE_FIRST = [(0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (1, 1), (-1, 1), (1, -1)]
 #: the neighbours after a pixel in row order: enough to join 8-connected groups
 _AHEAD = [(0, 1), (1, -1), (1, 0), (1, 1)]
 #: pixels gathered at a time by `around`: the flat indices of their boxes stay small
@@ -216,13 +218,14 @@ def local_maxima(data, iy, ix):
     """Keep the pixels ``iy, ix`` brighter than their 8 neighbours (rows and columns).
 
     The pixels lie a pixel in from the image's edges. One neighbour at a
-    time, on the pixels left: most fail within the first few.
+    time, on the pixels left, opposite neighbours first: a pixel on a slope
+    is below one of the two.
     """
     nx = data.shape[1]
     flat = data.ravel()
-    index = np.ravel_multi_index((iy, ix), data.shape)
+    index = iy * nx + ix
     value = flat[index]
-    for dy, dx in NEIGHBOURS:
+    for dy, dx in _OPPOSITE_FIRST:
         higher = value > flat[index + (dy * nx + dx)]
         index, value = index[higher], value[higher]
     return np.divmod(index, nx)
