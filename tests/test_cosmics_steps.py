@@ -151,8 +151,7 @@ def test_weak_singles_and_small_groups_unflagged_and_the_rest_kept():
 
 
 def refreshed(frame):
-    """A new frame of ``frame``'s arrays: a frame works out each pixel's climb once, and the
-    tests change the data between calls."""
+    """A new frame on ``frame``'s arrays: a frame records its climbs, and tests change data."""
     return Frame(frame.data, frame.known, frame.sky, frame.sigma**2)
 
 
