@@ -81,6 +81,7 @@ STEPS = {
     "without the fainter tops inside a star's group": {"star_inner_tops": False},
     "without the slopes of stars at the edge": {"star_edge_band": 0},
     "without the fit of blended stars": {"star_blends": False},
+    "without the sharp peaks": {"sharp_peaks": False},
     "without the star light in rays' groups": {"star_light_slack": 0.0},
     "without the rays on stars' slopes": {"star_slope_ray_light": 0.0},
     "without growth": {"grow": False},
@@ -89,6 +90,7 @@ STEPS = {
     "with the check of lone flags only": {"weak_group_size": 1},
     "none (LACosmic with the noise model)": {
         "star_veto": False,
+        "sharp_peaks": False,
         "grow": False,
         "complete_tracks": False,
         "weak_groups": False,

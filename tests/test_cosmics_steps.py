@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from stdpipe_ccd import CosmicRayTuning, validation
-from stdpipe_ccd._cosmics import blends, geometry, singles, stars, tracks
+from stdpipe_ccd._cosmics import blends, geometry, sharp, singles, stars, tracks
 from stdpipe_ccd._cosmics.frame import Frame
 
 OFFSETS = np.linspace(-0.45, 0.45, 7)
@@ -75,18 +75,18 @@ def star_grid(psf, fwhm, sky=100.0, flux=1e5):
     [("gaussian", 1.6), ("moffat", 1.6), ("moffat", 2.0), ("gaussian", 2.5), ("moffat", 3.0)],
 )
 def test_star_test_passes_stars_at_every_phase(psf, fwhm):
-    """Calibrated on the frame's stars, the star test's roundness passes every one, at any phase.
+    """Calibrated on the frame's stars, the star test passes every one, at any phase.
 
-    So does the whole test, but for the noiseless Gaussian stars of FWHM 1.6
-    centred near a pixel's corner, whose far corner neighbour is dark.
+    The Gaussian stars of FWHM 1.6 centred near a pixel's corner leave the
+    far corner neighbour dark (4 of 49 failed a test on the dimmest
+    neighbour); the second-dimmest stays lit.
     """
     frame, tops = star_grid(psf, fwhm)
     test = stars.star_thresholds(frame, tops, CosmicRayTuning())
     assert (
         stars.roundness(stars.neighbour_light(frame, *tops)[0]) >= max(test.roundness, 0.35)
     ).all()
-    passed = stars.is_star_top(frame, *tops, test)
-    assert passed.all() or ((psf, fwhm) == ("gaussian", 1.6) and passed.mean() > 0.9)
+    assert stars.is_star_top(frame, *tops, test).all()
 
 
 @pytest.mark.parametrize("angle", np.arange(0, 180, 15))
@@ -480,3 +480,37 @@ def test_a_band_across_a_star_at_the_frame_edge_is_no_track():
         iy, ix = np.nonzero(mask)
         group = np.zeros(iy.size, np.intp)
         assert geometry.is_track(group, iy, ix, 1, 7, np.array([near_edge]))[0] == expected
+
+
+def test_sharp_peaks_are_lone_rays_not_faint_stars_nor_masked_edges():
+    """Lone rays of 6 to 9 sigma are flagged; faint stars of FWHM 1.6 and 3 are not, whatever
+    their phase; nor is a pixel whose dark neighbours are masked (bias beyond DATASEC)."""
+    rng = np.random.default_rng(7)
+    sky, sigma = 100.0, 10.0
+    data = rng.normal(sky, sigma, (240, 240)).astype(np.float32)
+    known = np.zeros(data.shape, bool)
+    rays = [(20 + 20 * i, 20) for i in range(10)]
+    for i, (y, x) in enumerate(rays):
+        data[y, x] += (6.0 + 0.3 * i) * sigma
+    data[20, 40 : 40 + 2] += [7 * sigma, 4 * sigma]  # a ray of two pixels
+    rays.append((20, 40))
+    tops = []
+    for i, (psf, fwhm) in enumerate([("gaussian", 1.6)] * 5 + [("moffat", 3.0)] * 5):
+        for j, (dy, dx) in enumerate([(0.0, 0.0), (0.45, 0.45), (-0.3, 0.2), (0.2, -0.45)]):
+            y, x = 60 + 16 * i, 60 + 30 * j
+            stamp = validation._psf_stamp(psf, fwhm, 4.765, dx, dy, 12)
+            data[y - 12 : y + 13, x - 12 : x + 13] += (6 + i % 5) * sigma * stamp / stamp.max()
+            tops.append((y, x))
+    data[:, 200:] = 0.0  # the bias beyond DATASEC: masked
+    known[:, 200:] = True
+    data[120, 199] = sky + 5 * sigma
+    data[119:122, 198] = sky + 3 * sigma
+    data[[119, 121], 199] = sky + 3 * sigma
+    frame = Frame(data, known, np.full(data.shape, sky, np.float32), np.full(data.shape, sigma**2))
+    flagged = np.zeros(data.shape, bool)
+    sharp.add_sharp_peaks(flagged, frame, CosmicRayTuning())
+    found = [flagged[y, x] for y, x in rays]
+    assert np.mean(found) >= 0.9
+    assert not any(flagged[y - 1 : y + 2, x - 1 : x + 2].any() for y, x in tops)
+    assert not flagged[:, 195:].any()
+    assert np.count_nonzero(flagged) <= len(rays)

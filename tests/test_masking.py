@@ -12,7 +12,15 @@ from astropy.nddata import CCDData, bitmask
 from ccdproc import Keyword, trim_image
 from scipy import ndimage
 
-from stdpipe_ccd import MaskFlag, StdpipeCCDWarning, _render, _sky, datasets, make_mask
+from stdpipe_ccd import (
+    CosmicRayTuning,
+    MaskFlag,
+    StdpipeCCDWarning,
+    _render,
+    _sky,
+    datasets,
+    make_mask,
+)
 from stdpipe_ccd.flags import MaskFlagMap, flag_counts
 
 
@@ -780,19 +788,22 @@ def test_cosmics_on_a_frame_too_small_for_astroscrappy(shape):
 
 
 @pytest.mark.parametrize(
-    ("shape", "hit", "found"),
+    ("shape", "hit", "by_lacosmic"),
     [((4, 4), (2, 2), False), ((4, 60), (2, 30), False), ((9, 60), (4, 30), True)],
 )
-def test_cosmics_on_the_smallest_frames(shape, hit, found):
-    """Frames 4 pixels wide run; astroscrappy filters nothing 4 pixels from an edge, so a hit
-    is found from 9 pixels on, where the frame has a middle."""
+def test_cosmics_on_the_smallest_frames(shape, hit, by_lacosmic):
+    """Frames 4 pixels wide run. astroscrappy filters nothing 4 pixels from an edge, so it finds
+    a hit from 9 pixels on, where the frame has a middle; the sharp-peak step finds it on any
+    pixel but the outermost, and only there."""
     ccd = small(shape=shape, value=500.0)
     ccd.data += np.random.default_rng(0).normal(0, 0.5, shape).astype(np.float32)
     ccd.data[hit] += 5000.0
-    masked = make_mask(ccd, mask_cosmics=True, gain=1.0, readnoise=5.0)
-    flagged = np.argwhere(has(masked, MaskFlag.COSMIC_RAY)).tolist()
-    assert flagged == ([list(hit)] if found else [])
-    assert masked.data[hit] == ccd.data[hit]
+    for sharp_peaks, found in ((True, True), (False, by_lacosmic)):
+        tuning = CosmicRayTuning(sharp_peaks=sharp_peaks)
+        masked = make_mask(ccd, mask_cosmics=True, gain=1.0, readnoise=5.0, cosmics_tuning=tuning)
+        flagged = np.argwhere(has(masked, MaskFlag.COSMIC_RAY)).tolist()
+        assert flagged == ([list(hit)] if found else [])
+        assert masked.data[hit] == ccd.data[hit]
 
 
 def test_real_crowded_m13_frame_keeps_its_stars():

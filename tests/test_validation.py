@@ -93,11 +93,20 @@ def test_undersampled_star_cores_with_a_noise_allowance():
 
 
 def test_rays_on_galaxies_found_as_on_the_sky():
-    """The noise model sees no galaxy structure: rays near galaxies are found as often."""
+    """The noise model sees no galaxy structure: rays near galaxies are found as often.
+
+    The sharp-peak step adds lone rays where their neighbours are dark, on
+    the sky; on a galaxy it adds none and takes none away.
+    """
     recall = {}
     for name, options in (("sky", {}), ("galaxies", {"n_galaxies": 60, "rays_on_galaxies": 1})):
-        recall[name] = mean_scores(ours, options)["recall"]
-    assert recall["galaxies"] >= recall["sky"] - 0.05
+        for sharp_peaks in (False, True):
+            tuning = CosmicRayTuning(sharp_peaks=sharp_peaks)
+            found = mean_scores(lambda ccd, t=tuning: ours(ccd, cosmics_tuning=t), options)
+            recall[name, sharp_peaks] = found["recall"]
+    assert recall["galaxies", False] >= recall["sky", False] - 0.05
+    assert recall["galaxies", True] >= recall["galaxies", False]
+    assert recall["sky", True] > recall["sky", False] + 0.02
 
 
 def test_sky_subtracted_frame_masks_as_the_raw_one():
@@ -117,7 +126,9 @@ def test_gain_and_readnoise_units_do_not_matter():
 
 def test_every_step_switched_off_is_astroscrappy_with_the_noise_model():
     """With the refinements off, the flags are those of the astroscrappy call alone."""
-    plain = CosmicRayTuning(star_veto=False, grow=False, complete_tracks=False, weak_groups=False)
+    plain = CosmicRayTuning(
+        star_veto=False, sharp_peaks=False, grow=False, complete_tracks=False, weak_groups=False
+    )
     f = field(1)
     off = ours(f.ccd, cosmics_tuning=plain)
     # with a known gain and sky, the noise model is astroscrappy's own

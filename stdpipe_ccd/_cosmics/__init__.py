@@ -2,7 +2,8 @@
 
 `detect` is what `~stdpipe_ccd.make_mask` runs with ``mask_cosmics=True``.
 The steps after LACosmic live in their own modules: `.stars` (the star
-veto), `.blends` (flags on blended stars), `.tracks` (growth and track
+veto), `.blends` (flags on blended stars), `.sharp` (rays LACosmic
+missed), `.tracks` (growth and track
 completion) and `.singles` (lone flags and small groups in the noise), over the
 neighbourhood helpers of `.geometry` and the noise model of `.frame`.
 Their thresholds are the fields of `CosmicRayTuning`. Each step stays only
@@ -14,7 +15,7 @@ import inspect
 
 import numpy as np
 
-from . import blends, singles, stars, tracks
+from . import blends, sharp, singles, stars, tracks
 from .frame import Frame, noise_model
 from .tuning import CosmicRayTuning
 
@@ -48,7 +49,8 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
     LACosmic runs on the pixels not known to be bad, with the noise model of
     `noise_model`; the cores of stars it flagged are then dropped
     (`.stars.drop_star_cores`), and the groups on blends of stars
-    (`.blends.drop_blends`), the weak edges of the rays grown
+    (`.blends.drop_blends`); sharp peaks it missed are added
+    (`.sharp.add_sharp_peaks`), the weak edges of the rays grown
     (`.tracks.grow`), tracks found in pieces completed along their line and
     faint rays widened by their rim (`.tracks.complete_tracks`,
     `.tracks.widen_faint_groups`), from which growth runs once more; lone
@@ -80,7 +82,8 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
             **options,
         )
         cosmics &= ~known
-        frame = Frame(data, known, sky_model.level(), variance)
+        lowest = min(tuning.star_shape_sigma, tuning.sharp_sigma if tuning.sharp_peaks else np.inf)
+        frame = Frame(data, known, sky_model.level(), variance, peak_sigma=lowest)
         del variance
         _refine(cosmics, frame, tuning, options["sigclip"])
     return cosmics
@@ -92,6 +95,8 @@ def _refine(cosmics, frame, tuning, sigclip):
         measured = stars.drop_star_cores(cosmics, frame, tuning)
         if measured is not None and tuning.star_blends:
             blends.drop_blends(cosmics, frame, measured, tuning)
+    if tuning.sharp_peaks:
+        sharp.add_sharp_peaks(cosmics, frame, tuning)
     if tuning.grow:
         tracks.grow(cosmics, frame, tuning)
     if tuning.complete_tracks:

@@ -26,9 +26,11 @@ class Frame:
     variance : `~numpy.ndarray`
         Variance of each pixel (image unit squared); its square root is kept
         as ``sigma`` (in place).
+    peak_sigma : float, optional
+        The lowest threshold (sigma) the steps will ask `peaks` for.
     """
 
-    def __init__(self, data, known, sky, variance):
+    def __init__(self, data, known, sky, variance, peak_sigma=None):
         # the steps gather by flat index: a view of the user's array in another order would
         # be copied at every gather
         self.data, self.known, self.sky = np.ascontiguousarray(data), known, sky
@@ -36,6 +38,23 @@ class Frame:
         #: the frame's stars (`.stars.StarLight`), once the star veto has measured them
         self.stars = None
         self._uphill = None  # the flat index of each pixel's step uphill, once known
+        self._peak_sigma = peak_sigma
+        self._peaks = None  # the local maxima above the lowest threshold, and that threshold
+
+    def peaks(self, nsigma):
+        """Rows and columns of the unmasked local maxima ``nsigma`` above the sky.
+
+        Found once per frame, at `peak_sigma` (or ``nsigma`` if lower); the
+        steps asking for more sigma pick from those.
+        """
+        if self._peaks is None or nsigma < self._peaks[1]:
+            floor = nsigma if self._peak_sigma is None else min(nsigma, self._peak_sigma)
+            self._peaks = geo.peaks_above(self.data, self.sky, self.sigma, floor, self.known), floor
+        (iy, ix), floor = self._peaks
+        if nsigma > floor:
+            above = self.excess(iy, ix) > nsigma * self.sigma[iy, ix]
+            iy, ix = iy[above], ix[above]
+        return iy, ix
 
     def climb(self, iy, ix, steps):
         """`.geometry.climb` in 3 x 3 boxes, each pixel's step uphill looked at once per frame.
@@ -80,9 +99,10 @@ def noise_model(data, known, *, gain, readnoise, gain_known, response, pedestal_
     Poisson noise of the data through the gain plus the read noise (shaped
     by the flat's ``response``). It sees no structure of the sources as
     noise, and astroscrappy median-filters it as it does its own. When the
-    sky's variance, measured on the lower half of the pixels in boxes, is
-    more than ``pedestal_ratio`` times what its level predicts, the sky was
-    subtracted and its variance is added back as a pedestal. Without a gain,
+    sky's variance, measured on the lower tail of the pixels in boxes
+    (`.SkyModel`'s ``tail_variance_grid``), is more than ``pedestal_ratio``
+    times what its level predicts, the sky was subtracted and its variance
+    is added back as a pedestal. Without a gain,
     the sky's variance is the one measured in boxes, plus the Poisson
     variance of the sources above it.
     """
@@ -91,7 +111,7 @@ def noise_model(data, known, *, gain, readnoise, gain_known, response, pedestal_
         return sky, sky.variance(data, known, gain=gain, readnoise=readnoise)
     level = max(float(np.median(sky.level_grid)), 0.0)
     predicted = level / gain + (readnoise / gain) ** 2
-    measured = float(np.median(sky.variance_grid))
+    measured = float(np.median(sky.tail_variance_grid))
     pedestal = 0.0
     if measured > pedestal_ratio * predicted:
         pedestal = measured * gain - level - readnoise**2 / gain

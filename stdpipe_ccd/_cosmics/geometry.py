@@ -27,7 +27,7 @@ _OPPOSITE_FIRST = [(0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (1, 1), (-1, 1), 
 _AHEAD = [(0, 1), (1, -1), (1, 0), (1, 1)]
 #: pixels gathered at a time by `around`: the flat indices of their boxes stay small
 GATHER_CHUNK = 1 << 15
-#: pixels per block of `pixels_above` (its temporaries stay in the cache)
+#: pixels per block of `peaks_above` (its temporaries stay in the cache)
 SEARCH_BLOCK = 1 << 18
 #: above this fraction of the image flagged, `groups` labels the whole image
 DENSE_FRACTION = 1 / 30
@@ -97,6 +97,25 @@ def row_median(values):
         median = middle.mean(axis=1, dtype=values.dtype)
     median[np.isnan(values).any(axis=1)] = np.nan
     return median
+
+
+def second_least(values):
+    """Return the second least value of each row of a 2-D array.
+
+    Of a star's 8 neighbours, the second-dimmest stays lit at any pixel
+    phase: an undersampled star centred near a corner of its top pixel
+    leaves the neighbour across that corner almost dark (a Gaussian of FWHM
+    1.6 pixels centred 0.45 pixel off along both axes puts 3 % of the top's
+    light there, 16 % centred, where the second-dimmest holds 16 % at any
+    phase), while a ray leaves two or more neighbours dark.
+    """
+    return np.partition(values, 1, axis=1)[:, 1]
+
+
+def distance_to(cy, cx, iy, ix):
+    """Distance from ``cy, cx`` to pixels ``iy, ix`` (several times faster than `numpy.hypot`)."""
+    dy, dx = np.subtract(iy, cy), np.subtract(ix, cx)
+    return np.sqrt(dy * dy + dx * dx)
 
 
 def ring_median(data, iy, ix):
@@ -195,23 +214,29 @@ def free_neighbours(index, cosmics, known):
     return np.divmod(np.flatnonzero(marked), nx)
 
 
-def pixels_above(data, sky, sigma, nsigma, known):
-    """Rows and columns of unmasked pixels ``nsigma`` above the sky, one pixel in from the edges.
+def peaks_above(data, sky, sigma, nsigma, known):
+    """Rows and columns of the unmasked local maxima ``nsigma`` above the sky (`local_maxima`).
 
-    Block by block, so that the temporary arrays stay small and in the cache.
+    Block by block, so that the temporary arrays stay small and in the
+    cache; within a block, the pixels above the threshold are compared with
+    their left and right neighbours by slices, which leaves a fraction of
+    them (a third of the 314,000 pixels 4 sigma up in the crowded cell) to
+    `local_maxima`.
     """
     ny, nx = data.shape
     rows = max(SEARCH_BLOCK // max(nx, 1), 1)
     found_y, found_x = [], []
     for start in range(1, ny - 1, rows):
         stop = min(start + rows, ny - 1)
-        above = data[start:stop] - sky[start:stop] > nsigma * sigma[start:stop]
+        block = data[start:stop]
+        above = block - sky[start:stop] > nsigma * sigma[start:stop]
         above &= ~known[start:stop]
         above[:, [0, -1]] = False
+        above[:, 1:-1] &= (block[:, 1:-1] > block[:, :-2]) & (block[:, 1:-1] > block[:, 2:])
         iy, ix = flagged(above)
         found_y.append(iy + start)
         found_x.append(ix)
-    return np.concatenate(found_y), np.concatenate(found_x)
+    return local_maxima(data, np.concatenate(found_y), np.concatenate(found_x))
 
 
 def local_maxima(data, iy, ix):

@@ -25,10 +25,9 @@ def bright_peaks(cosmics, frame, tuning):
     stars on a frame whose rays are blurred by charge diffusion, are not
     round (`roundness`). None when there are fewer than ``star_shape_min``.
     """
-    iy, ix = geo.pixels_above(
-        frame.data, frame.sky, frame.sigma, tuning.star_shape_sigma, frame.known | cosmics
-    )
-    iy, ix = geo.local_maxima(frame.data, iy, ix)
+    iy, ix = frame.peaks(tuning.star_shape_sigma)
+    unflagged = ~cosmics[iy, ix]
+    iy, ix = iy[unflagged], ix[unflagged]
     light, _ = neighbour_light(frame, iy, ix)
     peak = roundness(light) >= tuning.star_roundness
     if np.count_nonzero(peak) < tuning.star_shape_min:
@@ -87,7 +86,8 @@ def star_thresholds(frame, peaks, tuning):
     against about 0 for a one-pixel ray. The thresholds are fractions of
     their medians over the frame's bright ``peaks`` (fixed ones without);
     so is the roundness asked for: stars of FWHM 3 are rounder than 0.85 at
-    any phase, undersampled ones than 0.35.
+    any phase, undersampled ones than 0.35. The dimmest neighbour is left
+    out of the dimmest-neighbour test (`.geometry.second_least`).
     """
     if peaks is None:
         return StarTest(tuning.star_neighbours, tuning.star_dimmest, tuning.star_dimmest_sigma)
@@ -95,7 +95,7 @@ def star_thresholds(frame, peaks, tuning):
     shortfall = 1 - float(np.median(roundness(light)))
     return StarTest(
         tuning.star_neighbours_fraction * float(np.median(light.sum(axis=1) / excess)),
-        tuning.star_dimmest_fraction * float(np.median(light.min(axis=1) / excess)),
+        tuning.star_dimmest_fraction * float(np.median(geo.second_least(light) / excess)),
         tuning.star_dimmest_sigma,
         min(tuning.star_roundness_ceiling, 1 - tuning.star_roundness_spread * shortfall),
         tuning.star_roundness_sigma,
@@ -152,7 +152,7 @@ def star_profile(frame, peaks):
     cy, cx, total = centroids(frame, iy, ix)
     light = geo.around(frame.data, iy, ix, PROFILE_BOX) - frame.sky[iy, ix, None]
     dy, dx = PROFILE_BOX_OFFSETS.T
-    distance = distance_to(cy[:, None], cx[:, None], iy[:, None] + dy, ix[:, None] + dx)
+    distance = geo.distance_to(cy[:, None], cx[:, None], iy[:, None] + dy, ix[:, None] + dx)
     # small integers: the stable sort below is a radix sort
     bins = np.minimum(distance / PROFILE_STEP, PROFILE_BINS).astype(np.uint8).ravel()
     fraction = (light / total[:, None]).ravel()
@@ -521,7 +521,8 @@ def light_left(frame, pixels, stars, profile, offsets=geo.NEIGHBOURS):
 def is_star_top(frame, iy, ix, test):
     """Whether pixels ``iy, ix`` have a star's light around them (a `StarTest`).
 
-    Each neighbour may fall ``test.dimmest_sigma`` sigma short of the
+    The second-dimmest neighbour (`.geometry.second_least`), its light raised by
+    ``test.dimmest_sigma`` times each neighbour's sigma, must reach the
     dimmest-neighbour threshold (on a faint star, noise decides which
     neighbour is dimmest), and each pair of opposite neighbours
     ``test.roundness_sigma`` times a pair's noise (that of two pixels like
@@ -547,20 +548,14 @@ def passes_star_test(light, excess, sigma, test):
     round_enough = lesser + test.roundness_sigma * pair_sigma >= test.roundness * greater
     return (
         (light.sum(axis=1) >= test.neighbours * excess)
-        & ((light + test.dimmest_sigma * sigma).min(axis=1) >= test.dimmest * excess)
+        & (geo.second_least(light + test.dimmest_sigma * sigma) >= test.dimmest * excess)
         & round_enough.all(axis=1)
     )
 
 
 def star_light(cy, cx, total, iy, ix, radii, profile):
     """Light at pixels ``iy, ix`` of stars centred at ``cy, cx`` with 3 x 3 sums ``total``."""
-    return total * np.interp(distance_to(cy, cx, iy, ix), radii, profile, right=0.0)
-
-
-def distance_to(cy, cx, iy, ix):
-    """Distance from ``cy, cx`` to pixels ``iy, ix`` (several times faster than `numpy.hypot`)."""
-    dy, dx = np.subtract(iy, cy), np.subtract(ix, cx)
-    return np.sqrt(dy * dy + dx * dx)
+    return total * np.interp(geo.distance_to(cy, cx, iy, ix), radii, profile, right=0.0)
 
 
 def drop_on_sources(cosmics, frame, iy, ix, fraction):
