@@ -2,10 +2,10 @@
 
 `detect` is what `~stdpipe_ccd.make_mask` runs with ``mask_cosmics=True``.
 The steps after LACosmic live in their own modules: `.stars` (the star
-veto), `.blends` (flags on blended stars), `.sharp` (rays LACosmic
-missed), `.tracks` (growth and track
-completion) and `.singles` (lone flags and small groups in the noise), over the
-neighbourhood helpers of `.geometry` and the noise model of `.frame`.
+veto), `.blends` (flags on blended stars), `.sharp` (rays LACosmic missed),
+`.tracks` (growth and track completion) and `.singles` (lone flags and
+small groups in the noise), over the neighbourhood helpers of `.geometry`
+and the noise model of `.frame`.
 Their thresholds are the fields of `CosmicRayTuning`. Each step stays only
 while it does no harm against the bare astroscrappy call on any cell of
 the validation matrix (``benchmarks/bench_cosmics_matrix.py``).

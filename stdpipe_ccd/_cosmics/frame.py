@@ -102,9 +102,9 @@ def noise_model(data, known, *, gain, readnoise, gain_known, response, pedestal_
     sky's variance, measured on the lower tail of the pixels in boxes
     (`.SkyModel`'s ``tail_variance_grid``), is more than ``pedestal_ratio``
     times what its level predicts, the sky was subtracted and its variance
-    is added back as a pedestal. Without a gain,
-    the sky's variance is the one measured in boxes, plus the Poisson
-    variance of the sources above it.
+    is added back as a pedestal. Without a gain, the sky's variance is the
+    one measured in boxes, plus the Poisson variance of the sources above
+    it.
     """
     sky = SkyModel(data, known, response)
     if not gain_known:

