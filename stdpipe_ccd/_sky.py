@@ -22,7 +22,8 @@ class SkyModel:
     sky of the flat-fielded frame is still flat but its noise goes as
     1/sqrt(response): the noise is measured on the residuals whitened by the
     response, so vignetted corners get their higher noise without a steep
-    level to follow.
+    level to follow. ``tail_variance_grid`` is the variance from the lower
+    tail alone (`_box_statistics`), for the sky's noise over a whole frame.
     """
 
     def __init__(self, data, known, response):
