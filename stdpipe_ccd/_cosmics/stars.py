@@ -379,9 +379,10 @@ def drop_star_light(cosmics, frame, groups, rays, test, tuning):
     explains (`explained_by_stars`, with `~CosmicRayTuning.star_profile_sigma`)
     go, but for those within `~CosmicRayTuning.track_half_width` of the
     line through two or more pixels that no star explains: the ray's own
-    charge on the star. A group left with a lone pixel that is no local
-    maximum (a ray on a star's steep slope) or that passes the star test (a
-    blend of stars) goes back whole.
+    charge on the star. What is left of the group stays flagged, if only a
+    pixel: putting a group left with a lone pixel back whole saved one ray
+    of the validation matrix and kept 1,730 false flags (22 cells x 5
+    seeds; crowded FWHM 1.6 precision 0.862 with it, 0.891 without).
     """
     iy, ix, group, count = groups
     pick = np.flatnonzero(rays[group] & cosmics[iy, ix])
@@ -390,15 +391,6 @@ def drop_star_light(cosmics, frame, groups, rays, test, tuning):
     lit = explained_by_stars(frame, iy, ix, tuning.star_profile_sigma, (ty, tx))
     lit &= ~on_ray_line(iy, ix, group, ~lit, count, tuning.track_half_width)
     cosmics[iy[lit], ix[lit]] = False
-    left = np.flatnonzero(~lit)
-    ly, lx = iy[left], ix[left]
-    alone = ~geo.around(cosmics, ly, lx, geo.NEIGHBOURS).any(axis=1)
-    slope = (ty[left] != ly) | (tx[left] != lx)  # the climb left a pixel that is no local maximum
-    doubtful = alone & (slope | is_star_top(frame, ly, lx, test))
-    back = np.zeros(count, bool)
-    back[group[left[doubtful]]] = True
-    back = back[group] & lit
-    cosmics[iy[back], ix[back]] = True
 
 
 def on_ray_line(iy, ix, group, ray, count, half_width):

@@ -158,8 +158,8 @@ class CosmicRayTuning:
         them and explains them within this many times its profile plus
         `star_profile_sigma`; but for those within `track_half_width` of the
         line through two or more pixels no star explains (the ray's charge on
-        the star). A group that would be left with a lone pixel on a slope,
-        or one that passes the star test, stays whole. 0 switches this off, and
+        the star). What is left of the group stays flagged, if only a pixel.
+        0 switches this off, and
         `star_light_grow_sigma` with it. Default is 1 (22 cells x 5 seeds:
         precision 0.950 without it and 0.959 with it, higher in every cell,
         crowded FWHM 1.6 0.700 and 0.773, FWHM 1.6 0.932 and 0.953; one ray
