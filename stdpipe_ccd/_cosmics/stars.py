@@ -206,7 +206,7 @@ def drop_star_cores(cosmics, frame, tuning):
             tuning.star_shape_sigma,
             tuning.star_light_grow_sigma,
         )
-        drop_star_light(cosmics, frame, (iy, ix, group, count), ~(star | wing), test, tuning)
+        drop_star_light(cosmics, frame, (iy, ix, group, count), ~(star | wing), tuning)
     if peaks is None:
         on_star = np.flatnonzero(star[group])
         iy, ix, group = iy[on_star], ix[on_star], group[on_star]
@@ -370,7 +370,7 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None):
     return explained
 
 
-def drop_star_light(cosmics, frame, groups, rays, test, tuning):
+def drop_star_light(cosmics, frame, groups, rays, tuning):
     """Unflag the star pixels LACosmic put in the groups of rays.
 
     A ray that hits a star, or a track that crosses one, takes the star's

@@ -159,12 +159,11 @@ class CosmicRayTuning:
         `star_profile_sigma`; but for those within `track_half_width` of the
         line through two or more pixels no star explains (the ray's charge on
         the star). What is left of the group stays flagged, if only a pixel.
-        0 switches this off, and
-        `star_light_grow_sigma` with it. Default is 1 (22 cells x 5 seeds:
-        precision 0.950 without it and 0.959 with it, higher in every cell,
-        crowded FWHM 1.6 0.700 and 0.773, FWHM 1.6 0.932 and 0.953; one ray
-        of about 1,490 lost in the crowded FWHM 1.6 cell, 17 sigma across the
-        core of a star of 2,300 sigma).
+        0 switches this off, and `star_light_grow_sigma` with it. Default is 1
+        (22 cells x 5 seeds: precision 0.950 without it and 0.959 with it,
+        higher in every cell, crowded FWHM 1.6 0.700 and 0.773, FWHM 1.6 0.932
+        and 0.953; one ray of about 1,490 lost in the crowded FWHM 1.6 cell,
+        17 sigma across the core of a star of 2,300 sigma).
     star_light_grow_sigma : float
         Growth, track completion and the rims of faint rays add no pixel that
         a star explains, as above, within its profile plus this many sigma:
