@@ -1,11 +1,13 @@
 """Pieces of the cosmic-ray steps, against exact answers."""
 
+import functools
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from stdpipe_ccd import CosmicRayTuning, validation
-from stdpipe_ccd._cosmics import blends, geometry, sharp, singles, stars, tracks
+from stdpipe_ccd._cosmics import blends, geometry, shape, sharp, singles, stars, tracks
 from stdpipe_ccd._cosmics.frame import Frame
 
 OFFSETS = np.linspace(-0.45, 0.45, 7)
@@ -87,6 +89,45 @@ def test_star_test_passes_stars_at_every_phase(psf, fwhm):
         stars.roundness(stars.neighbour_light(frame, *tops)[0]) >= max(test.roundness, 0.35)
     ).all()
     assert stars.is_star_top(frame, *tops, test).all()
+
+
+def star_light_of(frame, tops):
+    """The frame's stars (`.shape.StarLight`) measured on ``tops``, as the veto leaves them."""
+    test = stars.star_thresholds(frame, tops, CosmicRayTuning())
+    is_star = functools.partial(stars.is_bright_star_top, test=test, nsigma=5.0)
+    star_shape = shape.StarShape(frame, tops, centroids=stars.centroids, is_star=is_star)
+    return shape.StarLight(star_shape, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("psf", "fwhm"),
+    [("gaussian", 1.6), ("moffat", 1.6), ("gaussian", 2.5), ("moffat", 3.0), ("moffat", 6.0)],
+)
+def test_star_shape_tells_a_top_from_a_ray_on_it_at_every_phase(psf, fwhm):
+    """The star shape, integrated over pixels, predicts a star's 5 x 5 box at any phase.
+
+    Within 1.5 % of the peak (the median radial profile of the veto misses
+    by 1.8 to 4.7 %), from the top's 8 neighbours: with the photon noise of
+    the stars, every top is its star's light, and none with a ray of 10
+    sigma on it.
+    """
+    frame, tops = star_grid(psf, fwhm)
+    frame = Frame(frame.data, frame.known, frame.sky, frame.data.copy())  # gain 1
+    frame.stars = star_light_of(frame, tops)
+    fits = frame.stars.shape.tops(frame, *tops)
+    assert (fits[0] == 1).all()
+    assert (fits[4] == 1).all()
+    dy, dx = np.array(geometry.BOX2).T
+    box = tops[0][:, None] + dy, tops[1][:, None] + dx
+    light = frame.data[box] - 100.0
+    predicted = frame.stars.shape.light(fits[:, :, None], *box)
+    assert np.abs(predicted - light).max() <= 0.015 * light.max(axis=1).min()
+    assert shape.explained_by_stars(frame, *tops, 3.0).all()
+    # the stars' fits come from the neighbours, which a ray on the top leaves alone
+    frame.data[tops] += 10 * frame.sigma[tops]
+    hit = refreshed(frame)
+    hit.stars = frame.stars
+    assert not shape.explained_by_stars(hit, *tops, 3.0).any()
 
 
 @pytest.mark.parametrize("angle", np.arange(0, 180, 15))
@@ -425,12 +466,14 @@ def test_a_track_across_a_star_keeps_its_line_and_the_star_its_light(psf, fwhm):
     """A track that crosses a star takes the star's pixels into LACosmic's group.
 
     The track's pixels stay flagged, on the star too; the star's pixels
-    more than a pixel off its line go (but for the star's own top, which no
-    other star explains), and growth from the track does not add them back.
+    more than a pixel off its line go, its top too (its neighbours follow
+    the frame's star shape), and growth from the track does not add them
+    back. The noise is the photon noise of the stars (gain 1).
     """
     frame, tops = star_grid(psf, fwhm)
     y, x = tops[0][24], tops[1][24]
-    frame.data[y - 2, x - 10 : x + 11] += 500.0  # a track of 500 sigma two rows above the top
+    frame.data[y - 2, x - 10 : x + 11] += 5000.0  # a track of 500 sigma two rows above the top
+    frame = Frame(frame.data, frame.known, frame.sky, frame.data.copy())
     group = np.zeros(frame.data.shape, bool)
     group[y - 2, x - 10 : x + 11] = True
     group[y - 1 : y + 2, x - 1 : x + 2] = True
@@ -439,11 +482,10 @@ def test_a_track_across_a_star_keeps_its_line_and_the_star_its_light(psf, fwhm):
     stars.drop_star_cores(kept, frame, CosmicRayTuning())  # the frame keeps its stars for growth
     assert kept[y - 2].sum() == 21
     assert kept[y - 1, x - 1 : x + 2].all()  # within a pixel of the line
-    assert np.flatnonzero(kept[y]).tolist() == [x]
-    assert not kept[y + 1].any()
+    assert not kept[y:].any()
     tracks.grow(kept, frame, CosmicRayTuning())
-    assert np.flatnonzero(kept[y]).tolist() == [x]
-    assert not kept[y + 1 :].any()
+    assert kept[y - 2].sum() == 21
+    assert not kept[y:].any()
 
 
 def test_flags_on_a_star_beyond_the_edge_go_and_a_ray_there_stays():

@@ -35,7 +35,7 @@ class Frame:
         # be copied at every gather
         self.data, self.known, self.sky = np.ascontiguousarray(data), known, sky
         self.sigma = np.sqrt(variance, out=variance)
-        #: the frame's stars (`.stars.StarLight`), once the star veto has measured them
+        #: the frame's stars (`.shape.StarLight`), once the star veto has measured them
         self.stars = None
         self._uphill = None  # the flat index of each pixel's step uphill, once known
         self._peak_sigma = peak_sigma

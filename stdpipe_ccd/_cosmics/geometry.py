@@ -29,6 +29,8 @@ _AHEAD = [(0, 1), (1, -1), (1, 0), (1, 1)]
 GATHER_CHUNK = 1 << 15
 #: pixels per block of `peaks_above` (its temporaries stay in the cache)
 SEARCH_BLOCK = 1 << 18
+#: a flagged pixel is followed uphill at most this many pixels to the top of its star
+CLIMB_STEPS = 8
 #: above this fraction of the image flagged, `groups` labels the whole image
 DENSE_FRACTION = 1 / 30
 

@@ -1,10 +1,12 @@
 """The star veto: LACosmic's flags on star cores are dropped, the test calibrated on the frame."""
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
 
 from . import geometry as geo
+from .shape import StarLight, StarShape, explained_by_stars
 
 #: the star profile is measured this far (pixels) from the peak, in steps of PROFILE_STEP
 PROFILE_RADIUS = 6
@@ -14,8 +16,6 @@ PROFILE_BOX = geo.box(PROFILE_RADIUS)
 PROFILE_BOX_OFFSETS = np.array(PROFILE_BOX)
 #: at most about this many stars are measured for the profile
 PROFILE_STARS = 1000
-#: a flagged pixel is followed uphill at most this many pixels to the top of its star
-CLIMB_STEPS = 8
 
 
 def bright_peaks(cosmics, frame, tuning):
@@ -199,13 +199,16 @@ def drop_star_cores(cosmics, frame, tuning):
     )
     drop_edge_slopes(cosmics, frame, (iy, ix, group, count), (py, px), tops, tuning)
     if peaks is not None and tuning.star_light_slack:
-        frame.stars = StarLight(
-            test,
-            profile,
-            tuning.star_light_slack,
-            tuning.star_shape_sigma,
-            tuning.star_light_grow_sigma,
+        shape = StarShape(
+            frame,
+            peaks,
+            centroids=centroids,
+            is_star=functools.partial(
+                is_bright_star_top, test=test, nsigma=tuning.star_shape_sigma
+            ),
+            slack=tuning.star_light_slack,
         )
+        frame.stars = StarLight(shape, tuning.star_light_slack, tuning.star_light_grow_sigma)
         drop_star_light(cosmics, frame, (iy, ix, group, count), ~(star | wing), tuning)
     if peaks is None:
         on_star = np.flatnonzero(star[group])
@@ -274,11 +277,11 @@ def star_groups(cosmics, frame, groups, peaks, stars, tuning):
     edge = geo.edge_distance(frame.data.shape, py, px)
     track = geo.is_track(group, iy, ix, count, tuning.track_extent, edge < tuning.track_edge_margin)
     star = is_star_top(frame, py, px, test) & ~track
-    sy, sx = geo.climb(frame.data, py, px, CLIMB_STEPS, radius=2)
+    sy, sx = geo.climb(frame.data, py, px, geo.CLIMB_STEPS, radius=2)
     closest = np.full(count, np.inf)
     np.minimum.at(closest, group, np.hypot(iy - sy[group], ix - sx[group]))
     at_top = cosmics[sy, sx] | (closest <= tuning.star_top_reach)
-    ty, tx = frame.climb(py, px, CLIMB_STEPS)
+    ty, tx = frame.climb(py, px, geo.CLIMB_STEPS)
     if tuning.star_beside_brighter:
         # a local maximum, bright enough that noise does not make a ray on a faint
         # wing pass the test
@@ -329,47 +332,6 @@ def drop_edge_slopes(cosmics, frame, groups, peaks, tops, tuning):
     drop_on_sources(cosmics, frame, iy[on_slope], ix[on_slope], tuning.smooth_fraction)
 
 
-class StarLight(NamedTuple):
-    """The frame's stars, as the steps after the veto tell their light (`explained_by_stars`)."""
-
-    test: StarTest
-    profile: tuple
-    slack: float
-    min_peak: float
-    grow_sigma: float
-
-
-def explained_by_stars(frame, iy, ix, nsigma, tops=None):
-    """Whether the light of a star explains pixels ``iy, ix`` (`StarLight` in ``frame.stars``).
-
-    The star is the one whose top a pixel's climb reaches, not the pixel
-    itself (a ray on a galaxy passes the star test), a top ``min_peak``
-    sigma above the sky that passes the star test. Its light, from the
-    frame's star profile, explains a pixel that is at most ``slack`` times
-    that plus ``nsigma`` sigma above the sky, and that the star adds a
-    sigma to at least (the climb from a faint ray on the sky may end on a
-    distant star). ``tops``: where the pixels' climbs end, if known.
-    """
-    stars = frame.stars
-    explained = np.zeros(iy.size, bool)
-    if stars is None or not iy.size:
-        return explained
-    ty, tx = frame.climb(iy, ix, CLIMB_STEPS) if tops is None else tops
-    top = np.flatnonzero((ty != iy) | (tx != ix))
-    # many pixels climb to one top: each is tested and measured once
-    index, which = np.unique(ty[top] * frame.data.shape[1] + tx[top], return_inverse=True)
-    uy, ux = np.divmod(index, frame.data.shape[1])
-    star = frame.excess(uy, ux) >= stars.min_peak * frame.sigma[uy, ux]
-    star[star] = is_star_top(frame, uy[star], ux[star], stars.test)
-    top, which = top[star[which]], (np.cumsum(star) - 1)[which[star[which]]]
-    cy, cx, total = (value[which] for value in centroids(frame, uy[star], ux[star]))
-    iy, ix, sigma = iy[top], ix[top], frame.sigma[iy[top], ix[top]]
-    light = star_light(cy, cx, total, iy, ix, *stars.profile)
-    excess = frame.excess(iy, ix)
-    explained[top] = (light >= sigma) & (excess <= stars.slack * light + nsigma * sigma)
-    return explained
-
-
 def drop_star_light(cosmics, frame, groups, rays, tuning):
     """Unflag the star pixels LACosmic put in the groups of rays.
 
@@ -387,7 +349,7 @@ def drop_star_light(cosmics, frame, groups, rays, tuning):
     iy, ix, group, count = groups
     pick = np.flatnonzero(rays[group] & cosmics[iy, ix])
     iy, ix, group = iy[pick], ix[pick], group[pick]
-    ty, tx = frame.climb(iy, ix, CLIMB_STEPS)
+    ty, tx = frame.climb(iy, ix, geo.CLIMB_STEPS)
     lit = explained_by_stars(frame, iy, ix, tuning.star_profile_sigma, (ty, tx))
     lit &= ~on_ray_line(iy, ix, group, ~lit, count, tuning.track_half_width)
     cosmics[iy[lit], ix[lit]] = False
@@ -397,14 +359,25 @@ def on_ray_line(iy, ix, group, ray, count, half_width):
     """Whether pixels lie within ``half_width`` of the line through their group's ``ray`` pixels.
 
     Only for groups with two ``ray`` pixels or more, through which the
-    line is their long axis.
+    line is their long axis, from the first of them to the last: a short
+    ray beside a star does not keep the star's core on the line drawn on
+    beyond its end (22 cells x 5 seeds: crowded FWHM 1.6 precision 0.904
+    with the whole line, 0.908 with its segment; crowded 0.965 and 0.967).
     """
     weight = ray.astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):  # groups without ray pixels
         centre, axis, _, _ = geo.group_axes(iy, ix, group, weight, count)
-    across = (iy - centre[group, 0]) * axis[group, 1] - (ix - centre[group, 1]) * axis[group, 0]
+    dy, dx = iy - centre[group, 0], ix - centre[group, 1]
+    across = dy * axis[group, 1] - dx * axis[group, 0]
+    along = dy * axis[group, 0] + dx * axis[group, 1]
+    # the line runs from the first ray pixel to the last, and half_width beyond
+    first, last = np.full(count, np.inf), np.full(count, -np.inf)
+    np.minimum.at(first, group[ray], along[ray])
+    np.maximum.at(last, group[ray], along[ray])
     lined = np.bincount(group, weights=weight, minlength=count) >= 2
-    return lined[group] & (np.abs(np.nan_to_num(across, nan=np.inf)) <= half_width)
+    near = np.abs(np.nan_to_num(across, nan=np.inf)) <= half_width
+    near &= (along >= first[group] - half_width) & (along <= last[group] + half_width)
+    return lined[group] & near
 
 
 def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_tops=True):
@@ -429,7 +402,7 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     explained = excess <= slack * own_light + nsigma * sigma
     # another star's light only adds to the star's: the climb is for the pixels it leaves
     other = np.flatnonzero(~explained)
-    ty, tx = frame.climb(iy[other], ix[other], CLIMB_STEPS)
+    ty, tx = frame.climb(iy[other], ix[other], geo.CLIMB_STEPS)
     own_top = (ty == iy[other]) & (tx == ix[other])
     uphill = ~own_top & ((ty != top_y[other]) | (tx != top_x[other]))
     uphill[uphill] = is_star_top(frame, ty[uphill], tx[uphill], test)
@@ -508,6 +481,13 @@ def light_left(frame, pixels, stars, profile, offsets=geo.NEIGHBOURS):
         cy[:, None], cx[:, None], total[:, None], iy[:, None] + dy, ix[:, None] + dx, radii, profile
     )
     return light, excess - star_light(cy, cx, total, iy, ix, radii, profile)
+
+
+def is_bright_star_top(frame, iy, ix, *, test, nsigma):
+    """`is_star_top` for pixels ``nsigma`` or more above the sky; False for the others."""
+    star = frame.excess(iy, ix) >= nsigma * frame.sigma[iy, ix]
+    star[star] = is_star_top(frame, iy[star], ix[star], test)
+    return star
 
 
 def is_star_top(frame, iy, ix, test):
