@@ -168,8 +168,8 @@ class CosmicRayTuning:
         and 0.953; one ray of about 1,490 lost in the crowded FWHM 1.6 cell,
         17 sigma across the core of a star of 2,300 sigma). The integrated
         shape in place of the veto's median radial profile took crowded FWHM
-        1.6 from 0.891 to 0.911, crowded from 0.964 to 0.967 and FWHM 1.6
-        from 0.969 to 0.974 (3 rays of about 27,000 lost, 1 found); 1.03
+        1.6 from 0.891 to 0.912, crowded from 0.964 to 0.967 and FWHM 1.6
+        from 0.969 to 0.973 (3 rays of about 27,000 lost, 1 found); 1.03
         took crowded FWHM 1.6 to 0.924 but lost 4 of its rays and, on seeds 5
         to 9, flagged noise 2.3 times the Gaussian rate.
     star_light_grow_sigma : float
