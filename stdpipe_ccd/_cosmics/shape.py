@@ -169,13 +169,12 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None):
 
     The star is the one whose top a pixel's climb reaches, a top
     `~CosmicRayTuning.star_shape_sigma` above the sky that passes the star
-    test. Its light,
-    from the frame's star shape (`.shape.StarShape`) fitted to the top's
-    neighbours, explains a pixel that is at most ``slack`` times that plus
-    ``nsigma`` sigma above the sky, and that the star adds a sigma to at
-    least (the climb from a faint ray on the sky may end on a distant
-    star). A top explains itself only when its neighbours follow the
-    shape: a ray on a galaxy passes the star test. ``tops``: where the
+    test. Its light, from the frame's star shape (`StarShape`) scaled to
+    the top's neighbours, explains a pixel that is at most ``slack`` times
+    that plus ``nsigma`` sigma above the sky, and that the star adds a
+    sigma to at least (the climb from a faint ray on the sky may end on a
+    distant star). A top explains itself only when its neighbours follow
+    the shape: a ray on a galaxy passes the star test. ``tops``: where the
     pixels' climbs end, if known.
     """
     stars = frame.stars
