@@ -40,8 +40,8 @@ def drop_blends(cosmics, frame, stars, tuning):
     if not count:
         return
     py, px = geo.group_peaks(frame.data, iy, ix, group)
-    lift = geo.box_median(frame.data, py, px) - frame.sky[py, px]
-    picked = lift >= tuning.blend_lift * frame.sigma[py, px]
+    lift = geo.box_median(frame.data, py, px) - geo.at(frame.sky, py, px)
+    picked = lift >= tuning.blend_lift * geo.at(frame.sigma, py, px)
     picked &= ~geo.is_track(group, iy, ix, count, tuning.track_extent)
     if not picked.any():
         return
@@ -53,7 +53,7 @@ def drop_blends(cosmics, frame, stars, tuning):
     boxes = Boxes(frame, (gy, gx, gowner), tuning.blend_reach, tuning.blend_min_peak)
     fitted = fit_stars(cosmics, frame, boxes, stars, tuning.blend_min_peak)
     light = tuning.blend_slack * fitted.light(gowner, gy, gx, stars[1])
-    noise = tuning.star_profile_sigma * frame.sigma[gy, gx]
+    noise = tuning.star_profile_sigma * geo.at(frame.sigma, gy, gx)
     unexplained = ~(frame.excess(gy, gx) <= light + noise)
     explained = np.bincount(gowner, unexplained, boxes.groups) == 0
     several = np.bincount(fitted.owner, fitted.amplitude != 0, boxes.groups) >= 2
@@ -219,9 +219,11 @@ def fit_amplitudes(cosmics, frame, owner, tops, centres, profile):
     key = np.unique(owner[:, None] * size + boxes)  # each group's pixels, in order
     at, index = np.divmod(key, size)
     fy, fx = np.divmod(index, nx)
-    free = ~cosmics[fy, fx] & ~frame.known[fy, fx] & (frame.sigma[fy, fx] > 0)
+    free = (
+        ~geo.at(cosmics, fy, fx) & ~geo.at(frame.known, fy, fx) & (geo.at(frame.sigma, fy, fx) > 0)
+    )
     at, fy, fx = at[free], fy[free], fx[free]
-    weight = 1 / frame.sigma[fy, fx]
+    weight = 1 / geo.at(frame.sigma, fy, fx)
     excess = frame.excess(fy, fx) * weight
     groups = np.unique(owner)
     star_edges = np.searchsorted(owner, np.append(groups, groups[-1] + 1))

@@ -33,7 +33,7 @@ class Frame:
     def __init__(self, data, known, sky, variance, peak_sigma=None):
         # the steps gather by flat index: a view of the user's array in another order would
         # be copied at every gather
-        self.data, self.known, self.sky = np.ascontiguousarray(data), known, sky
+        self.data, self.known, self.sky = (np.ascontiguousarray(a) for a in (data, known, sky))
         self.sigma = np.sqrt(variance, out=variance)
         #: the frame's stars (`.shape.StarLight`), once the star veto has measured them
         self.stars = None
@@ -52,7 +52,7 @@ class Frame:
             self._peaks = geo.peaks_above(self.data, self.sky, self.sigma, floor, self.known), floor
         (iy, ix), floor = self._peaks
         if nsigma > floor:
-            above = self.excess(iy, ix) > nsigma * self.sigma[iy, ix]
+            above = self.excess(iy, ix) > nsigma * geo.at(self.sigma, iy, ix)
             iy, ix = iy[above], ix[above]
         return iy, ix
 

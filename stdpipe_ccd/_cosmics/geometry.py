@@ -32,12 +32,21 @@ SEARCH_BLOCK = 1 << 18
 #: a flagged pixel is followed uphill at most this many pixels to the top of its star
 CLIMB_STEPS = 8
 #: above this fraction of the image flagged, `groups` labels the whole image
-DENSE_FRACTION = 1 / 30
+DENSE_FRACTION = 1 / 40
 
 
 def flagged(mask):
     """Rows and columns of the True pixels of a 2-D mask (faster than `numpy.nonzero`)."""
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
+def at(array, iy, ix):
+    """Values of a C-contiguous ``array`` at pixels ``iy, ix``.
+
+    A gather by flat index: two to three times faster than indexing by rows
+    and columns.
+    """
+    return array.ravel().take(np.multiply(iy, array.shape[1]) + ix)
 
 
 def edge_distance(shape, iy, ix):
@@ -149,7 +158,7 @@ def groups(mask):
     many (more than `DENSE_FRACTION` of the image), by `scipy.ndimage.label`.
     """
     from scipy import ndimage
-    from scipy.sparse import coo_matrix
+    from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
     ny, nx = mask.shape
@@ -159,22 +168,24 @@ def groups(mask):
     if index.size > DENSE_FRACTION * flat.size:
         labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
         return iy, ix, labels.ravel()[index] - 1, count
+    position = np.empty(flat.size, np.intp)  # read only where ``mask`` is True
+    position[index] = np.arange(index.size)
     head, tail = [], []  # positions in ``index`` of the two pixels of each link
     for dy, dx in _AHEAD:
         inside = np.flatnonzero((iy + dy < ny) & (ix + dx >= 0) & (ix + dx < nx))
         other = index[inside] + dy * nx + dx
         linked = flat[other]
         head.append(inside[linked])
-        tail.append(np.searchsorted(index, other[linked]))
+        tail.append(position[other[linked]])
     head, tail = np.concatenate(head), np.concatenate(tail)
-    graph = coo_matrix((np.ones(head.size, dtype=np.int8), (head, tail)), (index.size,) * 2)
+    graph = csr_matrix((np.ones(head.size, dtype=np.int8), (head, tail)), (index.size,) * 2)
     count, group = connected_components(graph, directed=False)
     return iy, ix, group, count
 
 
 def group_peaks(data, iy, ix, group):
     """Row and column of the brightest pixel of each group (the last of equals), in group order."""
-    value = data[iy, ix]
+    value = at(data, iy, ix)
     count = group.max() + 1
     peak = np.full(count, -np.inf, value.dtype)  # ufunc.at is many times slower across dtypes
     np.maximum.at(peak, group, value)

@@ -85,7 +85,7 @@ class StarShape:
         cy, cx, total = centroids(frame, iy, ix)
         dy, dx = np.array(SHAPE_DISK).T
         light, sigma = geo.gather_around([frame.data, frame.sigma], iy, ix, SHAPE_DISK)
-        light -= frame.sky[iy, ix, None]
+        light -= geo.at(frame.sky, iy, ix)[:, None]
         weights = _interpolate(
             _knot_table(), iy[:, None] + dy - cy[:, None], ix[:, None] + dx - cx[:, None]
         )
@@ -135,7 +135,7 @@ class StarShape:
             self.table, iy[:, None] + dy - cy[:, None], ix[:, None] + dx - cx[:, None]
         )
         light, sigma = geo.gather_around([frame.data, frame.sigma], iy, ix, geo.NEIGHBOURS)
-        light -= frame.sky[iy, ix, None]
+        light -= geo.at(frame.sky, iy, ix)[:, None]
         weight = 1.0 / (sigma * sigma)
         used = np.ones(light.shape, bool)
         for _ in range(2):
@@ -186,7 +186,7 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None):
     index, which = np.unique(ty * frame.data.shape[1] + tx, return_inverse=True)
     fits = stars.shape.tops(frame, *np.divmod(index, frame.data.shape[1]))[:, which]
     top = np.flatnonzero(fits[0] == 1)
-    fits, iy, ix, sigma = fits[:, top], iy[top], ix[top], frame.sigma[iy[top], ix[top]]
+    fits, iy, ix, sigma = fits[:, top], iy[top], ix[top], geo.at(frame.sigma, iy[top], ix[top])
     light = stars.shape.light(fits, iy, ix)
     # a top is a star's own light only when its neighbours follow the star's shape
     light[(ty[top] == iy) & (tx[top] == ix) & (fits[4] == 0)] = 0.0

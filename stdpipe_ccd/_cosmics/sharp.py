@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import geometry as geo
-from .stars import neighbour_light, on_smooth_source
+from .stars import neighbour_light, sharp_off_sources
 
 #: of a pixel's 8 neighbours, this many of the dimmest are the dark ones round a ray
 DARK_NEIGHBOURS = 6
@@ -26,7 +26,7 @@ def add_sharp_peaks(cosmics, frame, tuning):
     """
     nsigma = tuning.sharp_sigma
     iy, ix = frame.peaks(nsigma)
-    unflagged = ~cosmics[iy, ix]
+    unflagged = ~geo.at(cosmics, iy, ix)
     iy, ix = iy[unflagged], ix[unflagged]
     light, excess = neighbour_light(frame, iy, ix)
     light[geo.around(frame.known, iy, ix, geo.NEIGHBOURS)] = np.inf
@@ -37,6 +37,5 @@ def add_sharp_peaks(cosmics, frame, tuning):
         & (dark <= tuning.sharp_dark_sigma * np.sqrt(DARK_NEIGHBOURS) * sigma)
     )
     iy, ix, sigma = iy[sharp], ix[sharp], sigma[sharp]
-    on_source, height = on_smooth_source(frame, None, iy, ix, tuning.smooth_fraction)
-    keep = ~on_source & (height >= nsigma * sigma)
+    keep = sharp_off_sources(frame, None, iy, ix, tuning.smooth_fraction, nsigma * sigma)
     cosmics[iy[keep], ix[keep]] = True

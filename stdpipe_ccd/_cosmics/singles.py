@@ -26,8 +26,8 @@ def drop_weak_groups(cosmics, frame, sigclip, tuning):
     small = np.flatnonzero(size[group] <= tuning.weak_group_size)
     iy, ix, group = iy[small], ix[small], group[small]
     needed = np.where(size == 1, 1.0, tuning.weak_group_fraction) * sigclip
-    height = frame.data[iy, ix] - geo.box_median(frame.data, iy, ix)
+    height = geo.at(frame.data, iy, ix) - geo.box_median(frame.data, iy, ix)
     margin = np.full(count, -np.inf)
-    np.maximum.at(margin, group, height - needed[group] * frame.sigma[iy, ix])
+    np.maximum.at(margin, group, height - needed[group] * geo.at(frame.sigma, iy, ix))
     weak = margin[group] < 0
     cosmics[iy[weak], ix[weak]] = False

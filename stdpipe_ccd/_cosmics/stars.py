@@ -26,7 +26,7 @@ def bright_peaks(cosmics, frame, tuning):
     round (`roundness`). None when there are fewer than ``star_shape_min``.
     """
     iy, ix = frame.peaks(tuning.star_shape_sigma)
-    unflagged = ~cosmics[iy, ix]
+    unflagged = ~geo.at(cosmics, iy, ix)
     iy, ix = iy[unflagged], ix[unflagged]
     light, _ = neighbour_light(frame, iy, ix)
     peak = roundness(light) >= tuning.star_roundness
@@ -104,7 +104,7 @@ def star_thresholds(frame, peaks, tuning):
 
 def neighbour_light(frame, iy, ix, offsets=geo.NEIGHBOURS):
     """Light above the sky at ``offsets`` (the 8 neighbours) round ``iy, ix``, and their own."""
-    light = geo.around(frame.data, iy, ix, offsets) - frame.sky[iy, ix, None]
+    light = geo.around(frame.data, iy, ix, offsets) - geo.at(frame.sky, iy, ix)[:, None]
     return light, frame.excess(iy, ix)
 
 
@@ -121,7 +121,7 @@ def centroids(frame, iy, ix):
     FWHM 2.5 (up to 0.27 px), which halves the light predicted on the steep
     wing; the Gaussian's is exact there.
     """
-    light = geo.around(frame.data, iy, ix, geo.BOX1) - frame.sky[iy, ix, None]
+    light = geo.around(frame.data, iy, ix, geo.BOX1) - geo.at(frame.sky, iy, ix)[:, None]
     shift, total = centroid_shift(light)
     return iy + shift[:, 0], ix + shift[:, 1], total
 
@@ -150,7 +150,7 @@ def star_profile(frame, peaks):
     step = max(len(iy) // PROFILE_STARS, 1)  # enough for a median; bounded cost
     iy, ix = iy[::step], ix[::step]
     cy, cx, total = centroids(frame, iy, ix)
-    light = geo.around(frame.data, iy, ix, PROFILE_BOX) - frame.sky[iy, ix, None]
+    light = geo.around(frame.data, iy, ix, PROFILE_BOX) - geo.at(frame.sky, iy, ix)[:, None]
     dy, dx = PROFILE_BOX_OFFSETS.T
     distance = geo.distance_to(cy[:, None], cx[:, None], iy[:, None] + dy, ix[:, None] + dx)
     # small integers: the stable sort below is a radix sort
@@ -213,7 +213,7 @@ def drop_star_cores(cosmics, frame, tuning):
     if peaks is None:
         on_star = np.flatnonzero(star[group])
         iy, ix, group = iy[on_star], ix[on_star], group[on_star]
-        drop = np.hypot(iy - py[group], ix - px[group]) <= tuning.star_group_reach
+        drop = geo.distance_to(py[group], px[group], iy, ix) <= tuning.star_group_reach
     else:
         on_star = np.flatnonzero((star | wing)[group])
         iy, ix, group = iy[on_star], ix[on_star], group[on_star]
@@ -230,7 +230,9 @@ def drop_star_cores(cosmics, frame, tuning):
             tuning.star_profile_sigma,
             inner_tops=tuning.star_inner_tops,
         )
-        drop |= ~on_wing & (np.hypot(iy - py[group], ix - px[group]) <= tuning.star_core_radius)
+        drop |= ~on_wing & (
+            geo.distance_to(py[group], px[group], iy, ix) <= tuning.star_core_radius
+        )
         # a wing group goes whole or stays whole: a pixel its star does not explain
         # makes it a ray on the wing
         ray = on_wing & (np.bincount(group, weights=~drop, minlength=count) > 0)[group]
@@ -279,13 +281,13 @@ def star_groups(cosmics, frame, groups, peaks, stars, tuning):
     star = is_star_top(frame, py, px, test) & ~track
     sy, sx = geo.climb(frame.data, py, px, geo.CLIMB_STEPS, radius=2)
     closest = np.full(count, np.inf)
-    np.minimum.at(closest, group, np.hypot(iy - sy[group], ix - sx[group]))
-    at_top = cosmics[sy, sx] | (closest <= tuning.star_top_reach)
+    np.minimum.at(closest, group, geo.distance_to(sy[group], sx[group], iy, ix))
+    at_top = geo.at(cosmics, sy, sx) | (closest <= tuning.star_top_reach)
     ty, tx = frame.climb(py, px, geo.CLIMB_STEPS)
     if tuning.star_beside_brighter:
         # a local maximum, bright enough that noise does not make a ray on a faint
         # wing pass the test
-        own = frame.excess(py, px) >= tuning.star_shape_sigma * frame.sigma[py, px]
+        own = frame.excess(py, px) >= tuning.star_shape_sigma * geo.at(frame.sigma, py, px)
         at_top |= own & (ty == py) & (tx == px)
     if tuning.star_fainter_beside and profile is not None:
         beside = np.flatnonzero(star & ~at_top & (ty == py) & (tx == px))
@@ -295,7 +297,7 @@ def star_groups(cosmics, frame, groups, peaks, stars, tuning):
             frame, (py[beside], px[beside]), brighter, profile, test, ring_level=True
         )
     star &= at_top
-    wing = ~star & ~track & ~cosmics[ty, tx] & (np.maximum(abs(ty - py), abs(tx - px)) == 1)
+    wing = ~star & ~track & ~geo.at(cosmics, ty, tx) & (np.maximum(abs(ty - py), abs(tx - px)) == 1)
     wing &= tuning.star_wing_slack > 0
     wing[wing] = is_star_top(frame, ty[wing], tx[wing], test)
     return star, wing, (ty, tx)
@@ -347,7 +349,7 @@ def drop_star_light(cosmics, frame, groups, rays, tuning):
     seeds; crowded FWHM 1.6 precision 0.862 with it, 0.891 without).
     """
     iy, ix, group, count = groups
-    pick = np.flatnonzero(rays[group] & cosmics[iy, ix])
+    pick = np.flatnonzero(rays[group] & geo.at(cosmics, iy, ix))
     iy, ix, group = iy[pick], ix[pick], group[pick]
     ty, tx = frame.climb(iy, ix, geo.CLIMB_STEPS)
     lit = explained_by_stars(frame, iy, ix, tuning.star_profile_sigma, (ty, tx))
@@ -397,7 +399,7 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     top_y, top_x, cy, cx, total = stars
     radii, profile = profile
     own_light = star_light(cy, cx, total, iy, ix, radii, profile)
-    excess, sigma = frame.excess(iy, ix), frame.sigma[iy, ix]
+    excess, sigma = frame.excess(iy, ix), geo.at(frame.sigma, iy, ix)
     slack = np.broadcast_to(slack, iy.shape)
     explained = excess <= slack * own_light + nsigma * sigma
     # another star's light only adds to the star's: the climb is for the pixels it leaves
@@ -485,7 +487,7 @@ def light_left(frame, pixels, stars, profile, offsets=geo.NEIGHBOURS):
 
 def is_bright_star_top(frame, iy, ix, *, test, nsigma):
     """`is_star_top` for pixels ``nsigma`` or more above the sky; False for the others."""
-    star = frame.excess(iy, ix) >= nsigma * frame.sigma[iy, ix]
+    star = frame.excess(iy, ix) >= nsigma * geo.at(frame.sigma, iy, ix)
     star[star] = is_star_top(frame, iy[star], ix[star], test)
     return star
 
@@ -506,7 +508,7 @@ def is_star_top(frame, iy, ix, test):
 
 def neighbour_sigma(frame, iy, ix):
     """Noise of the 8 neighbours of pixels ``iy, ix``, and their own."""
-    return geo.around(frame.sigma, iy, ix, geo.NEIGHBOURS), frame.sigma[iy, ix]
+    return geo.around(frame.sigma, iy, ix, geo.NEIGHBOURS), geo.at(frame.sigma, iy, ix)
 
 
 def passes_star_test(light, excess, sigma, test):
@@ -534,28 +536,44 @@ def drop_on_sources(cosmics, frame, iy, ix, fraction):
     """Unflag the pixels ``iy, ix`` that sit on a smooth source."""
     if not iy.size:
         return
-    on_source, _ = on_smooth_source(frame, None, iy, ix, fraction)
+    on_source = on_smooth_source(frame, None, iy, ix, fraction)
     cosmics[iy[on_source], ix[on_source]] = False
 
 
-def on_smooth_source(frame, rays, iy, ix, fraction):
-    """Whether each pixel sits on a smooth source, and its excess over its 5 x 5 median.
+def sharp_off_sources(frame, rays, iy, ix, fraction, nsigma):
+    """Whether each pixel stands more than ``nsigma`` sigma out of its 5 x 5 median, on no source.
 
-    On a source, the 5 x 5 median exceeds the sky by more than ``fraction``
-    of the pixel's own excess. The pixels flagged as ``rays`` (if given) are
-    left out of that median: a ray beside another does not sit on a source.
-    Once the veto has measured the frame's stars, a pixel a star explains
-    (`explained_by_stars`, with `StarLight.grow_sigma`) is on a source too:
-    a sharp star's core stands out of its 5 x 5 median.
+    ``nsigma`` times each pixel's sigma, or the heights themselves if
+    ``nsigma`` is an array. Only the pixels that stand out are tested for
+    sitting on a smooth source (`on_smooth_source`), the costly part.
+    """
+    local = geo.box_median(frame.data, iy, ix)
+    needed = nsigma if np.ndim(nsigma) else nsigma * geo.at(frame.sigma, iy, ix)
+    sharp = np.flatnonzero(geo.at(frame.data, iy, ix) - local > needed)
+    keep = np.zeros(iy.size, bool)
+    keep[sharp] = ~on_smooth_source(frame, rays, iy[sharp], ix[sharp], fraction, local[sharp])
+    return keep
+
+
+def on_smooth_source(frame, rays, iy, ix, fraction, local=None):
+    """Whether each pixel sits on a smooth source.
+
+    On a source, the 5 x 5 median (``local``, if known) exceeds the sky by
+    more than ``fraction`` of the pixel's own excess. The pixels flagged as
+    ``rays`` (if given) are left out of that median: a ray beside another
+    does not sit on a source. Once the veto has measured the frame's stars,
+    a pixel a star explains (`explained_by_stars`, with
+    `StarLight.grow_sigma`) is on a source too: a sharp star's core stands
+    out of its 5 x 5 median.
     """
     data, sky, sigma = frame.data, frame.sky, frame.sigma
-    local = geo.box_median(data, iy, ix)
+    local = geo.box_median(data, iy, ix) if local is None else local
     excess = frame.excess(iy, ix)
 
     def lifted(median, i):
-        smooth = median - sky[iy[i], ix[i]]
+        smooth = median - geo.at(sky, iy[i], ix[i])
         # the median of 25 pixels scatters by about a quarter of one pixel's sigma
-        return (smooth > fraction * excess[i]) & (smooth > 0.75 * sigma[iy[i], ix[i]])
+        return (smooth > fraction * excess[i]) & (smooth > 0.75 * geo.at(sigma, iy[i], ix[i]))
 
     on_source = lifted(local, slice(None))
     if rays is not None:
@@ -564,4 +582,4 @@ def on_smooth_source(frame, rays, iy, ix, fraction):
     if frame.stars is not None:
         rest = np.flatnonzero(~on_source)
         on_source[rest] = explained_by_stars(frame, iy[rest], ix[rest], frame.stars.grow_sigma)
-    return on_source, data[iy, ix] - local
+    return on_source

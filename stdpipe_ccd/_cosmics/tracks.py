@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import geometry as geo
-from .stars import on_smooth_source
+from .stars import sharp_off_sources
 
 
 def grow(cosmics, frame, tuning, seeds=None):
@@ -24,10 +24,11 @@ def grow(cosmics, frame, tuning, seeds=None):
         iy, ix = geo.free_neighbours(frontier, cosmics, frame.known)
         # none stands grow_sigma out of its median unless it is that far above the sky,
         # less the scatter of a 5 x 5 median (a quarter sigma) three times over
-        above = data[iy, ix] - sky[iy, ix] > (tuning.grow_sigma - 0.75) * sigma[iy, ix]
+        above = geo.at(data, iy, ix) - geo.at(sky, iy, ix) > (tuning.grow_sigma - 0.75) * geo.at(
+            sigma, iy, ix
+        )
         iy, ix = iy[above], ix[above]
-        on_source, sharpness = on_smooth_source(frame, certain, iy, ix, tuning.smooth_fraction)
-        keep = ~on_source & (sharpness > tuning.grow_sigma * sigma[iy, ix])
+        keep = sharp_off_sources(frame, certain, iy, ix, tuning.smooth_fraction, tuning.grow_sigma)
         frontier = np.ravel_multi_index((iy[keep], ix[keep]), data.shape)
         if not frontier.size:
             break
@@ -41,7 +42,7 @@ def group_significance(cosmics, frame):
     added up, over the square root of their number.
     """
     iy, ix, group, count = geo.groups(cosmics)
-    z = frame.excess(iy, ix) / frame.sigma[iy, ix]
+    z = frame.excess(iy, ix) / geo.at(frame.sigma, iy, ix)
     size = np.bincount(group, minlength=count)
     total = np.bincount(group, z, count) / np.sqrt(size)
     return iy, ix, group, z, size, total
@@ -89,8 +90,8 @@ def complete_tracks(cosmics, frame, tuning):
 
 def on_lit_ring(ring, frame, tuning, iy, ix):
     """Whether the ring median ``ring`` around pixels on a track's line shows a source there."""
-    lift = ring - frame.sky[iy, ix]
-    return (lift > tuning.track_source_sigma * frame.sigma[iy, ix]) & (
+    lift = ring - geo.at(frame.sky, iy, ix)
+    return (lift > tuning.track_source_sigma * geo.at(frame.sigma, iy, ix)) & (
         lift > tuning.track_ring_fraction * frame.excess(iy, ix)
     )
 
@@ -175,10 +176,10 @@ def line_score(frame, tuning, centre, axis, end, steps):
     inside = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
     iy, ix = np.clip(iy, 0, ny - 1), np.clip(ix, 0, nx - 1)
     local = geo.ring_median(data, iy.ravel(), ix.ravel()).reshape(iy.shape)
-    score = (data[iy, ix] - local) / frame.sigma[iy, ix]
+    score = (geo.at(data, iy, ix) - local) / geo.at(frame.sigma, iy, ix)
     # a track is not followed off the image, into masked pixels or into a source
     on_source = on_lit_ring(local, frame, tuning, iy, ix)
-    score[~inside | frame.known[iy, ix] | on_source] = -np.inf
+    score[~inside | geo.at(frame.known, iy, ix) | on_source] = -np.inf
     return score
 
 
@@ -196,6 +197,5 @@ def widen_faint_groups(cosmics, frame, tuning):
     core = certain[group] & (z > tuning.widen_core_sigma)
     index = np.ravel_multi_index((iy[core], ix[core]), cosmics.shape)
     ry, rx = geo.free_neighbours(index, cosmics, frame.known)
-    on_source, sharpness = on_smooth_source(frame, cosmics, ry, rx, tuning.smooth_fraction)
-    add = ~on_source & (sharpness > tuning.widen_sigma * frame.sigma[ry, rx])
+    add = sharp_off_sources(frame, cosmics, ry, rx, tuning.smooth_fraction, tuning.widen_sigma)
     cosmics[ry[add], rx[add]] = True
