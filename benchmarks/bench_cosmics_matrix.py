@@ -168,7 +168,10 @@ def run_cell(size, seeds, options, runners, repeats=1):
     With ``repeats`` above 1, the first two runners (make_mask and the bare
     call) run that many times on each frame, alternately, and each frame
     counts its fastest run: a single run of about a second scatters by
-    several percent, and a busy machine only ever slows a run down.
+    several percent, and a busy machine only ever slows a run down. The
+    time ratio is the median over the frames of each frame's ratio (as in
+    ``bench_masking.py``): the two calls on a frame ran side by side, while
+    the medians of the two columns may come from different frames.
     """
     scores = {name: [] for name in runners}
     seconds = {name: [] for name in runners}
@@ -192,7 +195,8 @@ def run_cell(size, seeds, options, runners, repeats=1):
         row["seconds"] = float(np.median(seconds[name]))
         rows.append(row)
     if len(rows) > 1 and rows[1]["method"] == "astroscrappy":
-        rows[0]["time_ratio"] = rows[0]["seconds"] / rows[1]["seconds"]
+        ours, bare = (np.array(seconds[row["method"]]) for row in rows[:2])
+        rows[0]["time_ratio"] = float(np.median(ours / bare))
     return rows
 
 
