@@ -185,6 +185,8 @@ def star_tops(boxes, rows, fitted, stars, min_peak):
 
     def light_left(pick, columns):
         light = boxes.excess[pick][:, columns]
+        if not fitted.owner.size:  # the first round
+            return light
         rows, cols = boxes.rows[pick][:, columns], boxes.cols[pick][:, columns]
         owner = boxes.owner[pick] if np.ndim(columns) == 0 else boxes.owner[pick, None]
         return light - fitted.light(owner, rows, cols, profile)
