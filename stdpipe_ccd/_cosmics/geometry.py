@@ -41,10 +41,10 @@ def flagged(mask):
 
 
 def at(array, iy, ix):
-    """Values of a C-contiguous ``array`` at pixels ``iy, ix``.
+    """Values of ``array`` at pixels ``iy, ix``.
 
     A gather by flat index: two to three times faster than indexing by rows
-    and columns.
+    and columns (an array that is not C-contiguous is copied first).
     """
     return array.ravel().take(np.multiply(iy, array.shape[1]) + ix)
 

@@ -540,15 +540,16 @@ def drop_on_sources(cosmics, frame, iy, ix, fraction):
     cosmics[iy[on_source], ix[on_source]] = False
 
 
-def sharp_off_sources(frame, rays, iy, ix, fraction, nsigma):
-    """Whether each pixel stands more than ``nsigma`` sigma out of its 5 x 5 median, on no source.
+def sharp_off_sources(frame, rays, iy, ix, fraction, needed):
+    """Whether each pixel stands more than ``needed`` out of its 5 x 5 median, on no source.
 
-    ``nsigma`` times each pixel's sigma, or the heights themselves if
-    ``nsigma`` is an array. Only the pixels that stand out are tested for
-    sitting on a smooth source (`on_smooth_source`), the costly part.
+    ``needed`` is a number of sigma (a number) or each pixel's height (an
+    array). Only the pixels that stand out are tested for sitting on a
+    smooth source (`on_smooth_source`), the costly part.
     """
     local = geo.box_median(frame.data, iy, ix)
-    needed = nsigma if np.ndim(nsigma) else nsigma * geo.at(frame.sigma, iy, ix)
+    if not np.ndim(needed):
+        needed = needed * geo.at(frame.sigma, iy, ix)
     sharp = np.flatnonzero(geo.at(frame.data, iy, ix) - local > needed)
     keep = np.zeros(iy.size, bool)
     keep[sharp] = ~on_smooth_source(frame, rays, iy[sharp], ix[sharp], fraction, local[sharp])
