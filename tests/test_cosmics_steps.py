@@ -420,6 +420,27 @@ def test_groups_and_their_peaks_sparse_or_dense(fraction, monkeypatch):
     np.testing.assert_array_equal(np.flatnonzero(inner & (data > others)), ly * mask.shape[1] + lx)
 
 
+@pytest.mark.parametrize("block", [1 << 18, 4 * 90, 7 * 90])
+def test_peaks_above_are_the_unmasked_local_maxima_above_the_threshold(block, monkeypatch):
+    """The block-by-block peak search finds what one test of the whole image finds.
+
+    Ties (integer values), masked pixels, and blocks of 4 or 7 rows whose
+    edges cut through the peaks' neighbourhoods.
+    """
+    monkeypatch.setattr(geometry, "SEARCH_BLOCK", block)
+    rng = np.random.default_rng(8)
+    data = np.round(ndimage.gaussian_filter(rng.normal(size=(70, 90)), 1.5) * 30)
+    data = data.astype(np.float32)
+    sky, sigma = np.full_like(data, -2.0), np.full_like(data, 1.5)
+    known = rng.random(data.shape) < 0.05
+    iy, ix = geometry.peaks_above(data, sky, sigma, 3.0, known)
+    others = ndimage.maximum_filter(data, footprint=np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]]))
+    expected = (data > others) & (data - sky > 3.0 * sigma) & ~known
+    expected[[0, -1], :] = expected[:, [0, -1]] = False
+    np.testing.assert_array_equal(iy * data.shape[1] + ix, np.flatnonzero(expected))
+    assert expected.sum() > 20
+
+
 def test_pixels_below_a_fainter_top_are_its_slope():
     """A pixel beside a fainter star's top, with less of the light left, is that star's slope."""
     iy = np.array([10, 10, 11, 13, 9])
