@@ -14,7 +14,6 @@ def grow(cosmics, frame, tuning, seeds=None):
     A ray that is certain (`certain_rays`) is no source for the pixels beside
     it; a lone faint detection may be a noise peak on a star, so it counts.
     """
-    data, sky, sigma = frame.data, frame.sky, frame.sigma
     flat_cosmics = cosmics.ravel()
     frontier = np.flatnonzero(flat_cosmics if seeds is None else seeds)
     if not frontier.size:
@@ -24,12 +23,11 @@ def grow(cosmics, frame, tuning, seeds=None):
         iy, ix = geo.free_neighbours(frontier, cosmics, frame.known)
         # none stands grow_sigma out of its median unless it is that far above the sky,
         # less the scatter of a 5 x 5 median (a quarter sigma) three times over
-        above = geo.at(data, iy, ix) - geo.at(sky, iy, ix) > (tuning.grow_sigma - 0.75) * geo.at(
-            sigma, iy, ix
-        )
+        sigma = geo.at(frame.sigma, iy, ix)
+        above = frame.excess(iy, ix) > (tuning.grow_sigma - 0.75) * sigma
         iy, ix = iy[above], ix[above]
         keep = sharp_off_sources(frame, certain, iy, ix, tuning.smooth_fraction, tuning.grow_sigma)
-        frontier = np.ravel_multi_index((iy[keep], ix[keep]), data.shape)
+        frontier = np.ravel_multi_index((iy[keep], ix[keep]), cosmics.shape)
         if not frontier.size:
             break
         flat_cosmics[frontier] = True
