@@ -387,7 +387,12 @@ def test_a_fainter_star_inside_a_brighter_ones_group_loses_its_flags(psf):
     frame.data[y - 12 : y + 13, x - 8 : x + 17] += 3e4 * validation._psf_stamp(
         psf, 1.6, 4.765, 0.0, 0.0, 12
     )
-    assert np.flatnonzero(veto(frame, group, star_inner_tops=False)[y]).tolist() == [x + 4]
+    # the fainter top is no bright star's light: without the inner tops, or the star shape
+    # that explains it after the veto, it stays flagged
+    unexplained = veto(frame, group, star_inner_tops=False, star_light_slack=0.0)
+    assert np.flatnonzero(unexplained[y]).tolist() == [x + 4]
+    assert not veto(frame, group, star_light_slack=0.0).any()
+    assert not veto(frame, group, star_inner_tops=False).any()
     assert not veto(frame, group).any()
     frame.data[:] = clean
     frame.data[y, x + 4] += 1000.0

@@ -32,8 +32,10 @@ SHAPE_SUB = 5
 SHAPE_STARS = 60
 #: the pixels of a star fitted for the shape: within SHAPE_RADIUS of its top
 SHAPE_DISK = [(dy, dx) for dy, dx in geo.box(SHAPE_RADIUS) if dy * dy + dx * dx <= SHAPE_RADIUS**2]
-#: a pixel this many sigma above a fit is left out of it (a neighbour, a ray)
+#: a pixel this many sigma above a fit is left out of it (a neighbour, a ray) ...
 CLIP_SIGMA = 3
+#: ... plus this fraction of its fitted light: the shape is 1-3 % off on bright stars
+CLIP_FRACTION = 0.1
 
 
 @functools.cache
@@ -106,9 +108,9 @@ class StarShape:
         Returns rows: star (1 or 0), centroid (rows, columns), amplitude,
         and whether the shape fits (1 or 0; NaN for no star). The amplitude
         is fitted on the top's 8 neighbours (a ray on the top does not lift
-        it), less those `CLIP_SIGMA` above a first fit; the shape fits when
-        none is: on a galaxy, or on a ray that passes the star test, the
-        neighbours do not follow it.
+        it), less those `CLIP_SIGMA` sigma and `CLIP_FRACTION` of their light
+        above a first fit; the shape fits when none is: on a galaxy, or on a
+        ray that passes the star test, the neighbours do not follow it.
         """
         index = iy * frame.data.shape[1] + ix
         where = np.searchsorted(self._index, index)
@@ -141,7 +143,8 @@ class StarShape:
         for _ in range(2):
             w = used * weight * model
             amplitude = (w * light).sum(axis=1) / np.maximum((w * model).sum(axis=1), 1e-30)
-            used &= light - self._slack * amplitude[:, None] * model < CLIP_SIGMA * sigma
+            fitted = self._slack * amplitude[:, None] * model
+            used &= light - fitted < CLIP_SIGMA * sigma + CLIP_FRACTION * fitted
         found[1:, star] = cy, cx, amplitude, used.all(axis=1)
         return found
 
@@ -164,7 +167,7 @@ class StarLight(NamedTuple):
     grow_sigma: float
 
 
-def explained_by_stars(frame, iy, ix, nsigma, tops=None):
+def explained_by_stars(frame, iy, ix, nsigma, tops=None, slack=None):
     """Whether the light of a star explains pixels ``iy, ix`` (`StarLight` in ``frame.stars``).
 
     The star is the one whose top a pixel's climb reaches, a top
@@ -175,7 +178,7 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None):
     sigma to at least (the climb from a faint ray on the sky may end on a
     distant star). A top explains itself only when its neighbours follow
     the shape: a ray on a galaxy passes the star test. ``tops``: where the
-    pixels' climbs end, if known.
+    pixels' climbs end, if known; ``slack``: in place of `StarLight.slack`.
     """
     stars = frame.stars
     explained = np.zeros(iy.size, bool)
@@ -191,5 +194,6 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None):
     # a top is a star's own light only when its neighbours follow the star's shape
     light[(ty[top] == iy) & (tx[top] == ix) & (fits[4] == 0)] = 0.0
     excess = frame.excess(iy, ix)
-    explained[top] = (light >= sigma) & (excess <= stars.slack * light + nsigma * sigma)
+    slack = stars.slack if slack is None else slack
+    explained[top] = (light >= sigma) & (excess <= slack * light + nsigma * sigma)
     return explained

@@ -13,6 +13,8 @@ def grow(cosmics, frame, tuning, seeds=None):
     the first those of ``seeds`` (a boolean image; all flagged pixels if None).
     A ray that is certain (`certain_rays`) is no source for the pixels beside
     it; a lone faint detection may be a noise peak on a star, so it counts.
+    The star pixels the veto unflagged in a ray's group (`.frame.Frame.star_light`)
+    are not flagged again.
     """
     flat_cosmics = cosmics.ravel()
     frontier = np.flatnonzero(flat_cosmics if seeds is None else seeds)
@@ -25,6 +27,7 @@ def grow(cosmics, frame, tuning, seeds=None):
         # less the scatter of a 5 x 5 median (a quarter sigma) three times over
         sigma = geo.at(frame.sigma, iy, ix)
         above = frame.excess(iy, ix) > (tuning.grow_sigma - 0.75) * sigma
+        above[above] = ~frame.is_star_light(iy[above], ix[above])
         iy, ix = iy[above], ix[above]
         keep = sharp_off_sources(frame, certain, iy, ix, tuning.smooth_fraction, tuning.grow_sigma)
         frontier = np.ravel_multi_index((iy[keep], ix[keep]), cosmics.shape)

@@ -365,6 +365,7 @@ class CosmicRayTuning:
     star_profile_sigma: float = 3.0
     star_inner_tops: bool = True
     star_light_slack: float = 1.0
+    star_light_off_line: float = 1.05
     star_light_grow_sigma: float = 1.0
     star_slope_ray_light: float = 1.0
     star_group_reach: float = 4.0
