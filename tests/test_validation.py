@@ -86,14 +86,14 @@ def test_undersampled_star_cores_cut_tenfold():
 def test_crowded_undersampled_field_rays_keep_few_star_pixels():
     """A crowded field of undersampled stars: LACosmic flags ten star pixels for each ray pixel.
 
-    The veto leaves about one false flag in ten (0.89; 0.87 while a ray's
-    group left with a lone pixel was put back whole), with the recall of
-    the bare call or better.
+    The veto leaves about one false flag in thirteen (0.925; 0.914 before
+    the star shape's own error was allowed for, 0.89 before the star shape),
+    with the recall of the bare call or better.
     """
     cell = {"n_stars": 8000, "fwhm": 1.6}
     mine, peer = mean_scores(ours, dict(cell)), mean_scores(bare, dict(cell))
     assert peer["precision"] < 0.1
-    assert mine["precision"] >= 0.885
+    assert mine["precision"] >= 0.915
     assert mine["recall"] >= peer["recall"]
     assert mine["star_cores"] <= peer["star_cores"] / 10
     assert mine["noise_ratio"] <= min(2.0, peer["noise_ratio"])
