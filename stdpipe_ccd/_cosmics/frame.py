@@ -37,7 +37,7 @@ class Frame:
         self.sigma = np.sqrt(variance, out=variance)
         #: the frame's stars (`.shape.StarLight`), once the star veto has measured them
         self.stars = None
-        #: flat indices (sorted) of the star pixels the veto unflagged in the groups of rays
+        #: flat indices of the star pixels the veto unflagged in the groups of rays
         self.star_light = np.zeros(0, np.intp)
         self._uphill = None  # the flat index of each pixel's step uphill, once known
         self._peak_sigma = peak_sigma
@@ -90,11 +90,7 @@ class Frame:
 
     def is_star_light(self, iy, ix):
         """Whether pixels ``iy, ix`` are among the `star_light` the veto unflagged."""
-        index = iy * self.data.shape[1] + ix
-        if not self.star_light.size:
-            return np.zeros(index.shape, bool)
-        at = np.minimum(np.searchsorted(self.star_light, index), self.star_light.size - 1)
-        return self.star_light[at] == index
+        return np.isin(iy * self.data.shape[1] + ix, self.star_light)
 
     def excess(self, iy, ix):
         """Value above the sky of pixels ``iy, ix``."""

@@ -368,7 +368,7 @@ def drop_star_light(cosmics, frame, groups, rays, tuning):
     )
     lit &= ~line
     cosmics[iy[lit], ix[lit]] = False
-    frame.star_light = np.sort(iy[lit] * cosmics.shape[1] + ix[lit])
+    frame.star_light = iy[lit] * cosmics.shape[1] + ix[lit]
 
 
 def on_ray_line(iy, ix, group, ray, count, half_width):
