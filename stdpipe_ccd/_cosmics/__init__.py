@@ -4,8 +4,9 @@
 The steps after LACosmic live in their own modules: `.stars` (the star
 veto), `.blends` (flags on blended stars), `.sharp` (rays LACosmic missed),
 `.tracks` (growth and track completion) and `.singles` (lone flags and
-small groups in the noise), over the neighbourhood helpers of `.geometry`
-and the noise model of `.frame`.
+small groups in the noise), over the neighbourhood helpers of `.geometry`,
+the noise model of `.frame`, the star shape of `.shape` and the tests for
+a smooth source of `.sources`.
 Their thresholds are the fields of `CosmicRayTuning`. Each step stays only
 while it does no harm against the bare astroscrappy call on any cell of
 the validation matrix (``benchmarks/bench_cosmics_matrix.py``).

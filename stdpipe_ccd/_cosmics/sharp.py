@@ -3,7 +3,8 @@
 import numpy as np
 
 from . import geometry as geo
-from .stars import neighbour_light, sharp_off_sources
+from .sources import sharp_off_sources
+from .stars import neighbour_light
 
 #: of a pixel's 8 neighbours, this many of the dimmest are the dark ones round a ray
 DARK_NEIGHBOURS = 6
@@ -21,7 +22,7 @@ def add_sharp_peaks(cosmics, frame, tuning):
     to at most `~CosmicRayTuning.sharp_dark_sigma` times its noise (a masked
     neighbour is never dark). A star's top has light all round, at any
     pixel phase and any FWHM. Peaks on a smooth source
-    (`.stars.on_smooth_source`) are left alone. Growth and the weak-groups
+    (`.sources.on_smooth_source`) are left alone. Growth and the weak-groups
     check then treat the peaks as any flagged ray.
     """
     nsigma = tuning.sharp_sigma

@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import geometry as geo
-from .stars import sharp_off_sources
+from .sources import sharp_off_sources
 
 
 def grow(cosmics, frame, tuning, seeds=None):
