@@ -37,7 +37,7 @@ class Frame:
         self.sigma = np.sqrt(variance, out=variance)
         #: the frame's stars (`.shape.StarLight`), once the star veto has measured them
         self.stars = None
-        #: flat indices of the star pixels the veto unflagged in the groups of rays
+        #: flat indices (sorted) of the star pixels the veto unflagged in the groups of rays
         self.star_light = np.zeros(0, np.intp)
         self._uphill = None  # the flat index of each pixel's step uphill, once known
         self._peak_sigma = peak_sigma
@@ -78,8 +78,8 @@ class Frame:
             if unknown.size:
                 y, x = np.divmod(at[unknown], nx)
                 best = np.argmax(geo.around(self.data, y, x, geo.BOX1), axis=1)
-                y = np.clip(y + _BOX1_OFFSETS[best, 0], 0, ny - 1)
-                to[unknown] = y * nx + np.clip(x + _BOX1_OFFSETS[best, 1], 0, nx - 1)
+                y = geo.clip(y + _BOX1_OFFSETS[best, 0], ny)
+                to[unknown] = y * nx + geo.clip(x + _BOX1_OFFSETS[best, 1], nx)
                 self._uphill[at[unknown]] = to[unknown]
             step = to != at
             moving = moving[step]
@@ -90,7 +90,12 @@ class Frame:
 
     def is_star_light(self, iy, ix):
         """Whether pixels ``iy, ix`` are among the `star_light` the veto unflagged."""
-        return np.isin(iy * self.data.shape[1] + ix, self.star_light)
+        index = iy * self.data.shape[1] + ix
+        if not self.star_light.size:
+            return np.zeros(index.shape, bool)
+        # sorted already: a search, without the sorts of numpy.isin
+        found = np.searchsorted(self.star_light, index)
+        return self.star_light.take(np.minimum(found, self.star_light.size - 1)) == index
 
     def excess(self, iy, ix):
         """Value above the sky of pixels ``iy, ix``."""
@@ -123,7 +128,7 @@ def noise_model(data, known, *, gain, readnoise, gain_known, response, pedestal_
         pedestal = measured * gain - level - readnoise**2 / gain
     counts = np.add(data, np.float32(pedestal), dtype=np.float32)
     counts[known] = level + pedestal  # NaN or saturated: the sky's noise
-    np.clip(counts, 0.0, None, out=counts)
+    np.maximum(counts, 0.0, out=counts)
     scale = np.float32(gain) if response is None else gain * sky.response.astype(np.float32)
     variance = counts / scale
     variance += (readnoise / scale) ** 2

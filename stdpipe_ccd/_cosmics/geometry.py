@@ -49,6 +49,15 @@ def at(array, iy, ix):
     return array.ravel().take(np.multiply(iy, array.shape[1]) + ix)
 
 
+def clip(index, size):
+    """``index`` (rows or columns) clipped to 0 to ``size - 1``, in place.
+
+    Several times faster than `numpy.clip` on the small integer arrays of
+    the steps, which it spends checking the integer type's limits.
+    """
+    return np.minimum(np.maximum(index, 0, out=index), size - 1, out=index)
+
+
 def edge_distance(shape, iy, ix):
     """Distance (pixels) of pixels ``iy, ix`` from the nearest edge of a frame of ``shape``."""
     ny, nx = shape
@@ -89,8 +98,7 @@ def indices_around(shape, iy, ix, offsets):
         (iy < -dy.min()) | (iy >= ny - dy.max()) | (ix < -dx.min()) | (ix >= nx - dx.max())
     )
     if edge.size:
-        rows = np.clip(iy[edge, None] + dy, 0, ny - 1)
-        index[edge] = rows * nx + np.clip(ix[edge, None] + dx, 0, nx - 1)
+        index[edge] = clip(iy[edge, None] + dy, ny) * nx + clip(ix[edge, None] + dx, nx)
     return index
 
 
@@ -317,6 +325,6 @@ def climb(data, iy, ix, steps, radius=1):
         moving, best = moving[step], best[step]
         if not moving.size:
             break
-        iy[moving] = np.clip(iy[moving] + offsets[best, 0], 0, ny - 1)
-        ix[moving] = np.clip(ix[moving] + offsets[best, 1], 0, nx - 1)
+        iy[moving] = clip(iy[moving] + offsets[best, 0], ny)
+        ix[moving] = clip(ix[moving] + offsets[best, 1], nx)
     return iy, ix

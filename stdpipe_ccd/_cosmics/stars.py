@@ -13,8 +13,15 @@ from .sources import drop_on_sources
 PROFILE_RADIUS = 6
 PROFILE_STEP = 0.25
 PROFILE_BINS = int(PROFILE_RADIUS / PROFILE_STEP)
-PROFILE_BOX = geo.box(PROFILE_RADIUS)
-PROFILE_BOX_OFFSETS = np.array(PROFILE_BOX)
+#: the pixels round a star's top that may lie within PROFILE_RADIUS of its centroid (at most
+#: a pixel from the top's centre along each axis, `centroid_shift`)
+PROFILE_BOX = np.array(
+    [
+        (dy, dx)
+        for dy, dx in geo.box(PROFILE_RADIUS)
+        if np.hypot(max(abs(dy) - 1, 0), max(abs(dx) - 1, 0)) < PROFILE_RADIUS
+    ]
+)
 #: at most about this many stars are measured for the profile
 PROFILE_STARS = 1000
 
@@ -151,17 +158,19 @@ def star_profile(frame, peaks):
     step = max(len(iy) // PROFILE_STARS, 1)  # enough for a median; bounded cost
     iy, ix = iy[::step], ix[::step]
     cy, cx, total = centroids(frame, iy, ix)
-    light = geo.around(frame.data, iy, ix, PROFILE_BOX) - geo.at(frame.sky, iy, ix)[:, None]
-    dy, dx = PROFILE_BOX_OFFSETS.T
-    distance = geo.distance_to(cy[:, None], cx[:, None], iy[:, None] + dy, ix[:, None] + dx)
+    fraction = geo.around(frame.data, iy, ix, PROFILE_BOX)
+    fraction -= geo.at(frame.sky, iy, ix)[:, None]
+    fraction /= total[:, None]
+    dy, dx = PROFILE_BOX.T
+    distance = geo.distance_to(0.0, 0.0, (iy - cy)[:, None] + dy, (ix - cx)[:, None] + dx)
     # small integers: the stable sort below is a radix sort
     bins = np.minimum(distance / PROFILE_STEP, PROFILE_BINS).astype(np.uint8).ravel()
-    fraction = (light / total[:, None]).ravel()
     order = np.argsort(bins, kind="stable")
     edges = np.searchsorted(bins[order], np.arange(PROFILE_BINS + 1))
+    fraction = fraction.ravel()[order]
     profile = np.zeros(PROFILE_BINS)
     for k in range(PROFILE_BINS):
-        values = fraction[order[edges[k] : edges[k + 1]]]
+        values = fraction[edges[k] : edges[k + 1]]
         if values.size:
             profile[k] = max(float(geo.row_median(values[None, :])[0]), 0.0)
     return (np.arange(PROFILE_BINS) + 0.5) * PROFILE_STEP, profile
@@ -369,7 +378,7 @@ def drop_star_light(cosmics, frame, groups, rays, tuning):
     )
     lit &= ~line
     cosmics[iy[lit], ix[lit]] = False
-    frame.star_light = iy[lit] * cosmics.shape[1] + ix[lit]
+    frame.star_light = np.sort(iy[lit] * cosmics.shape[1] + ix[lit])
 
 
 def on_ray_line(iy, ix, group, ray, count, half_width):
