@@ -5,6 +5,8 @@ columns and gather the values around them with flat indices, several times
 faster than indexing with rows and columns or filtering the whole image.
 """
 
+import functools
+
 import numpy as np
 
 #: the 8 neighbours of a pixel
@@ -69,6 +71,8 @@ def around(array, iy, ix, offsets):
 
     The result has one row per pixel and one column per offset.
     """
+    if len(iy) <= GATHER_CHUNK:  # the common case, without the loop of `gather_around`
+        return array.ravel().take(indices_around(array.shape, iy, ix, offsets), mode="clip")
     return gather_around([array], iy, ix, offsets)[0]
 
 
@@ -84,6 +88,13 @@ def gather_around(arrays, iy, ix, offsets):
     return gathered
 
 
+@functools.cache
+def _offset_table(offsets):
+    """Rows and columns of ``offsets`` (a tuple of pairs), and how far they reach each way."""
+    dy, dx = np.array(offsets, dtype=np.intp).reshape(-1, 2).T
+    return dy, dx, -dy.min(), dy.max(), -dx.min(), dx.max()
+
+
 def indices_around(shape, iy, ix, offsets):
     """Flat indices of the pixels at ``offsets`` around each pixel, clipped at the edges.
 
@@ -92,12 +103,14 @@ def indices_around(shape, iy, ix, offsets):
     """
     ny, nx = shape
     iy, ix = np.asarray(iy, dtype=np.intp), np.asarray(ix, dtype=np.intp)
-    dy, dx = np.array(offsets).T
+    key = tuple(map(tuple, offsets)) if isinstance(offsets, np.ndarray) else tuple(offsets)
+    dy, dx, up, down, left, right = _offset_table(key)
     index = (iy * nx + ix)[:, None] + (dy * nx + dx)
-    edge = np.flatnonzero(
-        (iy < -dy.min()) | (iy >= ny - dy.max()) | (ix < -dx.min()) | (ix >= nx - dx.max())
-    )
-    if edge.size:
+    # the pixels near an edge are few: looked for only when the extremes are near one
+    if iy.size and (
+        iy.min() < up or iy.max() >= ny - down or ix.min() < left or ix.max() >= nx - right
+    ):
+        edge = np.flatnonzero((iy < up) | (iy >= ny - down) | (ix < left) | (ix >= nx - right))
         index[edge] = clip(iy[edge, None] + dy, ny) * nx + clip(ix[edge, None] + dx, nx)
     return index
 
