@@ -425,6 +425,29 @@ def test_groups_and_their_peaks_sparse_or_dense(fraction, monkeypatch):
     np.testing.assert_array_equal(np.flatnonzero(inner & (data > others)), ly * mask.shape[1] + lx)
 
 
+@pytest.mark.parametrize("chunk", [1 << 15, 7])
+def test_values_round_pixels_are_clipped_at_the_edges_as_rows_and_columns(chunk, monkeypatch):
+    """A gather round pixels reads, near an edge, the nearest pixel inside the image.
+
+    Pixels in the corners, along each edge and inside; the module's offset
+    lists, an array of offsets, and gathers in chunks of 7 pixels.
+    """
+    monkeypatch.setattr(geometry, "GATHER_CHUNK", chunk)
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(40, 60))
+    iy = np.concatenate([[0, 0, 39, 39, 1, 38, 20, 20], rng.integers(0, 40, 30)])
+    ix = np.concatenate([[0, 59, 0, 59, 30, 30, 1, 58], rng.integers(0, 60, 30)])
+    inside = rng.integers(3, 37, 20), rng.integers(3, 57, 20)  # no edge among them
+    box3 = np.array(geometry.box(3))
+    for offsets in (geometry.NEIGHBOURS, geometry.BOX1, geometry.BOX2, box3):
+        dy, dx = np.array(offsets).T
+        for rows, cols in ((iy, ix), inside):
+            expected = data[np.clip(rows[:, None] + dy, 0, 39), np.clip(cols[:, None] + dx, 0, 59)]
+            np.testing.assert_array_equal(geometry.around(data, rows, cols, offsets), expected)
+            gathered = geometry.gather_around([data, -data], rows, cols, offsets)
+            np.testing.assert_array_equal(gathered[1], -expected)
+
+
 @pytest.mark.parametrize("block", [1 << 18, 4 * 90, 7 * 90])
 def test_peaks_above_are_the_unmasked_local_maxima_above_the_threshold(block, monkeypatch):
     """The block-by-block peak search finds what one test of the whole image finds.
