@@ -54,7 +54,8 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
     (`.sharp.add_sharp_peaks`), the weak edges of the rays grown
     (`.tracks.grow`), tracks found in pieces completed along their line and
     faint rays widened by their rim (`.tracks.complete_tracks`,
-    `.tracks.widen_faint_groups`), from which growth runs once more; lone
+    `.tracks.widen_faint_groups`), from whose pixels that stand out growth
+    runs once more; lone
     flagged pixels and small groups that stand too little above their
     surroundings are unflagged (`.singles.drop_weak_groups`).
     """
@@ -106,7 +107,8 @@ def _refine(cosmics, frame, tuning, sigclip):
         tracks.widen_faint_groups(cosmics, frame, tuning)
         if tuning.grow:
             # the pixels added along lines and rims may reach parts of the track growth missed
-            tracks.grow(cosmics, frame, tuning, seeds=cosmics & ~grown)
+            seeds = tracks.standing_out(cosmics & ~grown, frame, tuning.grow_sigma)
+            tracks.grow(cosmics, frame, tuning, seeds=seeds)
     if tuning.weak_groups:
         singles.drop_weak_groups(cosmics, frame, sigclip, tuning)
 

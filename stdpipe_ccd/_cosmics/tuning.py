@@ -299,7 +299,13 @@ class CosmicRayTuning:
         Add the weak edges of the rays found. Default is `True`.
     grow_sigma : float
         Growth adds neighbours this many sigma above their own 5 x 5 median.
-        Default is 1.75.
+        The pixels that track completion and the rims of faint rays add lead
+        growth again only if they stand out as much: a gap or a dark rim led
+        it into the noise beside the track (3 seeds of the 22 cells: precision
+        up 0.002 to 0.012 in every cell, crowded FWHM 1.6 0.927 to 0.934; 1
+        ray of about 900 lost in 5 cells, recall of the sky 20,000 e- cell
+        0.527 to 0.521, bare 0.317; seeds 5 to 9 of 10 cells alike). Default
+        is 1.75.
     grow_steps : int
         Growth runs for this many steps of one pixel. Default is 3.
     certain_sigma : float
