@@ -48,8 +48,12 @@ def standing_out(seeds, frame, nsigma):
     ray's charge).
     """
     iy, ix = np.nonzero(seeds)
-    height = geo.at(frame.data, iy, ix) - geo.box_median(frame.data, iy, ix)
-    dark = height <= nsigma * geo.at(frame.sigma, iy, ix)
+    sigma = geo.at(frame.sigma, iy, ix)
+    # as in `grow`, the costly median only for the pixels far enough above the sky
+    dark = frame.excess(iy, ix) <= (nsigma - 0.75) * sigma
+    lit = np.flatnonzero(~dark)
+    height = geo.at(frame.data, iy[lit], ix[lit]) - geo.box_median(frame.data, iy[lit], ix[lit])
+    dark[lit] = height <= nsigma * sigma[lit]
     seeds[iy[dark], ix[dark]] = False
     return seeds
 
