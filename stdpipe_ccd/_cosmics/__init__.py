@@ -54,10 +54,10 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
     (`.sharp.add_sharp_peaks`), the weak edges of the rays grown
     (`.tracks.grow`), tracks found in pieces completed along their line and
     faint rays widened by their rim (`.tracks.complete_tracks`,
-    `.tracks.widen_faint_groups`), from whose pixels that stand out growth
-    runs once more; lone
-    flagged pixels and small groups that stand too little above their
-    surroundings are unflagged (`.singles.drop_weak_groups`).
+    `.tracks.widen_faint_groups`), from whose pixels that stand out
+    (`.tracks.standing_out`) growth runs once more; lone flagged pixels and
+    small groups that stand too little above their surroundings are
+    unflagged (`.singles.drop_weak_groups`).
     """
     import astroscrappy
 

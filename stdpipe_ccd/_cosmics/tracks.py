@@ -5,6 +5,10 @@ import numpy as np
 from . import geometry as geo
 from .sources import sharp_off_sources
 
+#: a pixel stands n sigma out of its 5 x 5 median only if it is n less this many sigma above
+#: the sky: the median of 25 pixels scatters by a quarter sigma, three times over
+MEDIAN_SCATTER = 0.75
+
 
 def grow(cosmics, frame, tuning, seeds=None):
     """Add neighbours of flagged pixels that stand out of their own 5 x 5 median (track edges).
@@ -23,10 +27,9 @@ def grow(cosmics, frame, tuning, seeds=None):
     certain = certain_rays(cosmics, frame, tuning)
     for _ in range(tuning.grow_steps):
         iy, ix = geo.free_neighbours(frontier, cosmics, frame.known)
-        # none stands grow_sigma out of its median unless it is that far above the sky,
-        # less the scatter of a 5 x 5 median (a quarter sigma) three times over
+        # the costly median only for the pixels that may stand out of it
         sigma = geo.at(frame.sigma, iy, ix)
-        above = frame.excess(iy, ix) > (tuning.grow_sigma - 0.75) * sigma
+        above = frame.excess(iy, ix) > (tuning.grow_sigma - MEDIAN_SCATTER) * sigma
         above[above] = ~frame.is_star_light(iy[above], ix[above])
         iy, ix = iy[above], ix[above]
         keep = sharp_off_sources(frame, certain, iy, ix, tuning.smooth_fraction, tuning.grow_sigma)
@@ -49,8 +52,8 @@ def standing_out(seeds, frame, nsigma):
     """
     iy, ix = np.nonzero(seeds)
     sigma = geo.at(frame.sigma, iy, ix)
-    # as in `grow`, the costly median only for the pixels far enough above the sky
-    dark = frame.excess(iy, ix) <= (nsigma - 0.75) * sigma
+    # as in `grow`, the costly median only for the pixels that may stand out of it
+    dark = frame.excess(iy, ix) <= (nsigma - MEDIAN_SCATTER) * sigma
     lit = np.flatnonzero(~dark)
     height = geo.at(frame.data, iy[lit], ix[lit]) - geo.box_median(frame.data, iy[lit], ix[lit])
     dark[lit] = height <= nsigma * sigma[lit]
