@@ -10,6 +10,11 @@ import numpy as np
 from . import geometry as geo
 from .shape import explained_by_stars
 
+#: the scatter of a 5 x 5 median (a quarter of one pixel's sigma) three times over, in sigma:
+#: a median lifted less is no source, and a pixel stands n sigma out of its median only if
+#: it is n less this above the sky
+MEDIAN_SCATTER = 0.75
+
 
 def drop_on_sources(cosmics, frame, iy, ix, fraction):
     """Unflag the pixels ``iy, ix`` that sit on a smooth source."""
@@ -52,8 +57,8 @@ def on_smooth_source(frame, rays, iy, ix, fraction, local=None):
 
     def lifted(median, i):
         smooth = median - geo.at(sky, iy[i], ix[i])
-        # the median of 25 pixels scatters by about a quarter of one pixel's sigma
-        return (smooth > fraction * excess[i]) & (smooth > 0.75 * geo.at(sigma, iy[i], ix[i]))
+        lift = MEDIAN_SCATTER * geo.at(sigma, iy[i], ix[i])
+        return (smooth > fraction * excess[i]) & (smooth > lift)
 
     on_source = lifted(local, slice(None))
     if rays is not None:

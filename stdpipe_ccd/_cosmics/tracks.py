@@ -3,11 +3,7 @@
 import numpy as np
 
 from . import geometry as geo
-from .sources import sharp_off_sources
-
-#: a pixel stands n sigma out of its 5 x 5 median only if it is n less this many sigma above
-#: the sky: the median of 25 pixels scatters by a quarter sigma, three times over
-MEDIAN_SCATTER = 0.75
+from .sources import MEDIAN_SCATTER, sharp_off_sources
 
 
 def grow(cosmics, frame, tuning, seeds=None):
