@@ -113,18 +113,20 @@ def noise_model(data, known, *, gain, readnoise, gain_known, response, pedestal_
     sky's variance, measured on the lower tail of the pixels in boxes
     (`.SkyModel`'s ``tail_variance_grid``), is more than ``pedestal_ratio``
     times what its level predicts, the sky was subtracted and its variance
-    is added back as a pedestal. Without a gain, the sky's variance is the
+    is added back as a pedestal, above the level left (which is below zero
+    when more than the sky was subtracted). Without a gain, the sky's variance is the
     one measured in boxes, plus the Poisson variance of the sources above
     it.
     """
     sky = SkyModel(data, known, response)
     if not gain_known:
         return sky, sky.variance(data, known, gain=gain, readnoise=readnoise)
-    level = max(float(np.median(sky.level_grid)), 0.0)
-    predicted = level / gain + (readnoise / gain) ** 2
+    level = float(np.median(sky.level_grid))  # below 0 where more than the sky was subtracted
+    predicted = max(level, 0.0) / gain + (readnoise / gain) ** 2
     measured = float(np.median(sky.tail_variance_grid))
     pedestal = 0.0
     if measured > pedestal_ratio * predicted:
+        # the sky's counts, whatever its level, are those of its measured variance
         pedestal = measured * gain - level - readnoise**2 / gain
     counts = np.add(data, np.float32(pedestal), dtype=np.float32)
     counts[known] = level + pedestal  # NaN or saturated: the sky's noise
