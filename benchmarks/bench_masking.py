@@ -106,7 +106,7 @@ def speed_with_cosmics(size, repeat, stdpipe):
     image = _masking._FlagImage(ccd.shape)
     _masking._mask_nonfinite_and_saturated(ccd.data, ccd.meta["SATURATE"], image)
     _masking._mask_outside_datasec(ccd.meta, image)
-    _, variance = noise_model(
+    variance = noise_model(
         ccd.data,
         image.mask,
         gain=gain,
@@ -114,7 +114,8 @@ def speed_with_cosmics(size, repeat, stdpipe):
         gain_known=True,
         response=None,
         pedestal_ratio=CosmicRayTuning().pedestal_ratio,
-    )
+        offset_ratio=CosmicRayTuning().offset_ratio,
+    ).variance
     import astroscrappy
 
     def bare_call():

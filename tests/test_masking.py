@@ -21,6 +21,7 @@ from stdpipe_ccd import (
     datasets,
     make_mask,
 )
+from stdpipe_ccd._cosmics.frame import noise_model
 from stdpipe_ccd.flags import MaskFlagMap, flag_counts
 
 
@@ -760,7 +761,10 @@ def test_bleed_follows_trails_below_full_well(flat_scatter):
 
 def test_real_raw_saao_frame_same_rays_as_astroscrappy():
     """ccdproc's raw SAAO frame (uint16, BZERO, TRIMSEC): every group astroscrappy flags is
-    flagged, none is added, and the 24 columns outside TRIMSEC are masked."""
+    flagged, none is added, and the 24 columns outside TRIMSEC are masked. Its bias (214 ADU in
+    BIASSEC) is found in the sky's level and taken off for the noise model (sky sigma 7 ADU,
+    12.8 with the bias taken for sky), and its 8 top rows, read past the CCD at the bias level
+    inside TRIMSEC, raise no group along the sky's edge."""
     path = Path(ccdproc.__file__).parent / "tests" / "data" / "a8280271.fits"
     if not path.exists():
         pytest.skip("ccdproc's test data are not installed")
@@ -770,6 +774,20 @@ def test_real_raw_saao_frame_same_rays_as_astroscrappy():
     assert result.meta["MSKDSEC"] == 24 * 520
     cosmic = has(result, MaskFlag.COSMIC_RAY)
     known = result.mask & ~cosmic
+    tuning = CosmicRayTuning()
+    noise = noise_model(
+        ccd.data.astype(np.float32),
+        known,
+        gain=ccd.meta["GAIN"],
+        readnoise=ccd.meta["RDNOISE"],
+        gain_known=True,
+        response=None,
+        pedestal_ratio=tuning.pedestal_ratio,
+        offset_ratio=tuning.offset_ratio,
+    )
+    assert 210 < noise.zero < 225
+    np.testing.assert_allclose(np.median(np.sqrt(noise.variance[~known])), 7.0, rtol=0.05)
+    np.testing.assert_array_equal(np.flatnonzero(noise.unexposed.all(axis=1)), np.arange(512, 520))
     bare, _ = astroscrappy.detect_cosmics(
         ccd.data.astype(np.float32), inmask=known, gain=ccd.meta["GAIN"], readnoise=5.0
     )

@@ -7,6 +7,7 @@ as the mean over seeds, against the bare astroscrappy call on the same frames.
 import astroscrappy
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from stdpipe_ccd import CosmicRayTuning, MaskFlag, make_mask, validation
 from stdpipe_ccd._cosmics.frame import noise_model
@@ -156,7 +157,7 @@ def test_sky_subtracted_noise_added_back_near_the_truth():
     for seed in SEEDS:
         f = field(seed, sky_subtracted=True)
         known = np.zeros(f.ccd.shape, bool)
-        _, variance = noise_model(
+        variance = noise_model(
             f.ccd.data,
             known,
             gain=f.ccd.meta["GAIN"],
@@ -164,10 +165,89 @@ def test_sky_subtracted_noise_added_back_near_the_truth():
             gain_known=True,
             response=None,
             pedestal_ratio=CosmicRayTuning().pedestal_ratio,
-        )
+            offset_ratio=CosmicRayTuning().offset_ratio,
+        ).variance
         sky = f.model < np.median(f.model) + 0.5 * f.sigma  # away from the sources
         ratios.append(np.median(np.sqrt(variance[sky]) / f.sigma[sky]))
     assert 1.0 <= np.mean(ratios) <= 1.05
+
+
+def with_bias(field_, bias, dark_rows=0):
+    """``field_``'s frame as read out with ``bias`` ADU left in, its top ``dark_rows`` rows
+    read past the CCD (the bias and the read noise only)."""
+    ccd = field_.ccd.copy()
+    data = ccd.data + np.float32(bias)
+    if dark_rows:
+        readout = ccd.meta["RDNOISE"] / ccd.meta["GAIN"]
+        noise = np.random.default_rng(0).normal(0.0, readout, (dark_rows, ccd.shape[1]))
+        data[-dark_rows:] = bias + noise
+    ccd.data = data
+    return ccd
+
+
+@pytest.mark.parametrize("cell", ["base", "sky 20 e-"])
+def test_raw_frame_with_its_bias_masks_as_the_bias_subtracted_one(cell):
+    """A bias left in (200 and 1,000 ADU over a sky of 250 and 10) is noticed and taken off
+    for the noise model: the same rays as without it (with the bias taken for sky, recall
+    0.91 fell to 0.75, and 0.98 to 0.76 under the faint sky)."""
+    options = {"base": {}, "sky 20 e-": {"sky": 20.0}}[cell]
+    plain = mean_scores(ours, options)
+    for bias in (200.0, 1000.0):
+        scores = [
+            validation.score_cosmic_mask(f, ours(with_bias(f, bias))) for f in fields(options)
+        ]
+        for key in ("recall", "precision"):
+            assert abs(_mean([s[key] for s in scores]) - plain[key]) <= 0.015, (bias, key)
+
+
+def test_raw_frame_rows_read_past_the_ccd_raise_no_rays():
+    """Rows at the bias level inside the data section (as in ccdproc's raw SAAO frame) are
+    found and left out: no flag along the sky's edge above them but a ray's."""
+    for f in fields({}):
+        ccd = with_bias(f, 1000.0, dark_rows=8)
+        noise = noise_model(
+            ccd.data,
+            np.zeros(ccd.shape, bool),
+            gain=ccd.meta["GAIN"],
+            readnoise=ccd.meta["RDNOISE"],
+            gain_known=True,
+            response=None,
+            pedestal_ratio=CosmicRayTuning().pedestal_ratio,
+            offset_ratio=CosmicRayTuning().offset_ratio,
+        )
+        # the bias; the sky's noise is its measured one, which faint stars lift a little
+        assert abs(noise.zero - 1000.0) < 0.15 * 250.0
+        sky = f.model < np.median(f.model) + 0.5 * f.sigma  # away from the sources
+        assert 1.0 <= np.median(np.sqrt(noise.variance[sky]) / f.sigma[sky]) <= 1.06
+        np.testing.assert_array_equal(noise.unexposed.all(axis=1), np.arange(SIZE) >= SIZE - 8)
+        assert not noise.unexposed[: SIZE - 8].any()
+        charged = f.deposit >= validation.RAY_NEAR_SIGMA * f.sigma
+        near_ray = ndimage.binary_dilation(charged, np.ones((3, 3), bool))
+        edge = slice(SIZE - 11, SIZE - 8)
+        assert not (ours(ccd)[edge] & ~near_ray[edge]).any()
+
+
+@pytest.mark.parametrize("sigma", [1.3, 1.6, 2.5])
+def test_integer_frame_rounding_is_no_offset(sigma):
+    """The lower tail of integer data of a sigma of 1.3 to 2.5 ADU can measure half the variance
+    its level predicts; no offset is taken off for that, the noise model stays Poisson."""
+    rng = np.random.default_rng(1)
+    gain, level = 100.0 / sigma**2, 100.0  # a level of 100 ADU predicts sigma**2 ADU^2
+    for mean in np.linspace(level, level + 1, 5):
+        data = np.round(rng.normal(mean, sigma, (256, 256))).astype(np.float32)
+        noise = noise_model(
+            data,
+            np.zeros(data.shape, bool),
+            gain=gain,
+            readnoise=0.0,
+            gain_known=True,
+            response=None,
+            pedestal_ratio=CosmicRayTuning().pedestal_ratio,
+            offset_ratio=CosmicRayTuning().offset_ratio,
+        )
+        assert noise.zero == 0.0
+        assert noise.unexposed is None
+        np.testing.assert_allclose(np.median(noise.variance), sigma**2, rtol=0.02)
 
 
 def test_gain_and_readnoise_units_do_not_matter():

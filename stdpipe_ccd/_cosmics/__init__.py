@@ -15,6 +15,7 @@ the validation matrix (``benchmarks/bench_cosmics_matrix.py``).
 import inspect
 
 import numpy as np
+from astropy import log
 
 from . import blends, sharp, singles, stars, tracks
 from .frame import Frame, noise_model
@@ -48,7 +49,8 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
     """Boolean image of the cosmic rays among the pixels not ``known`` to be bad.
 
     LACosmic runs on the pixels not known to be bad, with the noise model of
-    `noise_model`; the cores of stars it flagged are then dropped
+    `noise_model` (and not on the lines of a raw frame that got no light,
+    `.frame.unexposed_lines`); the cores of stars it flagged are then dropped
     (`.stars.drop_star_cores`), and the groups on blends of stars
     (`.blends.drop_blends`); sharp peaks it missed are added
     (`.sharp.add_sharp_peaks`), the weak edges of the rays grown
@@ -64,7 +66,7 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
     tuning = CosmicRayTuning() if tuning is None else tuning
     options = check_options(options)
     with np.errstate(divide="ignore", invalid="ignore"):  # masked and empty pixels
-        sky_model, variance = noise_model(
+        noise = noise_model(
             data,
             known,
             gain=gain,
@@ -72,7 +74,11 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
             gain_known=gain_known,
             response=response,
             pedestal_ratio=tuning.pedestal_ratio,
+            offset_ratio=tuning.offset_ratio,
         )
+        if noise.unexposed is not None:
+            known = _without_unexposed(known, noise)
+        variance = noise.variance
         satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
         cosmics, _ = astroscrappy.detect_cosmics(
             data,
@@ -85,10 +91,24 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
         )
         cosmics &= ~known
         lowest = min(tuning.star_shape_sigma, tuning.sharp_sigma if tuning.sharp_peaks else np.inf)
-        frame = Frame(data, known, sky_model.level(), variance, peak_sigma=lowest)
-        del variance
+        frame = Frame(data, known, noise.sky.level(), variance, peak_sigma=lowest)
+        del variance, noise
         _refine(cosmics, frame, tuning, options["sigclip"])
     return cosmics
+
+
+def _without_unexposed(known, noise):
+    """``known`` and the lines that got no light, which LACosmic and the steps leave alone."""
+    rows = int(np.count_nonzero(noise.unexposed.all(axis=1)))
+    columns = int(np.count_nonzero(noise.unexposed.all(axis=0)))
+    log.debug(
+        "the sky's level holds an offset of %.1f (a bias left in), taken off for the noise; "
+        "%d rows and %d columns at it are left out of the cosmic-ray search",
+        noise.zero,
+        rows,
+        columns,
+    )
+    return known | noise.unexposed
 
 
 def _refine(cosmics, frame, tuning, sigclip):

@@ -1,5 +1,7 @@
 """The frame the cosmic-ray steps work on, and its noise model."""
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._sky import SkyModel
@@ -103,35 +105,112 @@ class Frame:
         return self.data.ravel().take(index) - self.sky.ravel().take(index)
 
 
-def noise_model(data, known, *, gain, readnoise, gain_known, response, pedestal_ratio):
-    """Sky model and the variance of every pixel (image unit squared, float32).
+#: the sky's measured sigma must span this many steps between the data's values before it can
+#: tell an offset in the level: the quantiles of integer data of sigma 1.6 put their variance
+#: anywhere from 0.4 to 1.6 times the truth
+OFFSET_MIN_STEPS = 4
+#: pixels sampled for the step between the data's values
+STEP_SAMPLE = 10_000
+
+
+class NoiseModel(NamedTuple):
+    """The sky model and the variance of every pixel (`noise_model`).
+
+    With them, the value of a pixel that got no light, and the lines of the
+    frame that got none (`unexposed_lines`; None unless the sky's level
+    holds an offset).
+    """
+
+    sky: SkyModel
+    variance: np.ndarray
+    zero: float = 0.0
+    unexposed: np.ndarray = None
+
+
+def noise_model(
+    data, known, *, gain, readnoise, gain_known, response, pedestal_ratio, offset_ratio
+):
+    """Model the sky and the variance of every pixel (image unit squared, float32).
 
     With a known gain, the variance is that of LACosmic's own model: the
     Poisson noise of the data through the gain plus the read noise (shaped
     by the flat's ``response``). It sees no structure of the sources as
-    noise, and astroscrappy median-filters it as it does its own. When the
-    sky's variance, measured on the lower tail of the pixels in boxes
-    (`.SkyModel`'s ``tail_variance_grid``), is more than ``pedestal_ratio``
-    times what its level predicts, the sky was subtracted and its variance
-    is added back as a pedestal, above the level left (which is below zero
-    when more than the sky was subtracted). Without a gain, the sky's variance is the
-    one measured in boxes, plus the Poisson variance of the sources above
-    it.
+    noise, and astroscrappy median-filters it as it does its own. The sky's
+    variance is also measured, on the lower tail of the pixels in boxes
+    (`.SkyModel`'s ``tail_variance_grid``). When it is more than
+    ``pedestal_ratio`` times what the sky's level predicts, the sky was
+    subtracted; when what the level predicts is more than ``offset_ratio``
+    times it, the level holds an offset that has no noise of its own (a bias
+    left in a raw frame, a camera's pedestal). Either way the counts are
+    set so that the sky's are those of its measured variance, and ``zero``
+    is the value of a pixel that got no light; with an offset, the rows and
+    columns at it are found too (`unexposed_lines`). Without a gain, the
+    sky's variance is the one measured in boxes, plus the Poisson variance
+    of the sources above it.
     """
     sky = SkyModel(data, known, response)
     if not gain_known:
-        return sky, sky.variance(data, known, gain=gain, readnoise=readnoise)
-    level = float(np.median(sky.level_grid))  # below 0 where more than the sky was subtracted
-    predicted = max(level, 0.0) / gain + (readnoise / gain) ** 2
-    measured = float(np.median(sky.tail_variance_grid))
-    pedestal = 0.0
-    if measured > pedestal_ratio * predicted:
-        # the sky's counts, whatever its level, are those of its measured variance
-        pedestal = measured * gain - level - readnoise**2 / gain
-    counts = np.add(data, np.float32(pedestal), dtype=np.float32)
-    counts[known] = level + pedestal  # NaN or saturated: the sky's noise
+        return NoiseModel(sky, sky.variance(data, known, gain=gain, readnoise=readnoise))
+    ratios = pedestal_ratio, offset_ratio
+    zero, offset, level = zero_level(sky, data, known, gain, readnoise, ratios)
+    unexposed = None
+    if offset:
+        unexposed = unexposed_lines(data, known, level, zero, sky)
+        if unexposed.any():  # their pixels lowered the sky's tail: measured again without them
+            sky = SkyModel(data, known | unexposed, response)
+            zero, _, level = zero_level(sky, data, known, gain, readnoise, ratios)
+    counts = np.subtract(data, np.float32(zero), dtype=np.float32)
+    counts[known] = level - zero  # NaN or saturated: the sky's noise
     np.maximum(counts, 0.0, out=counts)
     scale = np.float32(gain) if response is None else gain * sky.response.astype(np.float32)
     variance = counts / scale
     variance += (readnoise / scale) ** 2
-    return sky, variance
+    return NoiseModel(sky, variance, zero, unexposed)
+
+
+def zero_level(sky, data, known, gain, readnoise, ratios):
+    """Return the value of a pixel that got no light, whether it is an offset, the sky's level.
+
+    `noise_model`'s test of the sky's measured variance against what its
+    level predicts, with ``ratios`` its ``pedestal_ratio`` and ``offset_ratio``.
+    """
+    pedestal_ratio, offset_ratio = ratios
+    level = float(np.median(sky.level_grid))  # below 0 where more than the sky was subtracted
+    predicted = max(level, 0.0) / gain + (readnoise / gain) ** 2
+    measured = float(np.median(sky.tail_variance_grid))
+    offset = 0 < measured * offset_ratio < predicted
+    if offset:  # or is it the rounding of coarse data?
+        offset = np.sqrt(measured) >= OFFSET_MIN_STEPS * value_step(data, known)
+    if not (offset or measured > pedestal_ratio * predicted):
+        return 0.0, False, level
+    # the sky's counts, whatever its level, are those of its measured variance
+    return level - (measured * gain - readnoise**2 / gain), offset, level
+
+
+def value_step(data, known):
+    """Return the smallest step between the values of the data (1 for integers), on a sample."""
+    step = max(data.size // STEP_SAMPLE, 1)
+    sample = data.ravel()[::step][~known.ravel()[::step]]
+    values = np.unique(sample[np.isfinite(sample)])
+    return float(np.diff(values).min()) if values.size > 1 else 0.0
+
+
+def unexposed_lines(data, known, sky_level, zero, sky):
+    """Boolean image of the rows and columns that got no light, with the sky well above ``zero``.
+
+    A raw frame's overscan left inside its data section (rows read past the
+    CCD's) lies at the bias level, a step below the sky, and LACosmic takes
+    the sky's edge along it for a track (ccdproc's raw SAAO frame, its 8 top
+    rows: 14 groups along them). A line got no light when most of its pixels
+    lie nearer ``zero`` than the sky; only when the sky stands 5 sigma (of
+    the ``sky`` model's measured variance) above ``zero``, for the two to
+    be told apart.
+    """
+    lines = np.zeros(data.shape, bool)
+    if sky_level - zero < 5 * np.sqrt(np.median(sky.tail_variance_grid)):
+        return lines
+    valid = ~known
+    dark = valid & (data < 0.5 * (zero + sky_level))
+    lines[np.sum(dark, axis=1) > 0.5 * np.sum(valid, axis=1)] = True
+    lines[:, np.sum(dark, axis=0) > 0.5 * np.sum(valid, axis=0)] = True
+    return lines
