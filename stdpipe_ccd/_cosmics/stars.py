@@ -166,9 +166,13 @@ def star_profile(frame, peaks):
     distance = np.sqrt(dy * dy + dx * dx)
     # small integers: the stable sort below is a radix sort
     bins = np.minimum(distance / PROFILE_STEP, PROFILE_BINS).astype(np.uint8).ravel()
+    fraction = fraction.ravel()
+    finite = np.isfinite(fraction)
+    if not finite.all():  # a star beside masked pixels (NaN round a coadd's holes)
+        bins, fraction = bins[finite], fraction[finite]
     order = np.argsort(bins, kind="stable")
     edges = np.searchsorted(bins[order], np.arange(PROFILE_BINS + 1))
-    fraction = fraction.ravel()[order]
+    fraction = fraction[order]
     profile = np.zeros(PROFILE_BINS)
     for k in range(PROFILE_BINS):
         values = fraction[edges[k] : edges[k + 1]]
