@@ -514,7 +514,8 @@ def _gain_readnoise(ccd, gain, readnoise):
     if not known:
         warnings.warn(
             "no gain given and no GAIN in .meta; the cosmic-ray noise model measures the sky's "
-            "noise in boxes and uses 1 e-/ADU for the sources",
+            "noise in boxes and takes the sources' through the gain the sky's level and noise "
+            "imply (1 e-/ADU where the sky is near zero)",
             StdpipeCCDWarning,
             stacklevel=3,
         )

@@ -285,6 +285,21 @@ def test_gain_and_readnoise_units_do_not_matter():
     np.testing.assert_array_equal(ours(one.ccd), ours(other.ccd))
 
 
+@pytest.mark.filterwarnings("ignore:no gain given")
+def test_without_a_gain_the_data_unit_does_not_matter():
+    """Without a gain, the sources' noise goes through the gain the sky implies: data in any
+    unit give the same mask (with 1 e-/ADU, the frame scaled by 0.001 lost every ray)."""
+    f = field(0)
+    ccd = f.ccd.copy()
+    del ccd.meta["GAIN"]
+    plain = ours(ccd)
+    assert validation.score_cosmic_mask(f, plain)["recall"] > 0.8
+    for scale in (1e-6, 1e-3, 1e3):
+        scaled = ccd.copy()
+        scaled.data = (ccd.data * np.float32(scale)).astype(np.float32)
+        np.testing.assert_array_equal(ours(scaled), plain)
+
+
 def test_every_step_switched_off_is_astroscrappy_with_the_noise_model():
     """With the refinements off, the flags are those of the astroscrappy call alone."""
     plain = CosmicRayTuning(

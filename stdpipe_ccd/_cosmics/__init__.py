@@ -78,7 +78,7 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
         )
         if noise.unexposed is not None:
             known = _without_unexposed(known, noise)
-        variance = noise.variance
+        variance, gain = noise.variance, noise.gain  # without a gain, the sky's (`sky_gain`)
         satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
         cosmics, _ = astroscrappy.detect_cosmics(
             data,

@@ -116,13 +116,14 @@ STEP_SAMPLE = 10_000
 class NoiseModel(NamedTuple):
     """The sky model and the variance of every pixel (`noise_model`).
 
-    With them, the value of a pixel that got no light, and the lines of the
-    frame that got none (`unexposed_lines`; None unless the sky's level
-    holds an offset).
+    With them, the gain the sources' Poisson noise went through, the value
+    of a pixel that got no light, and the lines of the frame that got none
+    (`unexposed_lines`; None unless the sky's level holds an offset).
     """
 
     sky: SkyModel
     variance: np.ndarray
+    gain: float
     zero: float = 0.0
     unexposed: np.ndarray = None
 
@@ -146,11 +147,12 @@ def noise_model(
     is the value of a pixel that got no light; with an offset, the rows and
     columns at it are found too (`unexposed_lines`). Without a gain, the
     sky's variance is the one measured in boxes, plus the Poisson variance
-    of the sources above it.
+    of the sources above it through the gain the sky implies (`sky_gain`).
     """
     sky = SkyModel(data, known, response)
     if not gain_known:
-        return NoiseModel(sky, sky.variance(data, known, gain=gain, readnoise=readnoise))
+        gain = sky_gain(sky, gain)
+        return NoiseModel(sky, sky.variance(data, known, gain=gain, readnoise=readnoise), gain)
     ratios = pedestal_ratio, offset_ratio
     zero, offset, level = zero_level(sky, data, known, gain, readnoise, ratios)
     unexposed = None
@@ -165,7 +167,24 @@ def noise_model(
     scale = np.float32(gain) if response is None else gain * sky.response.astype(np.float32)
     variance = counts / scale
     variance += (readnoise / scale) ** 2
-    return NoiseModel(sky, variance, zero, unexposed)
+    return NoiseModel(sky, variance, gain, zero, unexposed)
+
+
+def sky_gain(sky, default):
+    """Return the gain under which the sky's measured variance is its Poisson noise.
+
+    Its level over its variance, where the sky stands 5 sigma above zero;
+    ``default`` where it does not (a subtracted sky). The read noise makes
+    it a lower bound of the true gain, and the sources' noise an upper
+    bound. Unlike a fixed gain, it holds for data in any unit: with 1
+    e-/ADU, a frame scaled by 0.001 had the sky's own noise as 0.01 e-
+    and lost every ray.
+    """
+    level = float(np.median(sky.level_grid))
+    measured = float(np.median(sky.tail_variance_grid))
+    if not (measured > 0 and level >= 5 * np.sqrt(measured)):
+        return default
+    return level / measured
 
 
 def zero_level(sky, data, known, gain, readnoise, ratios):
