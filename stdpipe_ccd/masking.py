@@ -77,11 +77,13 @@ def make_mask(
     gain : float or `~astropy.units.Quantity`, optional
         Gain in e-/ADU for the cosmic-ray noise model; `None` reads ``GAIN``
         from ``ccd.meta``. Without either, the sky's noise is measured in
-        boxes and 1 is used for the sources, with a warning. Ignored (taken
-        as 1) when the image is in electrons.
+        boxes and the sources' goes through the gain the sky's level and
+        noise imply, with a warning. Ignored (taken as 1) when the image is
+        in electrons.
     readnoise : float or `~astropy.units.Quantity`, optional
         Read noise in electrons: the floor of the noise model; `None` reads
-        ``RDNOISE`` or ``READNOISE`` from ``ccd.meta``.
+        ``RDNOISE``, ``READNOIS`` or ``READNOISE`` from ``ccd.meta``.
+        Without any, the sky's measured variance beyond its Poisson noise.
     cosmics_options : dict, optional
         Further options for `astroscrappy.detect_cosmics` (``sigclip``,
         ``objlim``, ...). A name it does not know raises `TypeError`.
@@ -505,8 +507,12 @@ def _mask_low_response(flat, threshold, image):
     return response
 
 
+#: where ``.meta`` may hold the read noise (e-)
+_READNOISE_KEYWORDS = ("RDNOISE", "READNOIS", "READNOISE")
+
+
 def _gain_readnoise(ccd, gain, readnoise):
-    """Return gain (e-/ADU), read noise (e-) and whether the gain is known (arguments or .meta)."""
+    """Return gain (e-/ADU), read noise (e-, None if unknown) and whether the gain is known."""
     in_electrons = ccd.unit == u.electron
     if gain is None:
         gain = ccd.meta.get("GAIN")
@@ -530,8 +536,10 @@ def _gain_readnoise(ccd, gain, readnoise):
         gain = 1.0
     gain = _quantity_value(gain, u.electron / u.adu, "gain")
     if readnoise is None:
-        readnoise = ccd.meta.get("RDNOISE", ccd.meta.get("READNOISE", 0.0))
-    readnoise = _quantity_value(readnoise, u.electron, "readnoise")
+        keyword = next((k for k in _READNOISE_KEYWORDS if k in ccd.meta), None)
+        readnoise = None if keyword is None else ccd.meta[keyword]
+    if readnoise is not None:  # else measured on the sky (`_cosmics.frame.sky_readnoise`)
+        readnoise = _quantity_value(readnoise, u.electron, "readnoise")
     if not (np.isfinite(gain) and gain > 0):
         msg = f"gain must be positive and finite, not {gain}"
         raise ValueError(msg)

@@ -78,7 +78,8 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
         )
         if noise.unexposed is not None:
             known = _without_unexposed(known, noise)
-        variance, gain = noise.variance, noise.gain  # without a gain, the sky's (`sky_gain`)
+        # without a gain or a read noise, those the sky implies
+        variance, gain, readnoise = noise.variance, noise.gain, noise.readnoise
         satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
         cosmics, _ = astroscrappy.detect_cosmics(
             data,
