@@ -70,6 +70,8 @@ def make_field(
     psf="moffat",
     fwhm=3.0,
     beta=4.765,
+    elongation=1.0,
+    angle=30.0,
     sky=500.0,
     gain=2.0,
     readnoise=5.0,
@@ -95,6 +97,12 @@ def make_field(
         Full width at half maximum of the stars (pixels). Default is 3.
     beta : float, optional
         Moffat power index. Default is 4.765.
+    elongation : float, optional
+        Ratio of the stars' long axis to their short one (tracking errors,
+        the edges of a wide field); ``fwhm`` is then their geometric mean.
+        Default is 1 (round).
+    angle : float, optional
+        Angle of the stars' long axis from the x axis (degrees). Default is 30.
     sky : float, optional
         Sky level (electrons per pixel). Default is 500.
     gain : float, optional
@@ -144,7 +152,9 @@ def make_field(
     ny, nx = shape
     sky_sigma = np.sqrt(sky + readnoise**2)
     electrons = np.full(shape, float(sky))
-    kernel = _psf_stamp(psf, fwhm, beta, 0.0, 0.0, _stamp_radius(psf, fwhm, beta))
+    stretch = {"elongation": elongation, "angle": angle}
+    radius = _stamp_radius(psf, fwhm * np.sqrt(elongation), beta)
+    kernel = _psf_stamp(psf, fwhm, beta, 0.0, 0.0, radius, **stretch)
     peak_fraction = kernel.max()
 
     stars = Table()
@@ -158,8 +168,8 @@ def make_field(
             x,
             y,
             flux,
-            lambda dx, dy, r: _psf_stamp(psf, fwhm, beta, dx, dy, r),
-            _stamp_radius(psf, fwhm, beta),
+            lambda dx, dy, r: _psf_stamp(psf, fwhm, beta, dx, dy, r, **stretch),
+            radius,
         )
 
     galaxies = _galaxies(rng, electrons, n_galaxies, sersic, kernel, sky_sigma)
@@ -195,8 +205,10 @@ def _stamp_radius(psf, fwhm, beta):
     return int(min(np.ceil(alpha * np.sqrt(1e-4 ** (-1 / beta) - 1)), 6 * fwhm + 4)) + 1
 
 
-def _psf_stamp(psf, fwhm, beta, dx, dy, radius):
+def _psf_stamp(psf, fwhm, beta, dx, dy, radius, *, elongation=1.0, angle=0.0):
     """Unit-flux star centred ``(dx, dy)`` off the stamp centre, integrated over the pixels."""
+    if elongation != 1.0:
+        return _elongated_stamp(psf, fwhm, beta, (dx, dy), radius, elongation, angle)
     edges = np.arange(-radius - 0.5, radius + 1.0)
     if psf == "gaussian":
         s = fwhm / (2 * np.sqrt(2 * np.log(2)))
@@ -213,6 +225,25 @@ def _psf_stamp(psf, fwhm, beta, dx, dy, radius):
     values = (1 + r2 / alpha**2) ** (-beta) * (beta - 1) / (np.pi * alpha**2) / 25
     n = centres.size
     return values.reshape(n, 5, n, 5).sum(axis=(1, 3))
+
+
+def _elongated_stamp(psf, fwhm, beta, offset, radius, elongation, angle):
+    """`_psf_stamp` stretched by ``elongation`` along ``angle`` (degrees), its area kept."""
+    sub = (np.arange(5) + 0.5) / 5 - 0.5  # 5 x 5 samples in each pixel
+    centres = (np.arange(-radius, radius + 1)[:, None] + sub).ravel()
+    x, y = np.meshgrid(centres - offset[0], centres - offset[1])
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    along = (cos * x + sin * y) / np.sqrt(elongation)
+    across = (cos * y - sin * x) * np.sqrt(elongation)
+    r2 = along**2 + across**2
+    if psf == "gaussian":
+        s = fwhm / (2 * np.sqrt(2 * np.log(2)))
+        values = np.exp(-r2 / (2 * s**2)) / (2 * np.pi * s**2)
+    else:
+        alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+        values = (1 + r2 / alpha**2) ** (-beta) * (beta - 1) / (np.pi * alpha**2)
+    n = 2 * radius + 1
+    return values.reshape(n, 5, n, 5).sum(axis=(1, 3)) / 25
 
 
 def _add_stamp(image, x, y, flux, make, radius):

@@ -123,7 +123,7 @@ class Fitted(NamedTuple):
             self.amplitude[star],
             np.ravel(iy)[pixel],
             np.ravel(ix)[pixel],
-            *profile,
+            profile,
         )
         return np.bincount(pixel, light, owner.size).reshape(shape)
 
@@ -237,7 +237,7 @@ def fit_amplitudes(cosmics, frame, owner, tops, centres, profile):
         if pixels.stop - pixels.start < stars.stop - stars.start:
             continue  # fewer pixels than stars: nothing to fit
         design = st.star_light(
-            cy[stars], cx[stars], 1.0, fy[pixels, None], fx[pixels, None], *profile
+            cy[stars], cx[stars], 1.0, fy[pixels, None], fx[pixels, None], profile
         )
         amplitude[stars], _ = nnls(design * weight[pixels, None], excess[pixels])
     return amplitude

@@ -144,10 +144,21 @@ def second_least(values):
     return np.partition(values, 1, axis=1)[:, 1]
 
 
-def distance_to(cy, cx, iy, ix):
-    """Distance from ``cy, cx`` to pixels ``iy, ix`` (several times faster than `numpy.hypot`)."""
-    dy, dx = np.subtract(iy, cy), np.subtract(ix, cx)
+def distance_to(cy, cx, iy, ix, metric=None):
+    """Distance from ``cy, cx`` to pixels ``iy, ix`` (several times faster than `numpy.hypot`).
+
+    With a ``metric`` (2 x 2), the length of the offsets it maps (`mapped`).
+    """
+    dy, dx = mapped(np.subtract(iy, cy), np.subtract(ix, cx), metric)
     return np.sqrt(dy * dy + dx * dx)
+
+
+def mapped(dy, dx, metric):
+    """Offsets ``dy, dx`` mapped by the 2 x 2 ``metric`` (unchanged if None)."""
+    if metric is None:
+        return dy, dx
+    (yy, yx), (xy, xx) = metric
+    return yy * dy + yx * dx, xy * dy + xx * dx
 
 
 def ring_median(data, iy, ix):

@@ -38,6 +38,59 @@ CLIP_SIGMA = 3
 CLIP_FRACTION = 0.1
 
 
+#: a frame's stars count as elongated above this ratio of their axes
+ELONGATION_MIN = 1.15
+#: their second moments are measured this far (pixels) from their tops
+MOMENT_RADIUS = 3
+MOMENT_BOX = np.array(geo.box(MOMENT_RADIUS))
+
+
+class Profile(NamedTuple):
+    """The frame's median star profile (`.stars.star_profile`).
+
+    The ``light`` at distances ``radii`` from a star's centroid, as a
+    fraction of its 3 x 3 sum; distances are measured after the ``metric``
+    (`psf_metric`) has made the stars round.
+    """
+
+    radii: np.ndarray
+    light: np.ndarray
+    metric: np.ndarray = None
+
+    def at(self, cy, cx, iy, ix):
+        """Fraction of a star's 3 x 3 sum at pixels ``iy, ix`` for stars centred at ``cy, cx``."""
+        distance = geo.distance_to(cy, cx, iy, ix, self.metric)
+        return np.interp(distance, self.radii, self.light, right=0.0)
+
+
+def psf_metric(frame, iy, ix, cy, cx):
+    """Return the 2 x 2 map that makes the frame's stars round, keeping their area; None if round.
+
+    From the median second moments of the light of the stars whose tops are
+    ``iy, ix`` (centroids ``cy, cx``), in the 7 x 7 box round each top. A
+    radial profile misses where an elongated star (trailed, or off the
+    optical axis) puts its light, and LACosmic's flags on its core stay
+    (stars of axes 1.6 x 0.8 sigma, 3 seeds: precision 0.92; 0.97 with
+    distances mapped).
+    """
+    dy, dx = MOMENT_BOX.T
+    light = geo.around(frame.data, iy, ix, MOMENT_BOX) - geo.at(frame.sky, iy, ix)[:, None]
+    weight = np.maximum(light, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight /= weight.sum(axis=1, keepdims=True)
+    dy, dx = (iy - cy)[:, None] + dy, (ix - cx)[:, None] + dx
+    moments = [
+        np.nanmedian((weight * a * b).sum(axis=1)) for a, b in ((dy, dy), (dy, dx), (dx, dx))
+    ]
+    covariance = np.array([[moments[0], moments[1]], [moments[1], moments[2]]])
+    if not np.isfinite(covariance).all():
+        return None
+    axes, vectors = np.linalg.eigh(covariance)
+    if not axes[0] > 0 or np.sqrt(axes[1] / axes[0]) <= ELONGATION_MIN:
+        return None
+    return vectors @ np.diag(np.sqrt(np.sqrt(axes.prod()) / axes)) @ vectors.T
+
+
 @functools.cache
 def _knot_table():
     """Weights of the knots in a pixel at each tabulated offset (rows: dy * _SIDE + dx)."""
@@ -50,8 +103,12 @@ def _knot_table():
     return hat.mean(axis=(2, 3)).reshape(_SIDE * _SIDE, SHAPE_KNOTS).astype(np.float32)
 
 
-def _interpolate(table, dy, dx):
-    """Bilinear interpolation of ``table`` (rows as in `_knot_table`) at offsets ``dy, dx``."""
+def _interpolate(table, dy, dx, metric=None):
+    """Bilinear interpolation of ``table`` (rows as in `_knot_table`) at offsets ``dy, dx``.
+
+    The offsets are first mapped by the ``metric`` (`psf_metric`), if any.
+    """
+    dy, dx = geo.mapped(dy, dx, metric)
     qy = np.minimum(np.abs(dy) * SHAPE_GRID, _SIDE - 1.001)
     qx = np.minimum(np.abs(dx) * SHAPE_GRID, _SIDE - 1.001)
     y0, x0 = qy.astype(np.intp), qx.astype(np.intp)
@@ -73,11 +130,13 @@ class StarShape:
     left out of a second. `tops` tests and fits each top once per frame:
     ``is_star(frame, iy, ix)`` says which are stars' tops, ``centroids``
     where their stars are centred (`.stars.centroids`); ``slack`` is how
-    many times its fitted light a star's pixel may hold.
+    many times its fitted light a star's pixel may hold; ``metric`` makes
+    elongated stars round (`psf_metric`).
     """
 
-    def __init__(self, frame, peaks, *, centroids, is_star, slack=1.0):
+    def __init__(self, frame, peaks, *, centroids, is_star, slack=1.0, metric=None):
         self._centroids, self._is_star, self._slack = centroids, is_star, slack
+        self._metric = metric
         iy, ix = peaks
         inside = geo.edge_distance(frame.data.shape, iy, ix) >= SHAPE_RADIUS
         if inside.any():  # the disks of the others are cut by the edge
@@ -89,7 +148,10 @@ class StarShape:
         light, sigma = geo.gather_around([frame.data, frame.sigma], iy, ix, SHAPE_DISK)
         light -= geo.at(frame.sky, iy, ix)[:, None]
         weights = _interpolate(
-            _knot_table(), iy[:, None] + dy - cy[:, None], ix[:, None] + dx - cx[:, None]
+            _knot_table(),
+            iy[:, None] + dy - cy[:, None],
+            ix[:, None] + dx - cx[:, None],
+            metric,
         )
         design = (weights * (total[:, None] / sigma)[..., None]).reshape(-1, SHAPE_KNOTS)
         target = (light / sigma).ravel()
@@ -134,7 +196,10 @@ class StarShape:
         cy, cx, _ = self._centroids(frame, iy, ix)
         dy, dx = np.array(geo.NEIGHBOURS).T
         model = _interpolate(
-            self.table, iy[:, None] + dy - cy[:, None], ix[:, None] + dx - cx[:, None]
+            self.table,
+            iy[:, None] + dy - cy[:, None],
+            ix[:, None] + dx - cx[:, None],
+            self._metric,
         )
         light, sigma = geo.gather_around([frame.data, frame.sigma], iy, ix, geo.NEIGHBOURS)
         light -= geo.at(frame.sky, iy, ix)[:, None]
@@ -151,7 +216,7 @@ class StarShape:
     def light(self, fits, iy, ix):
         """Light of stars (rows 1 to 3 of `tops`: centroid, amplitude) in pixels ``iy, ix``."""
         _, cy, cx, amplitude = fits[:4]
-        return amplitude * _interpolate(self.table, iy - cy, ix - cx)
+        return amplitude * _interpolate(self.table, iy - cy, ix - cx, self._metric)
 
 
 class StarLight(NamedTuple):

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import geometry as geo
-from .shape import StarLight, StarShape, explained_by_stars
+from .shape import Profile, StarLight, StarShape, explained_by_stars, psf_metric
 from .sources import drop_on_sources
 
 #: the star profile is measured this far (pixels) from the peak, in steps of PROFILE_STEP
@@ -149,20 +149,23 @@ def centroid_shift(light):
 def star_profile(frame, peaks):
     """Median light of the frame's stars against distance from their centroid.
 
-    Returns the distances (pixels, bin centres) and the light there as a
-    fraction of the star's 3 x 3 sum, measured on the bright ``peaks``. The
-    median over many stars averages out the pixel phase and the neighbours
-    of a crowded field.
+    Returns a `.shape.Profile`: the distances (pixels, bin centres) and the
+    light there as a fraction of the star's 3 x 3 sum, measured on the
+    bright ``peaks``. The median over many stars averages out the pixel
+    phase and the neighbours of a crowded field. Elongated stars are first
+    made round (`.shape.psf_metric`).
     """
     iy, ix = peaks
     step = max(len(iy) // PROFILE_STARS, 1)  # enough for a median; bounded cost
     iy, ix = iy[::step], ix[::step]
     cy, cx, total = centroids(frame, iy, ix)
+    metric = psf_metric(frame, iy, ix, cy, cx)
     fraction = geo.around(frame.data, iy, ix, PROFILE_BOX)
     fraction -= geo.at(frame.sky, iy, ix)[:, None]
     fraction /= total[:, None]
     dy, dx = PROFILE_BOX.T
     dy, dx = (iy - cy)[:, None] + dy, (ix - cx)[:, None] + dx  # from the centroid
+    dy, dx = geo.mapped(dy, dx, metric)
     distance = np.sqrt(dy * dy + dx * dx)
     # small integers: the stable sort below is a radix sort
     bins = np.minimum(distance / PROFILE_STEP, PROFILE_BINS).astype(np.uint8).ravel()
@@ -178,7 +181,7 @@ def star_profile(frame, peaks):
         values = fraction[edges[k] : edges[k + 1]]
         if values.size:
             profile[k] = max(float(geo.row_median(values[None, :])[0]), 0.0)
-    return (np.arange(PROFILE_BINS) + 0.5) * PROFILE_STEP, profile
+    return Profile((np.arange(PROFILE_BINS) + 0.5) * PROFILE_STEP, profile, metric)
 
 
 def drop_star_cores(cosmics, frame, tuning):
@@ -222,6 +225,7 @@ def drop_star_cores(cosmics, frame, tuning):
                 is_bright_star_top, test=test, nsigma=tuning.star_shape_sigma
             ),
             slack=tuning.star_light_slack,
+            metric=profile.metric,
         )
         frame.stars = StarLight(shape, tuning.star_light_slack, tuning.star_light_grow_sigma)
         drop_star_light(cosmics, frame, (iy, ix, group, count), ~(star | wing), tuning)
@@ -417,7 +421,7 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     ``stars`` holds, for each pixel, the top of its group's star and that
     star's `centroids` (rows, columns, 3 x 3 sum). The light is that star's,
     or that of the star uphill of the pixel (a group may span two stars),
-    from the frame's star ``profile`` (distances, light), times ``slack``,
+    from the frame's star ``profile`` (`.shape.Profile`), times ``slack``,
     plus ``nsigma`` sigma; a pixel that is its own top is no star's wing.
     With ``inner_tops``, the tops of fainter stars (`fainter_tops`) are
     explained too, and so are their neighbours that hold less of the light
@@ -426,8 +430,7 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     """
     iy, ix = pixels
     top_y, top_x, cy, cx, total = stars
-    radii, profile = profile
-    own_light = star_light(cy, cx, total, iy, ix, radii, profile)
+    own_light = star_light(cy, cx, total, iy, ix, profile)
     excess, sigma = frame.excess(iy, ix), geo.at(frame.sigma, iy, ix)
     slack = np.broadcast_to(slack, iy.shape)
     explained = excess <= slack * own_light + nsigma * sigma
@@ -440,7 +443,7 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
     other, ty, tx = other[uphill], ty[uphill], tx[uphill]
     cy, cx, total = centroids(frame, ty, tx)
     starlight = np.maximum(
-        own_light[other], star_light(cy, cx, total, iy[other], ix[other], radii, profile)
+        own_light[other], star_light(cy, cx, total, iy[other], ix[other], profile)
     )
     explained[other] = excess[other] <= slack[other] * starlight + nsigma * sigma[other]
     if inner_tops:
@@ -449,7 +452,7 @@ def star_explains(frame, pixels, stars, profile, test, slack, nsigma, *, inner_t
             frame,
             (iy[rest], ix[rest]),
             [value[rest] for value in stars[2:]],
-            (radii, profile),
+            profile,
             test,
         )
         tops = rest[explained[rest]]
@@ -505,13 +508,12 @@ def light_left(frame, pixels, stars, profile, offsets=geo.NEIGHBOURS):
     """
     iy, ix = pixels
     cy, cx, total = stars
-    radii, profile = profile
     dy, dx = np.array(offsets).T
     light, excess = neighbour_light(frame, iy, ix, offsets)
     light = light - star_light(
-        cy[:, None], cx[:, None], total[:, None], iy[:, None] + dy, ix[:, None] + dx, radii, profile
+        cy[:, None], cx[:, None], total[:, None], iy[:, None] + dy, ix[:, None] + dx, profile
     )
-    return light, excess - star_light(cy, cx, total, iy, ix, radii, profile)
+    return light, excess - star_light(cy, cx, total, iy, ix, profile)
 
 
 def is_bright_star_top(frame, iy, ix, *, test, nsigma):
@@ -556,6 +558,6 @@ def passes_star_test(light, excess, sigma, test):
     )
 
 
-def star_light(cy, cx, total, iy, ix, radii, profile):
+def star_light(cy, cx, total, iy, ix, profile):
     """Light at pixels ``iy, ix`` of stars centred at ``cy, cx`` with 3 x 3 sums ``total``."""
-    return total * np.interp(geo.distance_to(cy, cx, iy, ix), radii, profile, right=0.0)
+    return total * profile.at(cy, cx, iy, ix)
