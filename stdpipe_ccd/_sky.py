@@ -11,6 +11,8 @@ __all__ = ["SkyModel", "background_level", "inverse_variance_map"]
 
 #: side of the boxes (pixels) in which the sky and its noise are measured
 BACKGROUND_BOX = 64
+#: a level changing by this many sigma from box to box spreads a box's pixels by 1 % of sigma
+GRADIENT_SIGMA = 0.5
 
 
 class SkyModel:
@@ -18,12 +20,14 @@ class SkyModel:
 
     They are measured on every other pixel of each 64 x 64 box, from the
     median and the spread of the lower half of the pixels not masked yet, so
-    the model holds whether or not the sky was subtracted. With a flat, the
-    sky of the flat-fielded frame is still flat but its noise goes as
-    1/sqrt(response): the noise is measured on the residuals whitened by the
-    response, so vignetted corners get their higher noise without a steep
-    level to follow. ``tail_variance_grid`` is the variance from the lower
-    tail alone (`_box_statistics`), for the sky's noise over a whole frame.
+    the model holds whether or not the sky was subtracted. A gradient across
+    a box spreads its pixels too: `without_gradient` measures the noise again
+    on the residuals from the level. With a flat, the sky of the
+    flat-fielded frame is still flat but its noise goes as 1/sqrt(response):
+    the noise is measured on the residuals whitened by the response, so
+    vignetted corners get their higher noise without a steep level to
+    follow. ``tail_variance_grid`` is the variance from the lower tail
+    alone (`_box_statistics`), for the sky's noise over a whole frame.
     """
 
     def __init__(self, data, known, response):
@@ -39,6 +43,22 @@ class SkyModel:
             sample *= np.sqrt(self.response[::step, ::step])
             grids = _box_statistics(sample, BACKGROUND_BOX // step)
         self.variance_grid, self.tail_variance_grid = grids[1:]
+
+    def without_gradient(self, data, known):
+        """Measure the noise again on the residuals from the level, where the level has a gradient.
+
+        Returns whether it did: where the level changes from box to box by
+        `GRADIENT_SIGMA` sigma or more (the flat's residuals have none left).
+        """
+        if self.response is not None or not _has_gradient(self.level_grid, self.tail_variance_grid):
+            return False
+        step = 2
+        sample = data[::step, ::step].astype(np.float32)
+        sample[known[::step, ::step]] = np.nan
+        sample -= _upsample(self.level_grid, sample.shape)
+        grids = _box_statistics(sample, BACKGROUND_BOX // step)
+        self.variance_grid, self.tail_variance_grid = grids[1:]
+        return True
 
     def level(self):
         """Full-size sky level (image unit, float32)."""
@@ -69,6 +89,13 @@ class SkyModel:
             np.maximum(variance, floor, out=variance)
         variance += signal
         return variance
+
+
+def _has_gradient(level, tail_variance):
+    """Whether the sky's ``level`` changes by `GRADIENT_SIGMA` sigma or more between boxes."""
+    sigma = np.sqrt(np.median(tail_variance))
+    steps = [np.abs(np.diff(level, axis=axis)) for axis in (0, 1) if level.shape[axis] > 1]
+    return any(step.size and step.max() >= GRADIENT_SIGMA * sigma for step in steps)
 
 
 def _box_statistics(sample, box):
