@@ -188,8 +188,8 @@ def sky_gain(sky, default):
 
     Its level over its variance, where the sky stands 5 sigma above zero;
     ``default`` where it does not (a subtracted sky). The read noise makes
-    it a lower bound of the true gain, and the sources' noise an upper
-    bound. Unlike a fixed gain, it holds for data in any unit: with 1
+    it a lower bound of the true gain, so the sources' noise through it is
+    an upper bound of theirs. Unlike a fixed gain, it holds for data in any unit: with 1
     e-/ADU, a frame scaled by 0.001 had the sky's own noise as 0.01 e-
     and lost every ray.
     """
