@@ -11,6 +11,8 @@ __all__ = ["SkyModel", "background_level", "inverse_variance_map"]
 
 #: side of the boxes (pixels) in which the sky and its noise are measured
 BACKGROUND_BOX = 64
+#: on every this-many-th pixel along each axis
+SAMPLE_STEP = 2
 #: a level changing by this many sigma from box to box spreads a box's pixels by 1 % of sigma
 GRADIENT_SIGMA = 0.5
 
@@ -33,31 +35,31 @@ class SkyModel:
     def __init__(self, data, known, response):
         self.shape = data.shape
         self.response = None if response is None else np.clip(response, 1e-3, None)
-        step = 2
-        sample = data[::step, ::step].astype(np.float32)
-        sample[known[::step, ::step]] = np.nan
-        grids = _box_statistics(sample, BACKGROUND_BOX // step)
+        sample = _sample(data, known)
+        grids = _box_statistics(sample, BACKGROUND_BOX // SAMPLE_STEP)
         self.level_grid = grids[0]
-        if self.response is not None:
+        #: whether the noise was measured on the residuals from the level
+        self.residuals = self.response is not None
+        if self.residuals:
             sample -= _upsample(self.level_grid, sample.shape)
-            sample *= np.sqrt(self.response[::step, ::step])
-            grids = _box_statistics(sample, BACKGROUND_BOX // step)
+            sample *= np.sqrt(self.response[::SAMPLE_STEP, ::SAMPLE_STEP])
+            grids = _box_statistics(sample, BACKGROUND_BOX // SAMPLE_STEP)
         self.variance_grid, self.tail_variance_grid = grids[1:]
 
     def without_gradient(self, data, known):
         """Measure the noise again on the residuals from the level, where the level has a gradient.
 
         Returns whether it did: where the level changes from box to box by
-        `GRADIENT_SIGMA` sigma or more (the flat's residuals have none left).
+        `GRADIENT_SIGMA` sigma or more, once (a flat's residuals are measured
+        from the start).
         """
-        if self.response is not None or not _has_gradient(self.level_grid, self.tail_variance_grid):
+        if self.residuals or not _has_gradient(self.level_grid, self.tail_variance_grid):
             return False
-        step = 2
-        sample = data[::step, ::step].astype(np.float32)
-        sample[known[::step, ::step]] = np.nan
+        sample = _sample(data, known)
         sample -= _upsample(self.level_grid, sample.shape)
-        grids = _box_statistics(sample, BACKGROUND_BOX // step)
+        grids = _box_statistics(sample, BACKGROUND_BOX // SAMPLE_STEP)
         self.variance_grid, self.tail_variance_grid = grids[1:]
+        self.residuals = True
         return True
 
     def level(self):
@@ -89,6 +91,13 @@ class SkyModel:
             np.maximum(variance, floor, out=variance)
         variance += signal
         return variance
+
+
+def _sample(data, known):
+    """Every `SAMPLE_STEP`-th pixel along each axis (float32), NaN where ``known``."""
+    sample = data[::SAMPLE_STEP, ::SAMPLE_STEP].astype(np.float32)
+    sample[known[::SAMPLE_STEP, ::SAMPLE_STEP]] = np.nan
+    return sample
 
 
 def _has_gradient(level, tail_variance):
