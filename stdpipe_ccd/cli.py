@@ -135,7 +135,8 @@ def _add_mask(commands, common):
         "--readnoise",
         type=float,
         metavar="E",
-        help="read noise in e- (default: RDNOISE or READNOISE from the header)",
+        help="read noise in e- (default: RDNOISE, READNOIS or READNOISE from the header, "
+        "else measured on the sky)",
     )
     parser.add_argument(
         "--cosmics-option",
