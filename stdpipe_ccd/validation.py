@@ -206,44 +206,40 @@ def _stamp_radius(psf, fwhm, beta):
 
 
 def _psf_stamp(psf, fwhm, beta, dx, dy, radius, *, elongation=1.0, angle=0.0):
-    """Unit-flux star centred ``(dx, dy)`` off the stamp centre, integrated over the pixels."""
-    if elongation != 1.0:
-        return _elongated_stamp(psf, fwhm, beta, (dx, dy), radius, elongation, angle)
-    edges = np.arange(-radius - 0.5, radius + 1.0)
-    if psf == "gaussian":
+    """Unit-flux star centred ``(dx, dy)`` off the stamp centre, integrated over the pixels.
+
+    A round Gaussian exactly; otherwise on 5 x 5 samples in each pixel, the
+    star stretched by ``elongation`` along ``angle`` (degrees), its area kept.
+    """
+    if psf == "gaussian" and elongation == 1.0:
+        edges = np.arange(-radius - 0.5, radius + 1.0)
         s = fwhm / (2 * np.sqrt(2 * np.log(2)))
         gx = np.diff(special.ndtr((edges - dx) / s))
         gy = np.diff(special.ndtr((edges - dy) / s))
         return np.outer(gy, gx)
-    # Moffat: 5 x 5 samples in each pixel
     sub = (np.arange(5) + 0.5) / 5 - 0.5
-    centres = np.arange(-radius, radius + 1)
-    px = (centres[:, None] + sub[None, :]).ravel() - dx
-    py = (centres[:, None] + sub[None, :]).ravel() - dy
-    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
-    r2 = py[:, None] ** 2 + px[None, :] ** 2
-    values = (1 + r2 / alpha**2) ** (-beta) * (beta - 1) / (np.pi * alpha**2) / 25
-    n = centres.size
+    centres = (np.arange(-radius, radius + 1)[:, None] + sub).ravel()
+    x, y = centres - dx, centres - dy
+    if elongation == 1.0:
+        r2 = y[:, None] ** 2 + x[None, :] ** 2
+    else:
+        x, y = np.meshgrid(x, y)
+        cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+        along = (cos * x + sin * y) / np.sqrt(elongation)
+        across = (cos * y - sin * x) * np.sqrt(elongation)
+        r2 = along**2 + across**2
+    values = _surface_brightness(psf, fwhm, beta, r2) / 25
+    n = centres.size // 5
     return values.reshape(n, 5, n, 5).sum(axis=(1, 3))
 
 
-def _elongated_stamp(psf, fwhm, beta, offset, radius, elongation, angle):
-    """`_psf_stamp` stretched by ``elongation`` along ``angle`` (degrees), its area kept."""
-    sub = (np.arange(5) + 0.5) / 5 - 0.5  # 5 x 5 samples in each pixel
-    centres = (np.arange(-radius, radius + 1)[:, None] + sub).ravel()
-    x, y = np.meshgrid(centres - offset[0], centres - offset[1])
-    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
-    along = (cos * x + sin * y) / np.sqrt(elongation)
-    across = (cos * y - sin * x) * np.sqrt(elongation)
-    r2 = along**2 + across**2
+def _surface_brightness(psf, fwhm, beta, r2):
+    """Light per unit area of a unit-flux star at squared distances ``r2`` from its centre."""
     if psf == "gaussian":
         s = fwhm / (2 * np.sqrt(2 * np.log(2)))
-        values = np.exp(-r2 / (2 * s**2)) / (2 * np.pi * s**2)
-    else:
-        alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
-        values = (1 + r2 / alpha**2) ** (-beta) * (beta - 1) / (np.pi * alpha**2)
-    n = 2 * radius + 1
-    return values.reshape(n, 5, n, 5).sum(axis=(1, 3)) / 25
+        return np.exp(-r2 / (2 * s**2)) / (2 * np.pi * s**2)
+    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    return (1 + r2 / alpha**2) ** (-beta) * (beta - 1) / (np.pi * alpha**2)
 
 
 def _add_stamp(image, x, y, flux, make, radius):
