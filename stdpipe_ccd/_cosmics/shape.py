@@ -40,9 +40,15 @@ CLIP_FRACTION = 0.1
 
 #: a frame's stars count as elongated above this ratio of their axes
 ELONGATION_MIN = 1.15
-#: their second moments are measured this far (pixels) from their tops
-MOMENT_RADIUS = 3
-MOMENT_BOX = np.array(geo.box(MOMENT_RADIUS))
+#: their second moments are measured within this radius (pixels) of their centroids, once
+#: the stars are made round by the metric measured so far ...
+MOMENT_APERTURE = 4.5
+#: ... in a box this far (pixels) round their tops, which holds the aperture's ellipse
+#: up to an axis ratio of (7 / 4.5) ** 2 = 2.4 ...
+MOMENT_BOX = np.array(geo.box(7))
+#: ... at most this many times, until the axes found in the round stars agree this closely
+MOMENT_ROUNDS = 6
+MOMENT_SETTLED = 1.005
 
 
 class Profile(NamedTuple):
@@ -67,28 +73,41 @@ def psf_metric(frame, iy, ix, cy, cx):
     """Return the 2 x 2 map that makes the frame's stars round, keeping their area; None if round.
 
     From the median second moments of the light of the stars whose tops are
-    ``iy, ix`` (centroids ``cy, cx``), in the 7 x 7 box round each top. A
-    radial profile misses where an elongated star (trailed, or off the
-    optical axis) puts its light, and LACosmic's flags on its core stay
-    (stars of axes 1.6 x 0.8 sigma, 3 seeds: precision 0.92; 0.97 with
-    distances mapped).
+    ``iy, ix`` (centroids ``cy, cx``). A radial profile misses where an
+    elongated star (trailed, or off the optical axis) puts its light, and
+    LACosmic's flags on its core stay (stars of axes 1.6 x 0.8 sigma, 3
+    seeds: precision 0.92; 0.97 with distances mapped). A round aperture
+    cuts the long axis shorter than the short one: the moments are measured
+    within `MOMENT_APERTURE` of the stars as the metric found so far makes
+    them, until they come out round. Stars of axis ratio 1.5 (2) measure
+    1.48 (1.95) in 4 rounds, against 1.34 (1.63) within a 7 x 7 box; in a
+    crowded field of them (3 seeds), precision is 0.943 (0.850), against
+    0.894 (0.754) with the box and 0.955 (0.873) with the true map.
     """
     dy, dx = MOMENT_BOX.T
     light = geo.around(frame.data, iy, ix, MOMENT_BOX) - geo.at(frame.sky, iy, ix)[:, None]
-    weight = np.maximum(light, 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        weight /= weight.sum(axis=1, keepdims=True)
+    light = np.maximum(light, 0)
     dy, dx = (iy - cy)[:, None] + dy, (ix - cx)[:, None] + dx
-    moments = [
-        np.nanmedian((weight * a * b).sum(axis=1)) for a, b in ((dy, dy), (dy, dx), (dx, dx))
-    ]
-    covariance = np.array([[moments[0], moments[1]], [moments[1], moments[2]]])
-    if not np.isfinite(covariance).all():
-        return None
-    axes, vectors = np.linalg.eigh(covariance)
-    if not axes[0] > 0 or np.sqrt(axes[1] / axes[0]) <= ELONGATION_MIN:
-        return None
-    return vectors @ np.diag(np.sqrt(np.sqrt(axes.prod()) / axes)) @ vectors.T
+    metric = np.eye(2)
+    for _ in range(MOMENT_ROUNDS):
+        my, mx = geo.mapped(dy, dx, metric)
+        weight = light * (my * my + mx * mx <= MOMENT_APERTURE**2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight /= weight.sum(axis=1, keepdims=True)
+        moments = [
+            np.nanmedian((weight * a * b).sum(axis=1)) for a, b in ((my, my), (my, mx), (mx, mx))
+        ]
+        covariance = np.array([[moments[0], moments[1]], [moments[1], moments[2]]])
+        if not np.isfinite(covariance).all():
+            return None
+        axes, vectors = np.linalg.eigh(covariance)
+        if not axes[0] > 0:
+            return None
+        metric = vectors @ np.diag(np.sqrt(np.sqrt(axes.prod()) / axes)) @ vectors.T @ metric
+        if np.sqrt(axes[1] / axes[0]) <= MOMENT_SETTLED:
+            break
+    axes = np.linalg.svd(metric, compute_uv=False)
+    return metric if axes[0] / axes[1] > ELONGATION_MIN else None
 
 
 @functools.cache
