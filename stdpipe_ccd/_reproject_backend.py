@@ -1,7 +1,6 @@
 """The ``reproject`` back end: each input resampled with the reproject package, combined here."""
 
 import inspect
-import warnings
 
 import numpy as np
 from astropy.stats import sigma_clip
@@ -171,8 +170,7 @@ class _Accumulator:
         """Return the combined data and its inverse variance (0 where nothing contributed)."""
         covered = self.count > 0
         count = self.count.astype(float)
-        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        with np.errstate(divide="ignore", invalid="ignore"):
             if self.combine == "weighted":
                 data, inverse = self.total / self.total_w, self.total_w**2 / self.squares
             elif self.combine == "average":
@@ -186,6 +184,10 @@ class _Accumulator:
 
     def _order_statistic(self):
         values, variances = np.array(self.values), np.array(self.variances)
+        # nothing fell on the uncovered pixels: a value there keeps numpy from warning
+        # of all-NaN slices (and the result there is dropped)
+        uncovered = self.count == 0
+        values[:, uncovered], variances[:, uncovered] = 0.0, 1.0
         if self.combine in ("median", "min", "max"):
             function = {"median": np.nanmedian, "min": np.nanmin, "max": np.nanmax}[self.combine]
             inverse = order_inverse_variance(self.combine, self.count, np.nansum(variances, axis=0))

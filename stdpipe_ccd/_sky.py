@@ -1,7 +1,5 @@
 """The sky level and its noise, measured in boxes over an image."""
 
-import warnings
-
 import numpy as np
 from astropy.nddata import InverseVariance, VarianceUncertainty
 from astropy.stats import sigma_clip
@@ -224,14 +222,14 @@ def background_level(data, valid, *, box=128):
     by, bx = ny // nby, nx // nbx
     sample = np.where(valid, data, np.nan)[: nby * by, : nbx * bx]
     blocks = sample.reshape(nby, by, nbx, bx).swapaxes(1, 2).reshape(nby * nbx, by * bx)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # empty boxes
-        blocks = np.ma.masked_invalid(blocks)
-        clipped = sigma_clip(blocks, sigma=3, maxiters=5, axis=1).filled(np.nan)
-        mean, median = np.nanmean(clipped, axis=1), np.nanmedian(clipped, axis=1)
-        std = np.nanstd(clipped, axis=1)
-    skewed = np.abs(mean - median) >= 0.3 * std
-    level = np.where(skewed, median, 2.5 * median - 1.5 * mean)
+    # the boxes with too few pixels are filled from their neighbours (and would make
+    # numpy warn of empty slices)
     good = np.sum(np.isfinite(blocks), axis=1) >= 0.25 * blocks.shape[1]
-    grid = _fill_boxes(np.where(good, level, np.nan).reshape(nby, nbx))
+    clipped = sigma_clip(np.ma.masked_invalid(blocks[good]), sigma=3, maxiters=5, axis=1)
+    clipped = clipped.filled(np.nan)
+    mean, median = np.nanmean(clipped, axis=1), np.nanmedian(clipped, axis=1)
+    skewed = np.abs(mean - median) >= 0.3 * np.nanstd(clipped, axis=1)
+    level = np.full(good.size, np.nan)
+    level[good] = np.where(skewed, median, 2.5 * median - 1.5 * mean)
+    grid = _fill_boxes(level.reshape(nby, nbx))
     return _upsample(grid, data.shape)

@@ -1,5 +1,6 @@
 """WCS helpers for SWarp: SIP to TPV, and the grid that covers a set of images."""
 
+import threading
 import warnings
 
 import numpy as np
@@ -8,6 +9,10 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 __all__ = ["covering_grid", "has_sip", "sip_to_tpv"]
+
+#: held while the warning filters are changed: two threads that change and restore them
+#: at once can leave the other's filters in place for good
+_FILTERS_LOCK = threading.Lock()
 
 #: SIP keywords that a TPV header must not carry
 _SIP_PREFIXES = ("A_", "B_", "AP_", "BP_")
@@ -166,8 +171,10 @@ def covering_grid(wcs_list, shapes):
 
 def celestial_wcs(header, name):
     """Return the WCS of ``header``, which must be celestial (``name`` says whose)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # FITSFixedWarning about dates and the like
+    # FITSFixedWarning about dates and the like; wcslib warns while it parses, so the
+    # warnings cannot be avoided, only silenced
+    with _FILTERS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         wcs = WCS(header)
     if not wcs.has_celestial:
         msg = f"input {name} has no celestial WCS"

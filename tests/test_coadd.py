@@ -8,6 +8,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from stdpipe_ccd import StdpipeCCDWarning, coadd, datasets, make_mask
+from stdpipe_ccd._sky import background_level
 from stdpipe_ccd.io import read_fits, write_fits
 
 SHAPE = (384, 384)
@@ -445,3 +446,22 @@ def test_each_file_is_opened_once(three_kinds_of_file, method):
     assert out.meta["NCOMBINE"] == 3
     assert out.count_map.max() == 3
     assert "raw.fits[1]" in "".join(out.meta["HISTORY"])
+
+
+def test_background_level_fills_boxes_without_data_from_their_neighbours():
+    """A sky sloping along x, its left 300 columns masked (two boxes of 128 without a
+    pixel): those boxes take their neighbours' level, and numpy warns of no empty box (the
+    warning filters are process-wide: changing them in threads is not safe)."""
+    rng = np.random.default_rng(3)
+    x = np.arange(1024)
+    data = (100.0 + 0.05 * x + rng.normal(0, 5, (1024, 1024))).astype(np.float32)
+    valid = np.ones(data.shape, bool)
+    valid[:, :300] = False
+    level = background_level(data, valid)
+    assert level.shape == data.shape
+    assert np.isfinite(level).all()
+    # between the centres of the boxes with data, the slope is followed (beyond the last
+    # centre the level stays flat)
+    assert np.abs(level[:, 400:960] - (100.0 + 0.05 * x[400:960])).max() < 1.0
+    # the empty boxes are no lower than the first boxes with data start
+    assert level[:, :256].min() >= 100.0 + 0.05 * 256 - 2.0
