@@ -43,6 +43,8 @@ COSMICS_DEFAULTS = {
 #: 4 rows and columns from each edge, and writes outside the memory of a smaller frame
 MIN_SIDE = 4
 _RESERVED = ("indat", "inmask", "inbkg", "invar", "gain", "readnoise", "satlevel", "verbose")
+#: data whose spread lies outside this range are searched over a power of two near it
+WORKING_SPREAD = (2.0**-10, 2.0**20)
 
 
 def detect(data, known, *, gain, readnoise, gain_known, response, saturation, options, tuning):
@@ -65,6 +67,14 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
 
     tuning = CosmicRayTuning() if tuning is None else tuning
     options = check_options(options)
+    scale = _working_scale(data, known)
+    if scale != 1:
+        # flux-calibrated data (1e-18) or huge values: float32 squares of them lose their
+        # digits or overflow. Over a power of two the values keep every digit.
+        data, gain = data / scale, gain * scale
+        saturation = None if saturation is None else saturation / scale
+        if "pssl" in options:
+            options["pssl"] = options["pssl"] / scale
     with np.errstate(divide="ignore", invalid="ignore"):  # masked and empty pixels
         noise = noise_model(
             data,
@@ -96,6 +106,26 @@ def detect(data, known, *, gain, readnoise, gain_known, response, saturation, op
         del variance, noise
         _refine(cosmics, frame, tuning, options["sigclip"])
     return cosmics
+
+
+def _working_scale(data, known):
+    """Return a power of two near the spread of the data, or 1 within `WORKING_SPREAD`.
+
+    The spread is the median absolute deviation of the pixels not ``known``
+    to be bad, sampled every 8th row and column (their largest value where
+    that is 0).
+    """
+    sample = data[::8, ::8][~known[::8, ::8]]
+    sample = sample[np.isfinite(sample)]
+    if not sample.size:
+        return 1.0
+    spread = np.median(np.abs(sample - np.median(sample)))
+    if not spread > 0:
+        spread = np.max(np.abs(sample))
+    low, high = WORKING_SPREAD
+    if not spread > 0 or low <= spread <= high:
+        return 1.0
+    return float(2.0 ** np.round(np.log2(spread)))
 
 
 def _without_unexposed(known, noise):
