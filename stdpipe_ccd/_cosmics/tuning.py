@@ -28,7 +28,10 @@ class CosmicRayTuning:
         pixels whose rays are blurred by 0.7 pixels, 401 of the 522 bright
         peaks are rays LACosmic missed; without this, the test's thresholds
         follow them (median dimmest-neighbour fraction 0.27, the stars' 0.43)
-        and faint blurred rays are dropped as stars. Default is 0.5.
+        and faint blurred rays are dropped as stars. When fewer than
+        `star_shape_min` peaks are round, the ratio is taken after the
+        neighbours' light is divided by that of the median peak (stars twice
+        as long as wide). Default is 0.5.
     star_shape_min : int
         With fewer such peaks, the fixed `star_neighbours` and `star_dimmest`
         below apply instead. Default is 8: in undersampled fields LACosmic
