@@ -28,18 +28,20 @@ class CosmicRayTuning:
         pixels whose rays are blurred by 0.7 pixels, 401 of the 522 bright
         peaks are rays LACosmic missed; without this, the test's thresholds
         follow them (median dimmest-neighbour fraction 0.27, the stars' 0.43)
-        and faint blurred rays are dropped as stars. When fewer than
-        `star_shape_min` peaks are round, the ratio is taken after the
-        neighbours' light is divided by that of the median peak (stars twice
-        as long as wide). Default is 0.5.
+        and faint blurred rays are dropped as stars. Where dividing the
+        neighbours' light by that of the median peak makes twice as many
+        peaks round or more (stars twice as long as wide), the ratio is
+        taken after it. Default is 0.5.
     star_shape_min : int
         With fewer such peaks, the fixed `star_neighbours` and `star_dimmest`
-        below apply instead. Default is 8: in undersampled fields LACosmic
+        below apply instead. Default is 3: in undersampled fields LACosmic
         flags the tops of half the bright stars, and a small frame has few
-        left (FWHM 1.6, 42 stars on 384 x 384 pixels, 5 seeds: precision
-        0.80 and 33 % of the star cores flagged with 20, where the fixed
-        test fails on them; 0.99 and 0.6 % with 8). The validation matrix's
-        frames have more and keep their masks.
+        left, on which the fixed test for wider stars fails (FWHM 1.6 on
+        384 x 384 pixels, 5 seeds: with 42 stars, precision 0.80 and 33 % of
+        the star cores flagged with 20, 0.99 and 0.6 % with 8; with 14
+        stars, 0.921 and 46 % with 8, 0.996 and 0 with 3, and with diffused
+        rays recall 0.728 to 0.699, the bare call's 0.573; 2 does no better).
+        The validation matrix's frames have more and keep their masks.
     star_neighbours : float
         A group's brightest pixel is a star's core when its 8 neighbours hold
         at least this many times its excess; the default 3.0 holds for stars
@@ -391,7 +393,7 @@ class CosmicRayTuning:
     star_veto: bool = True
     star_shape_sigma: float = 20.0
     star_roundness: float = 0.5
-    star_shape_min: int = 8
+    star_shape_min: int = 3
     star_neighbours: float = 3.0
     star_neighbours_fraction: float = 0.6
     star_dimmest: float = 0.2
