@@ -295,14 +295,16 @@ def test_elongated_stars_made_round_for_their_profile(monkeypatch):
     assert mapped["recall"] >= radial["recall"] - 0.005
 
 
-def test_crowded_elongated_stars_keep_few_flags():
-    """A crowded field of stars 1.5 times longer than wide: LACosmic flags their sides. Their
-    profile, measured once their second moments (within an aperture that follows their shape)
-    make them round, explains those flags (precision 0.92; 0.85 with the moments in a 7 x 7
-    box, which found an axis ratio of 1.34)."""
-    cell = {"n_stars": 8000, "elongation": 1.5}
+@pytest.mark.parametrize(("elongation", "precision"), [(1.5, 0.9), (2.0, 0.85)])
+def test_crowded_elongated_stars_keep_few_flags(elongation, precision):
+    """A crowded field of stars 1.5 (2) times longer than wide: LACosmic flags their sides and
+    ends. Their profile, measured once their second moments (within an aperture that follows
+    their shape) make them round, explains those flags, and a star's top is as near as it is
+    once round (precision 0.92 (0.87); 0.85 (0.77) with the moments in a 7 x 7 box, which
+    found an axis ratio of 1.34 (1.63), and 0.84 at 2 with the top as far as it looks)."""
+    cell = {"n_stars": 8000, "elongation": elongation}
     mine, peer = mean_scores(ours, dict(cell)), mean_scores(bare, dict(cell))
-    assert mine["precision"] >= 0.9 > 4 * peer["precision"]
+    assert mine["precision"] >= precision > 4 * peer["precision"]
     assert mine["recall"] >= peer["recall"]
     assert mine["star_cores"] <= peer["star_cores"] / 10
 

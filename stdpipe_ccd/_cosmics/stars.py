@@ -311,7 +311,8 @@ def star_groups(cosmics, frame, groups, peaks, stars, tuning):
     star = is_star_top(frame, py, px, test) & ~track
     sy, sx = geo.climb(frame.data, py, px, geo.CLIMB_STEPS, radius=2)
     closest = np.full(count, np.inf)
-    np.minimum.at(closest, group, geo.distance_to(sy[group], sx[group], iy, ix))
+    metric = None if profile is None else profile.metric  # an elongated star's top is nearer
+    np.minimum.at(closest, group, geo.distance_to(sy[group], sx[group], iy, ix, metric))
     at_top = geo.at(cosmics, sy, sx) | (closest <= tuning.star_top_reach)
     ty, tx = frame.climb(py, px, geo.CLIMB_STEPS)
     if tuning.star_beside_brighter:

@@ -89,7 +89,8 @@ class CosmicRayTuning:
         ... and each pair may fall this many of its sigma short. Default is 1.
     star_top_reach : float
         A flagged group on a star's wing that neither holds the star's top
-        nor comes this close to it (pixels) is a ray LACosmic found sharp on
+        nor comes this close to it (pixels, measured once elongated stars are
+        made round, as for their profile) is a ray LACosmic found sharp on
         the wing, and keeps its flags. Default is 2.5.
     star_fainter_beside : bool
         ... unless the group's peak, which passed the star test, is a local
