@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from astropy import log
 from astropy import units as u
-from astropy.nddata import CCDData
+from astropy.nddata import CCDData, VarianceUncertainty
 from astropy.stats import mad_std
 
 from . import _cosmics
@@ -44,7 +44,9 @@ def make_mask(
     Parameters
     ----------
     ccd : `~astropy.nddata.CCDData`
-        The frame, 2D. It is not modified.
+        The frame, 2D. It is not modified. Its ``uncertainty``, if any,
+        raises the cosmic-ray noise model wherever it is higher (a coadd's
+        noise where fewer frames cover it).
     saturation : float, `~astropy.units.Quantity`, bool or None, optional
         Saturation level; pixels at or above it are masked. `None` takes
         ``SATURATE`` from ``ccd.meta`` when it is there; a number is in the
@@ -194,6 +196,7 @@ def make_mask(
             saturation=level,
             options=cosmics_options,
             tuning=cosmics_tuning,
+            uncertainty=_uncertainty_variance(ccd),
         )
         image.add(MaskFlag.COSMIC_RAY, cosmics)
 
@@ -305,6 +308,22 @@ def _check_positive(name, value):
     if not (np.isfinite(value) and value > 0):
         msg = f"{name} must be positive and finite, not {value}"
         raise ValueError(msg)
+
+
+def _uncertainty_variance(ccd):
+    """Return the variance ``ccd.uncertainty`` holds, in the data's unit squared (or None)."""
+    if ccd.uncertainty is None:
+        return None
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):  # inverse variances of 0
+            variance = ccd.uncertainty.represent_as(VarianceUncertainty)
+        array = np.asarray(variance.array, dtype=float)
+        if variance.unit is not None and ccd.unit is not None:
+            array = (array * variance.unit).to_value(ccd.unit**2)
+    except (TypeError, ValueError, u.UnitsError) as err:
+        log.debug("ccd.uncertainty not used for the cosmic-ray noise model: %s", err)
+        return None
+    return array
 
 
 def _own_uncertainty(uncertainty):
