@@ -317,13 +317,13 @@ def _uncertainty_variance(ccd):
     try:
         with np.errstate(divide="ignore", invalid="ignore"):  # inverse variances of 0
             variance = ccd.uncertainty.represent_as(VarianceUncertainty)
-        array = np.asarray(variance.array, dtype=float)
+        array = variance.array
         if variance.unit is not None and ccd.unit is not None:
-            array = (array * variance.unit).to_value(ccd.unit**2)
+            array = array * variance.unit.to(ccd.unit**2)
     except (TypeError, ValueError, u.UnitsError) as err:
         log.debug("ccd.uncertainty not used for the cosmic-ray noise model: %s", err)
         return None
-    return array
+    return np.asarray(array, dtype=np.float32)
 
 
 def _own_uncertainty(uncertainty):

@@ -135,9 +135,7 @@ def with_uncertainty(variance, uncertainty):
     bare call 14). The lowest variance of each 3 x 3 box leaves out the
     noise of a ray's own charge, which an uncertainty from the data holds.
     """
-    floor = ndimage.minimum_filter(
-        np.where(np.isfinite(uncertainty), uncertainty, np.inf).astype(np.float32), size=3
-    )
+    floor = ndimage.minimum_filter(np.where(np.isfinite(uncertainty), uncertainty, np.inf), size=3)
     return np.maximum(variance, floor, out=variance, where=np.isfinite(floor))
 
 
