@@ -75,7 +75,7 @@ def detect(
     (`.tracks.standing_out`) growth runs once more; lone flagged pixels and
     small groups that stand too little above their surroundings are
     unflagged (`.singles.drop_weak_groups`). The variance ``uncertainty``
-    gives (image unit squared, if any) raises the model's (`with_uncertainty`).
+    gives (image unit squared, if any) raises the model's (``_with_uncertainty``).
     """
     import astroscrappy
 
@@ -106,7 +106,7 @@ def detect(
         # without a gain or a read noise, those the sky implies
         variance, gain, readnoise = noise.variance, noise.gain, noise.readnoise
         if uncertainty is not None:
-            variance = with_uncertainty(variance, uncertainty)
+            variance = _with_uncertainty(variance, uncertainty)
         satlevel = np.inf if saturation is None else saturation * gain  # astroscrappy wants e-
         cosmics, _ = astroscrappy.detect_cosmics(
             data,
@@ -125,7 +125,7 @@ def detect(
     return cosmics
 
 
-def with_uncertainty(variance, uncertainty):
+def _with_uncertainty(variance, uncertainty):
     """Raise the model's ``variance`` to the lowest the ``uncertainty`` gives round each pixel.
 
     A coadd's noise changes with the number of frames that cover each pixel,
