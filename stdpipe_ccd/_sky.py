@@ -60,6 +60,10 @@ class SkyModel:
         self.residuals = True
         return True
 
+    def medians(self):
+        """Return the sky's level and its variance (lower tail) over the frame: box medians."""
+        return float(np.median(self.level_grid)), float(np.median(self.tail_variance_grid))
+
     def level(self):
         """Full-size sky level (image unit, float32)."""
         return _upsample(self.level_grid, self.shape)

@@ -193,8 +193,7 @@ def sky_gain(sky, default):
     e-/ADU, a frame scaled by 0.001 had the sky's own noise as 0.01 e-
     and lost every ray.
     """
-    level = float(np.median(sky.level_grid))
-    measured = float(np.median(sky.tail_variance_grid))
+    level, measured = sky.medians()
     if not (measured > 0 and level >= 5 * np.sqrt(measured)):
         return default
     return level / measured
@@ -207,9 +206,8 @@ def sky_readnoise(sky, gain):
     20 e- (read noise 5 e-) had half its variance, and LACosmic flagged its
     noise (precision 0.78, 1.00 with it).
     """
-    level = max(float(np.median(sky.level_grid)), 0.0)
-    measured = float(np.median(sky.tail_variance_grid))
-    return float(np.sqrt(max(measured * gain**2 - level * gain, 0.0)))
+    level, measured = sky.medians()
+    return float(np.sqrt(max(measured * gain**2 - max(level, 0.0) * gain, 0.0)))
 
 
 def zero_level(sky, data, known, gain, readnoise, ratios):
@@ -219,9 +217,8 @@ def zero_level(sky, data, known, gain, readnoise, ratios):
     level predicts, with ``ratios`` its ``pedestal_ratio`` and ``offset_ratio``.
     """
     pedestal_ratio, offset_ratio = ratios
-    level = float(np.median(sky.level_grid))  # below 0 where more than the sky was subtracted
+    level, measured = sky.medians()  # the level is below 0 where too much sky was subtracted
     predicted = max(level, 0.0) / gain + (readnoise / gain) ** 2
-    measured = float(np.median(sky.tail_variance_grid))
     offset = 0 < measured * offset_ratio < predicted
     if offset:  # or is it the rounding of coarse data?
         offset = np.sqrt(measured) >= OFFSET_MIN_STEPS * value_step(data, known)
@@ -251,7 +248,7 @@ def unexposed_lines(data, known, sky_level, zero, sky):
     be told apart.
     """
     lines = np.zeros(data.shape, bool)
-    if sky_level - zero < 5 * np.sqrt(np.median(sky.tail_variance_grid)):
+    if sky_level - zero < 5 * np.sqrt(sky.medians()[1]):
         return lines
     valid = ~known
     dark = valid & (data < 0.5 * (zero + sky_level))
