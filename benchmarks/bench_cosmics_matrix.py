@@ -88,12 +88,14 @@ STEPS = {
     "without track completion": {"complete_tracks": False},
     "without the weak-groups check": {"weak_groups": False},
     "with the check of lone flags only": {"weak_group_size": 1},
+    "without the fit of faint stars": {"faint_stars": False},
     "none (LACosmic with the noise model)": {
         "star_veto": False,
         "sharp_peaks": False,
         "grow": False,
         "complete_tracks": False,
         "weak_groups": False,
+        "faint_stars": False,
     },
 }
 

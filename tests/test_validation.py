@@ -89,17 +89,37 @@ def test_undersampled_star_cores_cut_tenfold():
 def test_crowded_undersampled_field_rays_keep_few_star_pixels():
     """A crowded field of undersampled stars: LACosmic flags ten star pixels for each ray pixel.
 
-    The veto leaves about one false flag in thirteen (0.925; 0.914 before
-    the star shape's own error was allowed for, 0.89 before the star shape),
-    with the recall of the bare call or better.
+    The steps leave about one false flag in eighteen (0.946; 0.934 before
+    the fit of faint stars, 0.914 before the star shape's own error was
+    allowed for, 0.89 before the star shape), with the recall of the bare
+    call or better.
     """
     cell = {"n_stars": 8000, "fwhm": 1.6}
     mine, peer = mean_scores(ours, dict(cell)), mean_scores(bare, dict(cell))
     assert peer["precision"] < 0.1
-    assert mine["precision"] >= 0.915
+    assert mine["precision"] >= 0.94
     assert mine["recall"] >= peer["recall"]
     assert mine["star_cores"] <= peer["star_cores"] / 10
     assert mine["noise_ratio"] <= min(2.0, peer["noise_ratio"])
+
+
+def test_faint_stars_flagged_whole_go_and_no_ray_with_them():
+    """Faint undersampled stars the star test fails in the noise are fitted with the star shape.
+
+    In the crowded field they were a third of the false flags left: precision
+    0.934 without the fit and 0.946 with it, star cores 0.9 % and 0.3 %;
+    no ray is lost there nor on the sparser undersampled fields.
+    """
+    without = CosmicRayTuning(faint_stars=False)
+    for cell in ({"n_stars": 8000, "fwhm": 1.6}, {"fwhm": 1.6}, {"n_stars": 300, "fwhm": 1.6}):
+        fitted = mean_scores(ours, dict(cell))
+        unfitted = mean_scores(lambda ccd: ours(ccd, cosmics_tuning=without), dict(cell))
+        assert fitted["recall"] == unfitted["recall"]
+        assert fitted["precision"] >= unfitted["precision"]
+        assert fitted["star_cores"] <= unfitted["star_cores"]
+        if cell.get("n_stars") == 8000:
+            assert fitted["precision"] >= unfitted["precision"] + 0.008
+            assert fitted["star_cores"] <= unfitted["star_cores"] / 2
 
 
 def test_undersampled_star_cores_with_a_noise_allowance():
@@ -424,7 +444,12 @@ def test_flux_calibrated_and_huge_values_give_the_same_mask(gain_known):
 def test_every_step_switched_off_is_astroscrappy_with_the_noise_model():
     """With the refinements off, the flags are those of the astroscrappy call alone."""
     plain = CosmicRayTuning(
-        star_veto=False, sharp_peaks=False, grow=False, complete_tracks=False, weak_groups=False
+        star_veto=False,
+        sharp_peaks=False,
+        grow=False,
+        complete_tracks=False,
+        weak_groups=False,
+        faint_stars=False,
     )
     f = field(1)
     off = ours(f.ccd, cosmics_tuning=plain)

@@ -3,8 +3,9 @@
 `detect` is what `~stdpipe_ccd.make_mask` runs with ``mask_cosmics=True``.
 The steps after LACosmic live in their own modules: `.stars` (the star
 veto), `.blends` (flags on blended stars), `.sharp` (rays LACosmic missed),
-`.tracks` (growth and track completion) and `.singles` (lone flags and
-small groups in the noise), over the neighbourhood helpers of `.geometry`,
+`.tracks` (growth and track completion), `.singles` (lone flags and
+small groups in the noise) and `.faint_stars` (faint undersampled stars
+flagged whole), over the neighbourhood helpers of `.geometry`,
 the noise model of `.frame`, the star shape of `.shape` and the tests for
 a smooth source of `.sources`.
 Their thresholds are the fields of `CosmicRayTuning`. Each step stays only
@@ -18,7 +19,7 @@ import numpy as np
 from astropy import log
 from scipy import ndimage
 
-from . import blends, sharp, singles, stars, tracks
+from . import blends, faint_stars, sharp, singles, stars, tracks
 from .frame import Frame, noise_model
 from .tuning import CosmicRayTuning
 
@@ -74,8 +75,10 @@ def detect(
     `.tracks.widen_faint_groups`), from whose pixels that stand out
     (`.tracks.standing_out`) growth runs once more; lone flagged pixels and
     small groups that stand too little above their surroundings are
-    unflagged (`.singles.drop_weak_groups`). The variance ``uncertainty``
-    gives (image unit squared, if any) raises the model's (``_with_uncertainty``).
+    unflagged (`.singles.drop_weak_groups`), and so are the small faint
+    groups the frame's star shape fits (`.faint_stars.drop_faint_stars`).
+    The variance ``uncertainty`` gives (image unit squared, if any) raises
+    the model's (``_with_uncertainty``).
     """
     import astroscrappy
 
@@ -193,6 +196,8 @@ def _refine(cosmics, frame, tuning, sigclip):
             tracks.grow(cosmics, frame, tuning, seeds=seeds)
     if tuning.weak_groups:
         singles.drop_weak_groups(cosmics, frame, sigclip, tuning)
+    if tuning.faint_stars:
+        faint_stars.drop_faint_stars(cosmics, frame, tuning)
 
 
 def check_shape(shape):

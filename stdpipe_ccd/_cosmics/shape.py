@@ -232,6 +232,23 @@ class StarShape:
         found[1:, star] = cy, cx, amplitude, used.all(axis=1)
         return found
 
+    @property
+    def top_fraction(self):
+        """The fraction of a star's 3 x 3 light in its top pixel, the star centred on it."""
+        return float(_interpolate(self.table, np.zeros(1), np.zeros(1), self._metric)[0])
+
+    def at_phases(self, offsets, steps):
+        """Return the shape's light at ``offsets`` (dy, dx) round stars centred at each phase.
+
+        The phases are ``steps`` x ``steps`` centres from -0.5 to 0.5 pixel
+        each way, one per row, rows first. Light is a fraction of the 3 x 3
+        sum, as `light`.
+        """
+        dy, dx = np.array(offsets, dtype=float).T
+        shift = np.linspace(-0.5, 0.5, steps)
+        cy, cx = np.repeat(shift, steps)[:, None], np.tile(shift, steps)[:, None]
+        return _interpolate(self.table, dy - cy, dx - cx, self._metric)
+
     def light(self, fits, iy, ix):
         """Light of stars (rows 1 to 3 of `tops`: centroid, amplitude) in pixels ``iy, ix``."""
         _, cy, cx, amplitude = fits[:4]
