@@ -800,12 +800,14 @@ def test_faint_stars_flagged_whole_go_and_rays_of_one_or_two_pixels_stay(psf, fw
     5 box within its chi-square and better than two pixels do; in the rest
     the noise decides), every one-pixel ray and 99 % of the two-pixel ones
     stay. On wider stars (FWHM 3) the star test holds and nothing is fitted.
+    The fit is asked for whatever the crowding.
     """
+    fit = CosmicRayTuning(faint_star_density=0.0)
     gone, rays, pairs = [], [], []
     for seed in range(2):
         frame, flagged, sources = faint_sources(seed, psf, fwhm, 7.0)
         kept = flagged.copy()
-        faint_stars.drop_faint_stars(kept, frame, CosmicRayTuning())
+        faint_stars.drop_faint_stars(kept, frame, fit)
         gone += [not kept[y - 1 : y + 2, x - 1 : x + 2].any() for y, x in sources["stars"]]
         rays += [kept[y, x] for y, x in sources["rays"]]
         pairs += [kept[y, x] for y, x in sources["pairs"]]
@@ -813,12 +815,46 @@ def test_faint_stars_flagged_whole_go_and_rays_of_one_or_two_pixels_stay(psf, fw
     assert all(rays)
     assert np.mean(pairs) >= 0.97
     kept = flagged.copy()
-    faint_stars.drop_faint_stars(kept, frame, CosmicRayTuning(faint_star_chi2=0.0))
+    faint_stars.drop_faint_stars(
+        kept, frame, CosmicRayTuning(faint_star_density=0.0, faint_star_chi2=0.0)
+    )
     assert (kept == flagged).all()
     frame, flagged, _ = faint_sources(0, "moffat", 3.0, 7.0)
-    assert frame.stars.shape.top_fraction < CosmicRayTuning().faint_star_top
+    assert frame.stars.shape.top_fraction < fit.faint_star_top
+    kept = flagged.copy()
+    faint_stars.drop_faint_stars(kept, frame, fit)
+    assert (kept == flagged).all()
+    faint_stars.drop_faint_stars(
+        kept, frame, CosmicRayTuning(faint_star_density=0.0, faint_star_top=0.0)
+    )
+    assert not (kept == flagged).all()
+
+
+def test_faint_stars_fitted_only_in_crowded_fields():
+    """The fit runs where the unflagged peaks 20 sigma up are 2,000 per 1024 x 1024 or more.
+
+    The frame of faint sources has none: nothing is fitted. Beside 672
+    unflagged stars of 30 sigma, 12 pixels apart, the flagged faint stars go
+    and the rays stay.
+    """
+    frame, flagged, sources = faint_sources(0, "moffat", 1.6, 7.0)
+    assert not faint_stars.is_crowded(flagged, frame, CosmicRayTuning())
     kept = flagged.copy()
     faint_stars.drop_faint_stars(kept, frame, CosmicRayTuning())
     assert (kept == flagged).all()
-    faint_stars.drop_faint_stars(kept, frame, CosmicRayTuning(faint_star_top=0.0))
-    assert not (kept == flagged).all()
+    rng = np.random.default_rng(1)
+    more = rng.normal(100.0, 10.0, (12 * 16, frame.data.shape[1])).astype(np.float32)
+    stamp = validation._psf_stamp("moffat", 1.6, 4.765, 0.0, 0.0, 5)
+    for y in range(6, 12 * 16, 12):
+        for x in range(6, 12 * 42, 12):
+            more[y - 5 : y + 6, x - 5 : x + 6] += 300.0 * stamp / stamp.max()
+    data = np.vstack([frame.data, more])
+    sky = np.full(data.shape, 100.0, np.float32)
+    crowded = Frame(data, np.zeros(data.shape, bool), sky, np.full(data.shape, 100.0))
+    crowded.stars = frame.stars
+    flags = np.vstack([flagged, np.zeros(more.shape, bool)])
+    assert faint_stars.is_crowded(flags, crowded, CosmicRayTuning())
+    kept = flags.copy()
+    faint_stars.drop_faint_stars(kept, crowded, CosmicRayTuning())
+    assert np.mean([not kept[y, x] for y, x in sources["stars"]]) >= 0.7
+    assert all(kept[y, x] for y, x in sources["rays"])

@@ -107,19 +107,22 @@ def test_faint_stars_flagged_whole_go_and_no_ray_with_them():
     """Faint undersampled stars the star test fails in the noise are fitted with the star shape.
 
     In the crowded field they were a third of the false flags left: precision
-    0.934 without the fit and 0.946 with it, star cores 0.9 % and 0.3 %;
-    no ray is lost there nor on the sparser undersampled fields.
+    0.934 without the fit and 0.946 with it, star cores 0.9 % and 0.3 %, no
+    ray lost. In sparser undersampled fields faint compact rays are as
+    common as faint stars, and diffused ones fit the star shape: the fit
+    does not run there (about 900 unflagged peaks 20 sigma up per 1024 x
+    1024, 4,500 in the crowded field), and their flags are those without it.
     """
     without = CosmicRayTuning(faint_stars=False)
-    for cell in ({"n_stars": 8000, "fwhm": 1.6}, {"fwhm": 1.6}, {"n_stars": 300, "fwhm": 1.6}):
-        fitted = mean_scores(ours, dict(cell))
-        unfitted = mean_scores(lambda ccd: ours(ccd, cosmics_tuning=without), dict(cell))
-        assert fitted["recall"] == unfitted["recall"]
-        assert fitted["precision"] >= unfitted["precision"]
-        assert fitted["star_cores"] <= unfitted["star_cores"]
-        if cell.get("n_stars") == 8000:
-            assert fitted["precision"] >= unfitted["precision"] + 0.008
-            assert fitted["star_cores"] <= unfitted["star_cores"] / 2
+    crowded = {"n_stars": 8000, "fwhm": 1.6}
+    fitted = mean_scores(ours, dict(crowded))
+    unfitted = mean_scores(lambda ccd: ours(ccd, cosmics_tuning=without), dict(crowded))
+    assert fitted["recall"] == unfitted["recall"]
+    assert fitted["precision"] >= unfitted["precision"] + 0.008
+    assert fitted["star_cores"] <= unfitted["star_cores"] / 2
+    for cell in ({"fwhm": 1.6}, {"n_stars": 300, "fwhm": 1.6}, {"fwhm": 1.6, "rays": "diffused"}):
+        for f in fields(cell):
+            np.testing.assert_array_equal(ours(f.ccd), ours(f.ccd, cosmics_tuning=without))
 
 
 def test_undersampled_star_cores_with_a_noise_allowance():

@@ -32,10 +32,14 @@ def drop_faint_stars(cosmics, frame, tuning):
     peak and its brightest edge neighbour, each free. It goes when the star
     fits within `~CosmicRayTuning.faint_star_chi2` per pixel and better than
     the two pixels by `~CosmicRayTuning.faint_star_margin` in chi-square.
-    Needs the frame's stars (`.frame.Frame.stars`); masked pixels are left
-    out of the fits.
+    It runs on crowded (`is_crowded`) undersampled frames
+    (`~CosmicRayTuning.faint_star_top`), and needs
+    the frame's stars (`.frame.Frame.stars`); masked pixels are left out of
+    the fits.
     """
     if frame.stars is None or frame.stars.shape.top_fraction < tuning.faint_star_top:
+        return
+    if not is_crowded(cosmics, frame, tuning):
         return
     iy, ix, group, count = geo.groups(cosmics)
     if not count:
@@ -55,6 +59,18 @@ def drop_faint_stars(cosmics, frame, tuning):
     drop[tested[star]] = True
     drop = drop[group]
     cosmics[iy[drop], ix[drop]] = False
+
+
+def is_crowded(cosmics, frame, tuning):
+    """Whether the frame holds `~CosmicRayTuning.faint_star_density` stars or more.
+
+    The stars counted are the unflagged local maxima
+    `~CosmicRayTuning.star_shape_sigma` above the sky, per 1024 x 1024
+    pixels not masked.
+    """
+    iy, ix = frame.peaks(tuning.star_shape_sigma)
+    stars = np.count_nonzero(~geo.at(cosmics, iy, ix))
+    return stars * 1024**2 >= tuning.faint_star_density * np.count_nonzero(~frame.known)
 
 
 def fit_chi2(frame, iy, ix):
