@@ -33,9 +33,9 @@ def drop_faint_stars(cosmics, frame, tuning):
     fits within `~CosmicRayTuning.faint_star_chi2` per pixel and better than
     the two pixels by `~CosmicRayTuning.faint_star_margin` in chi-square.
     It runs on crowded (`is_crowded`) undersampled frames
-    (`~CosmicRayTuning.faint_star_top`), and needs
-    the frame's stars (`.frame.Frame.stars`); masked pixels are left out of
-    the fits.
+    (`~CosmicRayTuning.faint_star_top`) once the veto has measured the
+    frame's stars (`.frame.Frame.stars`); masked pixels are left out of the
+    fits.
     """
     if frame.stars is None or frame.stars.shape.top_fraction < tuning.faint_star_top:
         return
