@@ -89,6 +89,7 @@ STEPS = {
     "without the weak-groups check": {"weak_groups": False},
     "with the check of lone flags only": {"weak_group_size": 1},
     "without the fit of faint stars": {"faint_stars": False},
+    "without the faint star tops of crowded undersampled frames": {"undersampled_top_sigma": 20.0},
     "none (LACosmic with the noise model)": {
         "star_veto": False,
         "sharp_peaks": False,

@@ -147,14 +147,15 @@ class StarShape:
     peaks' `SHAPE_DISK` around their centroids, as a fraction of their 3 x 3
     sums; pixels `CLIP_SIGMA` above the first fit (neighbours, rays) are
     left out of a second. `tops` tests and fits each top once per frame:
-    ``is_star(frame, iy, ix)`` says which are stars' tops, ``centroids``
+    ``is_star(frame, iy, ix)`` (an attribute, which may be set once the
+    shape is fitted) says which are stars' tops, ``centroids``
     where their stars are centred (`.stars.centroids`); ``slack`` is how
     many times its fitted light a star's pixel may hold; ``metric`` makes
     elongated stars round (`psf_metric`).
     """
 
     def __init__(self, frame, peaks, *, centroids, is_star, slack=1.0, metric=None):
-        self._centroids, self._is_star, self._slack = centroids, is_star, slack
+        self._centroids, self.is_star, self._slack = centroids, is_star, slack
         self._metric = metric
         iy, ix = peaks
         inside = geo.edge_distance(frame.data.shape, iy, ix) >= SHAPE_RADIUS
@@ -209,7 +210,7 @@ class StarShape:
 
     def _test_and_fit(self, frame, iy, ix):
         found = np.full((5, iy.size), np.nan)
-        star = self._is_star(frame, iy, ix)
+        star = self.is_star(frame, iy, ix)
         found[0] = star
         iy, ix = iy[star], ix[star]
         cy, cx, _ = self._centroids(frame, iy, ix)
@@ -258,8 +259,8 @@ class StarShape:
 class StarLight(NamedTuple):
     """The frame's stars, as the steps after the veto tell their light (`explained_by_stars`).
 
-    Their shape and tops (tops `~CosmicRayTuning.star_shape_sigma` above the
-    sky that pass the star test), the `~CosmicRayTuning.star_light_slack`
+    Their shape and tops (tops `.stars.star_top_sigma` above the sky that
+    pass the star test), the `~CosmicRayTuning.star_light_slack`
     and the `~CosmicRayTuning.star_light_grow_sigma`.
     """
 
@@ -272,9 +273,9 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None, slack=None):
     """Whether the light of a star explains pixels ``iy, ix`` (`StarLight` in ``frame.stars``).
 
     The star is the one whose top a pixel's climb reaches, a top
-    `~CosmicRayTuning.star_shape_sigma` above the sky that passes the star
-    test. Its light, from the frame's star shape (`StarShape`) scaled to
-    the top's neighbours, explains a pixel that is at most ``slack`` times
+    `.stars.star_top_sigma` above the sky that passes the star test. Its
+    light, from the frame's star shape (`StarShape`) scaled to the top's
+    neighbours, explains a pixel that is at most ``slack`` times
     that plus ``nsigma`` sigma above the sky, and that the star adds a
     sigma to at least (the climb from a faint ray on the sky may end on a
     distant star). A top explains itself only when its neighbours follow

@@ -6,6 +6,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import geometry as geo
+from .faint_stars import is_crowded
 from .shape import Profile, StarLight, StarShape, explained_by_stars, psf_metric
 from .sources import drop_on_sources
 
@@ -232,11 +233,15 @@ def drop_star_cores(cosmics, frame, tuning):
             frame,
             peaks,
             centroids=centroids,
-            is_star=functools.partial(
-                is_bright_star_top, test=test, nsigma=tuning.star_shape_sigma
-            ),
+            is_star=None,
             slack=tuning.star_light_slack,
             metric=profile.metric,
+        )
+        vetoed = cosmics.copy()  # the stars the veto unflags count for the crowding
+        on_star = (star | wing)[group]
+        vetoed[iy[on_star], ix[on_star]] = False
+        shape.is_star = functools.partial(
+            is_bright_star_top, test=test, nsigma=star_top_sigma(vetoed, frame, shape, tuning)
         )
         frame.stars = StarLight(shape, tuning.star_light_slack, tuning.star_light_grow_sigma)
         drop_star_light(cosmics, frame, (iy, ix, group, count), ~(star | wing), tuning)
@@ -526,6 +531,20 @@ def light_left(frame, pixels, stars, profile, offsets=geo.NEIGHBOURS):
         cy[:, None], cx[:, None], total[:, None], iy[:, None] + dy, ix[:, None] + dx, profile
     )
     return light, excess - star_light(cy, cx, total, iy, ix, profile)
+
+
+def star_top_sigma(cosmics, frame, shape, tuning):
+    """How far above the sky a star's top must be for its light to explain flagged pixels.
+
+    `~CosmicRayTuning.undersampled_top_sigma` on crowded
+    (`.faint_stars.is_crowded` with the flags ``cosmics``) undersampled
+    frames (the ``shape`` puts `~CosmicRayTuning.faint_star_top` or more of
+    a star's 3 x 3 light in its top), `~CosmicRayTuning.star_shape_sigma`
+    on the others.
+    """
+    if shape.top_fraction >= tuning.faint_star_top and is_crowded(cosmics, frame, tuning):
+        return min(tuning.undersampled_top_sigma, tuning.star_shape_sigma)
+    return tuning.star_shape_sigma
 
 
 def is_bright_star_top(frame, iy, ix, *, test, nsigma):
