@@ -89,15 +89,15 @@ def test_undersampled_star_cores_cut_tenfold():
 def test_crowded_undersampled_field_rays_keep_few_star_pixels():
     """A crowded field of undersampled stars: LACosmic flags ten star pixels for each ray pixel.
 
-    The steps leave about one false flag in eighteen (0.946; 0.934 before
-    the fit of faint stars, 0.914 before the star shape's own error was
-    allowed for, 0.89 before the star shape), with the recall of the bare
-    call or better.
+    The steps leave about one false flag in twenty (0.950; 0.946 before the
+    faint star tops, 0.934 before the fit of faint stars, 0.914 before the
+    star shape's own error was allowed for, 0.89 before the star shape),
+    with the recall of the bare call or better.
     """
     cell = {"n_stars": 8000, "fwhm": 1.6}
     mine, peer = mean_scores(ours, dict(cell)), mean_scores(bare, dict(cell))
     assert peer["precision"] < 0.1
-    assert mine["precision"] >= 0.94
+    assert mine["precision"] >= 0.945
     assert mine["recall"] >= peer["recall"]
     assert mine["star_cores"] <= peer["star_cores"] / 10
     assert mine["noise_ratio"] <= min(2.0, peer["noise_ratio"])
@@ -123,6 +123,26 @@ def test_faint_stars_flagged_whole_go_and_no_ray_with_them():
     for cell in ({"fwhm": 1.6}, {"n_stars": 300, "fwhm": 1.6}, {"fwhm": 1.6, "rays": "diffused"}):
         for f in fields(cell):
             np.testing.assert_array_equal(ours(f.ccd), ours(f.ccd, cosmics_tuning=without))
+
+
+def test_faint_star_tops_explain_star_light_in_crowded_undersampled_fields():
+    """Stars 8 sigma up explain flagged star light when crowded and undersampled, not others.
+
+    At FWHM 1.6 the flags on stars of 8 to 20 sigma grow and widen over their
+    light, which no top 20 sigma up explains: precision 0.946 to 0.950 with
+    Moffat stars, 0.663 to 0.671 with Gaussian ones, no ray lost. Sparser
+    fields keep the 20 sigma tops, and their flags.
+    """
+    higher = CosmicRayTuning(undersampled_top_sigma=20.0)
+    for cell, gain in (({"fwhm": 1.6}, 0.003), ({"fwhm": 1.6, "psf": "gaussian"}, 0.006)):
+        cell["n_stars"] = 8000
+        lower = mean_scores(ours, dict(cell))
+        unlowered = mean_scores(lambda ccd: ours(ccd, cosmics_tuning=higher), dict(cell))
+        assert lower["recall"] == unlowered["recall"]
+        assert lower["precision"] >= unlowered["precision"] + gain
+    for cell in ({"fwhm": 1.6}, {"fwhm": 1.6, "rays": "diffused"}):
+        for f in fields(cell):
+            np.testing.assert_array_equal(ours(f.ccd), ours(f.ccd, cosmics_tuning=higher))
 
 
 def test_undersampled_star_cores_with_a_noise_allowance():
@@ -338,7 +358,7 @@ def test_stars_twice_as_long_as_wide_are_measured_on_a_small_frame():
     0.888 and 3.1 % of the star cores flagged with the fixed test for wider, round stars)."""
     cell = {"fwhm": 2.0, "elongation": 2.0}
     mine, peer = mean_scores(ours, dict(cell)), mean_scores(bare, dict(cell))
-    assert mine["precision"] >= 0.94
+    assert mine["precision"] >= 0.945
     assert mine["star_cores"] <= 0.015
     assert mine["recall"] >= peer["recall"]
 
