@@ -25,6 +25,7 @@ CELLS = {
     "diffused rays": {"rays": "diffused"},
     "elongated stars": {"psf": "gaussian", "fwhm": 2.5, "elongation": 1.5},
     "sparse undersampled": {"n_stars": 300, "fwhm": 1.6},
+    "undersampled Gaussian": {"psf": "gaussian", "fwhm": 1.6},
 }
 
 
@@ -74,7 +75,7 @@ def test_no_harm_against_bare_astroscrappy(cell):
     assert mine["recall"] >= peer["recall"] - 0.01
     assert mine["precision"] >= peer["precision"]
     assert mine["star_cores"] <= peer["star_cores"]
-    assert mine["star_cores"] <= (0.05 if cell == "undersampled" else 0.01)
+    assert mine["star_cores"] <= (0.05 if cell.startswith("undersampled") else 0.01)
     assert mine["noise_ratio"] <= peer["noise_ratio"]
 
 
@@ -143,6 +144,28 @@ def test_faint_star_tops_explain_star_light_in_crowded_undersampled_fields():
     for cell in ({"fwhm": 1.6}, {"fwhm": 1.6, "rays": "diffused"}):
         for f in fields(cell):
             np.testing.assert_array_equal(ours(f.ccd), ours(f.ccd, cosmics_tuning=higher))
+
+
+def test_bright_undersampled_stars_centred_near_a_corner_pass_the_star_test():
+    """Gaussian stars of FWHM 1.6 px are a third as round centred near a pixel's corner.
+
+    LACosmic flags 80 % of their cores, mostly of those off their pixel's
+    centre, so the unflagged peaks that set the roundness ask for 0.6: 16 %
+    of the cores stayed flagged, at any brightness. Tops 20 sigma up need
+    only the star shape's least roundness over its phases (0.32): 3.9 %,
+    precision 0.62 to 0.91, no ray lost. The Moffat stars of the matrix are
+    rounder at their corners than the peaks ask, and keep their flags.
+    """
+    uncornered = CosmicRayTuning(star_corner_sigma=0.0)
+    cell = CELLS["undersampled Gaussian"]
+    cornered = mean_scores(ours, dict(cell))
+    square = mean_scores(lambda ccd: ours(ccd, cosmics_tuning=uncornered), dict(cell))
+    assert square["star_cores"] > 0.1
+    assert cornered["star_cores"] < min(0.05, square["star_cores"] / 3)
+    assert cornered["precision"] >= square["precision"] + 0.2
+    assert cornered["recall"] == square["recall"]
+    for f in fields(CELLS["undersampled"]):
+        np.testing.assert_array_equal(ours(f.ccd), ours(f.ccd, cosmics_tuning=uncornered))
 
 
 def test_undersampled_star_cores_with_a_noise_allowance():

@@ -144,6 +144,39 @@ def second_least(values):
     return np.partition(values, 1, axis=1)[:, 1]
 
 
+#: where, among the 8 neighbours, the opposite pairs across each axis and diagonal are
+PAIRS = np.array(
+    [
+        [NEIGHBOURS.index(offset) for offset in pair]
+        for pair in [((-1, 0), (1, 0)), ((0, -1), (0, 1)), ((-1, -1), (1, 1)), ((-1, 1), (1, -1))]
+    ]
+)
+
+
+def pair_light(light):
+    """Sum the light of opposite neighbours (`PAIRS`); return the lesser and greater pairs.
+
+    Column 0 is the vertical against the horizontal pair, column 1 the two
+    diagonal ones.
+    """
+    pairs = np.maximum(light, 0)[:, PAIRS].sum(axis=2)
+    across = pairs[:, 0::2], pairs[:, 1::2]
+    return np.minimum(*across), np.maximum(*across)
+
+
+def roundness(light):
+    """How evenly the 8 neighbours' ``light`` spreads round a pixel: 1 round, 0 a line.
+
+    The lesser ratio of the light of opposite neighbours (`pair_light`),
+    across the axes and across the diagonals. A star is round at any pixel
+    phase (above 0.35 for a noiseless one of FWHM 1.6 pixels, 0.85 of FWHM 3);
+    a track, even blurred, leaves the pixels across it dark.
+    """
+    lesser, greater = pair_light(light)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num((lesser / greater).min(axis=1))
+
+
 def distance_to(cy, cx, iy, ix, metric=None):
     """Distance from ``cy, cx`` to pixels ``iy, ix`` (several times faster than `numpy.hypot`).
 

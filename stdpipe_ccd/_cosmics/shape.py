@@ -36,6 +36,8 @@ SHAPE_DISK = [(dy, dx) for dy, dx in geo.box(SHAPE_RADIUS) if dy * dy + dx * dx 
 CLIP_SIGMA = 3
 #: ... plus this fraction of its fitted light: the shape is 1-3 % off on bright stars
 CLIP_FRACTION = 0.1
+#: the shape's roundness is read at this many phases each way, -0.5 to 0.5 pixel
+CORNER_PHASES = 9
 
 
 #: a frame's stars count as elongated above this ratio of their axes
@@ -237,6 +239,15 @@ class StarShape:
     def top_fraction(self):
         """The fraction of a star's 3 x 3 light in its top pixel, the star centred on it."""
         return float(_interpolate(self.table, np.zeros(1), np.zeros(1), self._metric)[0])
+
+    @property
+    def corner_roundness(self):
+        """The least `.geometry.roundness` of a star of this shape over its pixel phases.
+
+        It is least with the star centred near a pixel's corner: 0.32 for a
+        Gaussian of FWHM 1.6 pixels, 0.85 for a Moffat of FWHM 3.
+        """
+        return float(geo.roundness(self.at_phases(geo.NEIGHBOURS, CORNER_PHASES)).min())
 
     def at_phases(self, offsets, steps):
         """Return the shape's light at ``offsets`` (dy, dx) round stars centred at each phase.

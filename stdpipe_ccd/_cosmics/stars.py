@@ -7,6 +7,7 @@ import numpy as np
 
 from . import geometry as geo
 from .faint_stars import is_crowded
+from .geometry import pair_light, roundness
 from .shape import Profile, StarLight, StarShape, explained_by_stars, psf_metric
 from .sources import drop_on_sources
 
@@ -55,50 +56,23 @@ def bright_peaks(cosmics, frame, tuning):
     return iy[peak], ix[peak]
 
 
-#: where, among the 8 neighbours, the opposite pairs across each axis and diagonal are
-PAIRS = np.array(
-    [
-        [geo.NEIGHBOURS.index(offset) for offset in pair]
-        for pair in [((-1, 0), (1, 0)), ((0, -1), (0, 1)), ((-1, -1), (1, 1)), ((-1, 1), (1, -1))]
-    ]
-)
-
-
-def pair_light(light):
-    """Sum the light of opposite neighbours (`PAIRS`); return the lesser and greater pairs.
-
-    Column 0 is the vertical against the horizontal pair, column 1 the two
-    diagonal ones.
-    """
-    pairs = np.maximum(light, 0)[:, PAIRS].sum(axis=2)
-    across = pairs[:, 0::2], pairs[:, 1::2]
-    return np.minimum(*across), np.maximum(*across)
-
-
-def roundness(light):
-    """How evenly the 8 neighbours' ``light`` spreads round a pixel: 1 round, 0 a line.
-
-    The lesser ratio of the light of opposite neighbours (`pair_light`),
-    across the axes and across the diagonals. A star is round at any pixel
-    phase (above 0.35 for a noiseless one of FWHM 1.6 pixels, 0.85 of FWHM 3);
-    a track, even blurred, leaves the pixels across it dark.
-    """
-    lesser, greater = pair_light(light)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.nan_to_num((lesser / greater).min(axis=1))
-
-
 class StarTest(NamedTuple):
-    """The thresholds of the star test on one frame (`star_thresholds`)."""
+    """The thresholds of the star test on one frame (`star_thresholds`).
+
+    Tops ``corner_sigma`` sigma or more above the sky need only the
+    ``corner_roundness``.
+    """
 
     neighbours: float
     dimmest: float
     dimmest_sigma: float
     roundness: float = 0.0
     roundness_sigma: float = 0.0
+    corner_sigma: float = np.inf
+    corner_roundness: float = 0.0
 
 
-def star_thresholds(frame, peaks, tuning):
+def star_thresholds(frame, peaks, tuning, shape=None):
     """Calibrate the star test (a `StarTest`) on the frame's bright ``peaks``.
 
     A star's 8 neighbours hold a set multiple of its excess that depends on
@@ -107,18 +81,25 @@ def star_thresholds(frame, peaks, tuning):
     their medians over the frame's bright ``peaks`` (fixed ones without);
     so is the roundness asked for: stars of FWHM 3 are rounder than 0.85 at
     any phase, undersampled ones than 0.35. The dimmest neighbour is left
-    out of the dimmest-neighbour test (`.geometry.second_least`).
+    out of the dimmest-neighbour test (`.geometry.second_least`). Tops
+    `~CosmicRayTuning.star_corner_sigma` up need no more roundness than
+    the frame's star ``shape`` (a `.shape.StarShape`) has at its least
+    round phase (`.shape.StarShape.corner_roundness`).
     """
     if peaks is None:
         return StarTest(tuning.star_neighbours, tuning.star_dimmest, tuning.star_dimmest_sigma)
     light, excess = neighbour_light(frame, *peaks)
     shortfall = 1 - float(np.median(roundness(light)))
+    asked = min(tuning.star_roundness_ceiling, 1 - tuning.star_roundness_spread * shortfall)
+    corner = asked if shape is None else min(asked, shape.corner_roundness)
     return StarTest(
         tuning.star_neighbours_fraction * float(np.median(light.sum(axis=1) / excess)),
         tuning.star_dimmest_fraction * float(np.median(geo.second_least(light) / excess)),
         tuning.star_dimmest_sigma,
-        min(tuning.star_roundness_ceiling, 1 - tuning.star_roundness_spread * shortfall),
+        asked,
         tuning.star_roundness_sigma,
+        tuning.star_corner_sigma or np.inf,  # 0: off
+        corner,
     )
 
 
@@ -221,14 +202,9 @@ def drop_star_cores(cosmics, frame, tuning):
     if not count:
         return None
     peaks = bright_peaks(cosmics, frame, tuning)
-    test = star_thresholds(frame, peaks, tuning)
-    profile = None if peaks is None else star_profile(frame, peaks)
-    py, px = geo.group_peaks(frame.data, iy, ix, group)
-    star, wing, tops = star_groups(
-        cosmics, frame, (iy, ix, group, count), (py, px), (test, profile), tuning
-    )
-    drop_edge_slopes(cosmics, frame, (iy, ix, group, count), (py, px), tops, tuning)
-    if peaks is not None and tuning.star_light_slack:
+    profile = shape = None
+    if peaks is not None:
+        profile = star_profile(frame, peaks)
         shape = StarShape(
             frame,
             peaks,
@@ -237,6 +213,13 @@ def drop_star_cores(cosmics, frame, tuning):
             slack=tuning.star_light_slack,
             metric=profile.metric,
         )
+    test = star_thresholds(frame, peaks, tuning, shape)
+    py, px = geo.group_peaks(frame.data, iy, ix, group)
+    star, wing, tops = star_groups(
+        cosmics, frame, (iy, ix, group, count), (py, px), (test, profile), tuning
+    )
+    drop_edge_slopes(cosmics, frame, (iy, ix, group, count), (py, px), tops, tuning)
+    if peaks is not None and tuning.star_light_slack:
         vetoed = cosmics.copy()  # the stars the veto unflags count for the crowding
         on_star = (star | wing)[group]
         vetoed[iy[on_star], ix[on_star]] = False
@@ -581,7 +564,9 @@ def passes_star_test(light, excess, sigma, test):
     sigma, own_sigma = sigma
     lesser, greater = pair_light(light)
     pair_sigma = np.sqrt(2) * own_sigma[:, None]
-    round_enough = lesser + test.roundness_sigma * pair_sigma >= test.roundness * greater
+    bright = excess >= test.corner_sigma * own_sigma
+    asked = np.where(bright, test.corner_roundness, test.roundness)[:, None]
+    round_enough = lesser + test.roundness_sigma * pair_sigma >= asked * greater
     return (
         (light.sum(axis=1) >= test.neighbours * excess)
         & (geo.second_least(light + test.dimmest_sigma * sigma) >= test.dimmest * excess)
