@@ -220,12 +220,9 @@ def drop_star_cores(cosmics, frame, tuning):
     )
     drop_edge_slopes(cosmics, frame, (iy, ix, group, count), (py, px), tops, tuning)
     if peaks is not None and tuning.star_light_slack:
-        vetoed = cosmics.copy()  # the stars the veto unflags count for the crowding
         on_star = (star | wing)[group]
-        vetoed[iy[on_star], ix[on_star]] = False
-        shape.is_star = functools.partial(
-            is_bright_star_top, test=test, nsigma=star_top_sigma(vetoed, frame, shape, tuning)
-        )
+        nsigma = star_top_sigma(cosmics, (iy[on_star], ix[on_star]), frame, shape, tuning)
+        shape.is_star = functools.partial(is_bright_star_top, test=test, nsigma=nsigma)
         frame.stars = StarLight(shape, tuning.star_light_slack, tuning.star_light_grow_sigma)
         drop_star_light(cosmics, frame, (iy, ix, group, count), ~(star | wing), tuning)
     if peaks is None:
@@ -516,18 +513,22 @@ def light_left(frame, pixels, stars, profile, offsets=geo.NEIGHBOURS):
     return light, excess - star_light(cy, cx, total, iy, ix, profile)
 
 
-def star_top_sigma(cosmics, frame, shape, tuning):
+def star_top_sigma(cosmics, on_stars, frame, shape, tuning):
     """How far above the sky a star's top must be for its light to explain flagged pixels.
 
-    `~CosmicRayTuning.undersampled_top_sigma` on crowded
-    (`.faint_stars.is_crowded` with the flags ``cosmics``) undersampled
-    frames (the ``shape`` puts `~CosmicRayTuning.faint_star_top` or more of
-    a star's 3 x 3 light in its top), `~CosmicRayTuning.star_shape_sigma`
-    on the others.
+    `~CosmicRayTuning.undersampled_top_sigma` on undersampled frames (the
+    ``shape`` puts `~CosmicRayTuning.faint_star_top` or more of a star's 3
+    x 3 light in its top) that are crowded (`.faint_stars.is_crowded`, with
+    the flags ``cosmics`` less the pixels ``on_stars`` the veto unflags),
+    `~CosmicRayTuning.star_shape_sigma` on the others.
     """
-    if shape.top_fraction >= tuning.faint_star_top and is_crowded(cosmics, frame, tuning):
-        return min(tuning.undersampled_top_sigma, tuning.star_shape_sigma)
-    return tuning.star_shape_sigma
+    if shape.top_fraction < tuning.faint_star_top:
+        return tuning.star_shape_sigma
+    vetoed = cosmics.copy()
+    vetoed[on_stars] = False
+    if not is_crowded(vetoed, frame, tuning):
+        return tuning.star_shape_sigma
+    return min(tuning.undersampled_top_sigma, tuning.star_shape_sigma)
 
 
 def is_bright_star_top(frame, iy, ix, *, test, nsigma):
