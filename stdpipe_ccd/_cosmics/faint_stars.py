@@ -118,3 +118,21 @@ def _level_fit_chi2(excess, model, level):
         base = np.where(det > 0, (mm * le - ml * me) / det, 0.0)
     fitted = amplitude[..., None] * model + base[..., None] * level
     return ((excess - fitted) ** 2).sum(axis=-1)
+
+
+def star_top_sigma(cosmics, on_stars, frame, shape, tuning):
+    """How far above the sky a star's top must be for its light to explain flagged pixels.
+
+    `~CosmicRayTuning.undersampled_top_sigma` on undersampled frames (the
+    ``shape`` puts `~CosmicRayTuning.faint_star_top` or more of a star's 3
+    x 3 light in its top) that are crowded (`is_crowded`, with
+    the flags ``cosmics`` less the pixels ``on_stars`` the veto unflags),
+    `~CosmicRayTuning.star_shape_sigma` on the others.
+    """
+    if shape.top_fraction < tuning.faint_star_top:
+        return tuning.star_shape_sigma
+    vetoed = cosmics.copy()
+    vetoed[on_stars] = False
+    if not is_crowded(vetoed, frame, tuning):
+        return tuning.star_shape_sigma
+    return min(tuning.undersampled_top_sigma, tuning.star_shape_sigma)

@@ -214,7 +214,11 @@ class StarShape:
         found = np.full((5, iy.size), np.nan)
         star = self.is_star(frame, iy, ix)
         found[0] = star
-        iy, ix = iy[star], ix[star]
+        found[1:, star] = self.fit(frame, iy[star], ix[star])
+        return found
+
+    def fit(self, frame, iy, ix):
+        """Fit the stars topping at ``iy, ix``: rows 1 to 4 of `tops`, without the star test."""
         cy, cx, _ = self._centroids(frame, iy, ix)
         dy, dx = np.array(geo.NEIGHBOURS).T
         model = _interpolate(
@@ -232,8 +236,7 @@ class StarShape:
             amplitude = (w * light).sum(axis=1) / np.maximum((w * model).sum(axis=1), 1e-30)
             fitted = self._slack * amplitude[:, None] * model
             used &= light - fitted < CLIP_SIGMA * sigma + CLIP_FRACTION * fitted
-        found[1:, star] = cy, cx, amplitude, used.all(axis=1)
-        return found
+        return cy, cx, amplitude, used.all(axis=1)
 
     @property
     def top_fraction(self):
@@ -270,7 +273,7 @@ class StarShape:
 class StarLight(NamedTuple):
     """The frame's stars, as the steps after the veto tell their light (`explained_by_stars`).
 
-    Their shape and tops (tops `.stars.star_top_sigma` above the sky that
+    Their shape and tops (tops `.faint_stars.star_top_sigma` above the sky that
     pass the star test), the `~CosmicRayTuning.star_light_slack`
     and the `~CosmicRayTuning.star_light_grow_sigma`.
     """
@@ -284,7 +287,7 @@ def explained_by_stars(frame, iy, ix, nsigma, tops=None, slack=None):
     """Whether the light of a star explains pixels ``iy, ix`` (`StarLight` in ``frame.stars``).
 
     The star is the one whose top a pixel's climb reaches, a top
-    `.stars.star_top_sigma` above the sky that passes the star test. Its
+    `.faint_stars.star_top_sigma` above the sky that passes the star test. Its
     light, from the frame's star shape (`StarShape`) scaled to the top's
     neighbours, explains a pixel that is at most ``slack`` times
     that plus ``nsigma`` sigma above the sky, and that the star adds a
