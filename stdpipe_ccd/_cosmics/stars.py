@@ -186,8 +186,8 @@ def star_profile_and_shape(frame, peaks, tuning):
     find round stars 1.2 times longer than wide.
     """
 
-    def fitted(profile):
-        shape = StarShape(
+    def shaped(profile):
+        return StarShape(
             frame,
             peaks,
             centroids=centroids,
@@ -195,13 +195,18 @@ def star_profile_and_shape(frame, peaks, tuning):
             slack=tuning.star_light_slack,
             metric=profile.metric,
         )
-        return profile, shape, np.mean(shape.fit(frame, *peaks)[3])
 
-    elongated = fitted(star_profile(frame, peaks))
-    if elongated[0].metric is None:
-        return elongated[:2]
-    round_ = fitted(star_profile(frame, peaks, elongated=False))
-    return (round_ if round_[2] > elongated[2] else elongated)[:2]
+    def followed(shape):
+        return np.mean(shape.fit(frame, *peaks)[3])
+
+    profile = star_profile(frame, peaks)
+    shape = shaped(profile)
+    if profile.metric is not None:
+        round_profile = star_profile(frame, peaks, elongated=False)
+        round_shape = shaped(round_profile)
+        if followed(round_shape) > followed(shape):
+            return round_profile, round_shape
+    return profile, shape
 
 
 def drop_star_cores(cosmics, frame, tuning):
